@@ -1,0 +1,1 @@
+"""The `gray` command line: thin Typer sub-apps over `gray.controller`."""

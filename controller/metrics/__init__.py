@@ -1,0 +1,1 @@
+"""Metrics-source adapters behind the `MetricsSource` protocol."""

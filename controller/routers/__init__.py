@@ -1,0 +1,1 @@
+"""Serving-endpoint adapters behind the `Router` protocol."""

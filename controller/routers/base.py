@@ -1,0 +1,31 @@
+"""The router seam: how gray drives any serving endpoint."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from gray.controller.types import Applied, Lease, RouteSpec
+
+
+class Router(Protocol):
+    """A serving endpoint that splits traffic between a baseline and a candidate.
+
+    Every write carries a lease; an endpoint refuses a write whose epoch is older
+    than the one in force (raising LeaseConflictError).
+    """
+
+    def apply(self, route: RouteSpec, lease: Lease) -> Applied:
+        """Put `route` in force under `lease`."""
+        ...
+
+    def read(self) -> Applied:
+        """The route and lease in force now."""
+        ...
+
+    def rollback(self, lease: Lease | None) -> Applied:
+        """Baseline answers 100 %, no mirror, in one write, under a new higher epoch."""
+        ...
+
+    def ensure_loaded(self, version: str) -> None:
+        """Make the endpoint load and warm `version` without sending it traffic."""
+        ...

@@ -1,0 +1,1 @@
+"""`gray demo`: sample models, traffic and plans that show a whole rollout on one machine."""

@@ -1,0 +1,1 @@
+"""The built-in serving endpoint: splits, mirrors and measures traffic between model versions."""
