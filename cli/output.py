@@ -1,0 +1,68 @@
+"""Shared CLI plumbing: output formats, error printing and exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from gray.controller.errors import GrayError, PlanError
+
+console = Console(highlight=False)
+error_console = Console(stderr=True, highlight=False)
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done (promoted, or the requested stage reached); 1 rolled back or "
+    "aborted; 2 bad input or refused with nothing changed; 3 stopped with traffic held "
+    "(approval, pause, --until-stage); 4 lost the endpoint, registry or metrics source "
+    "(traffic left as last verified; resumable)."
+)
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+OutputOption = typer.Option(
+    OutputFormat.text, "--output", "-o", help="text for people, json for machines."
+)
+
+
+def emit_json(payload: Any) -> None:
+    """One JSON document (or line) on stdout, flushed so pipelines see it at once."""
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fail(error: GrayError, output: OutputFormat = OutputFormat.text) -> NoReturn:
+    """Report `error` the way the user asked for and leave with its exit code."""
+    if output == OutputFormat.json:
+        emit_json({"ok": False, **error.to_dict(), "exit_code": error.exit_code})
+    elif isinstance(error, PlanError):
+        error_console.print(f"[red]✗ {error.path}[/]: {len(error.problems)} problem(s)")
+        for problem in error.problems:
+            error_console.print(f"  {problem.render()}", markup=False, soft_wrap=True)
+    else:
+        error_console.print(f"[red]error:[/] {error.message}", soft_wrap=True)
+    raise typer.Exit(error.exit_code)
+
+
+@contextmanager
+def reported_errors(output: OutputFormat = OutputFormat.text) -> Iterator[None]:
+    """Turn any GrayError raised inside into a clean message and exit code."""
+    try:
+        yield
+    except GrayError as error:
+        fail(error, output)
+
+
+def run_reported(output: OutputFormat, action: Callable[[], Any]) -> Any:
+    with reported_errors(output):
+        return action()

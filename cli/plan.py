@@ -1,0 +1,193 @@
+"""`gray plan`: check plans and show their timeline before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich import box
+from rich.table import Table
+
+from gray.cli.output import OutputFormat, OutputOption, console, emit_json, error_console, fail
+from gray.controller.errors import PlanError
+from gray.controller.plan import Plan, StageSpec, load_plan
+from gray.controller.units import format_duration, format_share
+
+plan_app = typer.Typer(
+    help="Check rollout plans and show what they will do.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+@plan_app.command("validate")
+def validate(
+    plans: list[Path] = typer.Argument(..., metavar="PLAN...", help="Plan files to check."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Check plans; report every problem with file:line:column.
+
+    Exit 0 when every plan is valid, 2 when one is not.
+
+    Examples:
+
+    \b
+      gray plan validate plans/*.yaml
+      gray plan validate plan.yaml --output json
+    """
+    results = []
+    for path in plans:
+        try:
+            plan = load_plan(path)
+        except PlanError as error:
+            results.append({"path": str(path), "valid": False, **error.to_dict()})
+            if output == OutputFormat.text:
+                error_console.print(f"[red]✗ {path}[/]: {len(error.problems)} problem(s)", soft_wrap=True)
+                for problem in error.problems:
+                    error_console.print(f"  {problem.render()}", markup=False, soft_wrap=True)
+            continue
+        results.append({"path": str(path), "valid": True, "name": plan.name})
+        if output == OutputFormat.text:
+            console.print(
+                f"[green]✓ {path}[/]: plan {plan.name}, {len(plan.stages)} stages, "
+                f"{format_duration(total_dwell(plan))} of dwell"
+            )
+    all_valid = all(r["valid"] for r in results)
+    if output == OutputFormat.json:
+        emit_json({"ok": all_valid, "plans": results})
+    raise typer.Exit(0 if all_valid else 2)
+
+
+@plan_app.command("show")
+def show(
+    plan_path: Path = typer.Argument(..., metavar="PLAN", help="The plan file."),
+    rps: float | None = typer.Option(
+        None,
+        "--rps",
+        min=0,
+        help="Requests per second the endpoint serves, to estimate "
+        "how many requests the candidate gets in each stage.",
+    ),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Show a plan's stages, gates and timeline.
+
+    Examples:
+
+    \b
+      gray plan show plans/incremental.yaml
+      gray plan show plans/cold-start.yaml --rps 500
+    """
+    try:
+        plan = load_plan(plan_path)
+    except PlanError as error:
+        fail(error, output)
+    rows = timeline(plan, rps)
+    if output == OutputFormat.json:
+        emit_json({"name": plan.name, "total_seconds": total_dwell(plan), "stages": rows})
+        return
+    console.print(
+        f"[bold]{plan.name}[/]: {plan.model.name} {plan.model.baseline} → "
+        f"{plan.model.candidate}, judged every {format_duration(plan.interval)} "
+        f"(alpha {plan.alpha:g} per stage)"
+    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("stage", "traffic", "mirror", "audience", "dwell", "ends"):
+        table.add_column(column, no_wrap=True)
+    if rps is not None:
+        table.add_column("requests", justify="right", no_wrap=True)
+    table.add_column("gates", overflow="fold")
+    for row in rows:
+        cells = [
+            f"{row['number']}. {row['name']}" + (" ⏸" if row["approval"] else ""),
+            format_share(row["weight"]),
+            format_share(row["mirror"]) if row["mirror"] else "-",
+            str(row["audience"]).replace(", ", "\n"),
+            format_duration(row["dwell_seconds"]),
+            format_duration(row["ends_at_seconds"]),
+        ]
+        if rps is not None:
+            cells.append(f"{row['candidate_requests']:,}")
+        cells.append(row["gate_changes"])
+        table.add_row(*cells)
+    console.print(table)
+    if any(stage.approval for stage in plan.stages):
+        console.print("⏸ waits for `gray rollout approve ID` after its dwell, traffic held.")
+    gate_table = Table(title="gates", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("gate", "allowed", "alpha", "min samples"):
+        gate_table.add_column(column)
+    seen: set[str] = set()
+    for index in range(len(plan.stages)):
+        gates = plan.stage_gates(index)
+        for gate in gates:
+            if gate.describe() in seen:
+                continue
+            seen.add(gate.describe())
+            alpha = gate.alpha if gate.alpha is not None else plan.alpha / len(gates)
+            gate_table.add_row(
+                gate.key,
+                gate.describe().removeprefix(gate.key).strip(),
+                f"{alpha:.3g}",
+                str(gate.min_samples),
+            )
+    console.print(gate_table)
+    promote = (
+        f"then {plan.promote.alias} → candidate"
+        + (
+            f", previous kept as {plan.promote.keep_previous_as}"
+            if plan.promote.keep_previous_as
+            else ""
+        )
+        if plan.promote
+        else "no promotion"
+    )
+    approvals = sum(1 for s in plan.stages if s.approval)
+    waits = f" plus {approvals} approval wait(s)" if approvals else ""
+    console.print(f"Total: {format_duration(total_dwell(plan))}{waits}; {promote}.")
+
+
+def total_dwell(plan: Plan) -> float:
+    return sum(stage.dwell for stage in plan.stages)
+
+
+def timeline(plan: Plan, rps: float | None) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    elapsed = 0.0
+    for index, stage in enumerate(plan.stages):
+        elapsed += stage.dwell
+        row: dict[str, object] = {
+            "number": index + 1,
+            "name": stage.name,
+            "weight": stage.weight,
+            "mirror": stage.mirror,
+            "audience": describe_audience(stage),
+            "dwell_seconds": stage.dwell,
+            "ends_at_seconds": elapsed,
+            "approval": stage.approval,
+            "gates": [gate.describe() for gate in plan.stage_gates(index)],
+            "gate_changes": _gate_changes(plan, index),
+        }
+        if rps is not None:
+            # Before audience filtering: an audience only lowers this.
+            share = stage.weight if stage.weight > 0 else stage.mirror
+            row["candidate_requests"] = round(rps * share * stage.dwell)
+        rows.append(row)
+    return rows
+
+
+def _gate_changes(plan: Plan, index: int) -> str:
+    """`plan`, or how the stage's gates differ from the plan's: `+disagreement -accuracy`."""
+    own = {gate.key: gate for gate in plan.stage_gates(index)}
+    base = {gate.key: gate for gate in plan.gates}
+    changes = [f"+{key}" for key in own if key not in base]
+    changes += [f"-{key}" for key in base if key not in own]
+    changes += [f"~{key}" for key in own if key in base and own[key] != base[key]]
+    return " ".join(changes) or "plan"
+
+
+def describe_audience(stage: StageSpec) -> str:
+    parts = list(stage.audience.cidr)
+    for header, values in stage.audience.headers.items():
+        listed = values if isinstance(values, list) else [values]
+        parts.append(f"{header} in {'|'.join(listed)}")
+    return ", ".join(parts) or "everyone"

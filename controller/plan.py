@@ -1,0 +1,387 @@
+"""The rollout plan: typed models and `load_plan`, which reports every problem at once.
+
+A plan says which model versions to compare, where traffic is split, how each
+stage moves traffic, which gates judge it, and what happens at the end. The YAML
+forms (`30s`, `5%`, `${VAR:-default}`) are parsed here into seconds and shares.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from gray.controller.errors import PlanError, PlanProblem
+from gray.controller.types import Audience
+from gray.controller.units import format_duration, format_share, parse_duration, parse_share
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Share = Annotated[float, BeforeValidator(parse_share)]
+
+METRICS = (
+    "error_rate",
+    "bad_request_rate",
+    "latency",
+    "latency_distribution",
+    "accuracy",
+    "wrong_prediction_rate",
+    "disagreement",
+)
+Metric = Literal[
+    "error_rate",
+    "bad_request_rate",
+    "latency",
+    "latency_distribution",
+    "accuracy",
+    "wrong_prediction_rate",
+    "disagreement",
+]
+RATE_METRICS = ("error_rate", "bad_request_rate", "latency", "wrong_prediction_rate")
+NotifyEvent = Literal["start", "stage", "approval", "pause", "rollback", "promote", "abort"]
+NOTIFY_EVENTS: tuple[str, ...] = (
+    "start",
+    "stage",
+    "approval",
+    "pause",
+    "rollback",
+    "promote",
+    "abort",
+)
+
+_ALIAS = re.compile(r"^@[A-Za-z0-9_][A-Za-z0-9_\-]*$")
+
+
+def _version_ref(value: object) -> str:
+    """`"@alias"` or a version number; YAML may hand the number over as an int."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f'expected "@alias" or a version number, got {value!r}')
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"a version number starts at 1, got {value}")
+        return str(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit() and int(text) >= 1:
+            return str(int(text))
+        if _ALIAS.match(text):
+            return text
+        if text and not text.startswith("@") and _ALIAS.match("@" + text):
+            raise ValueError(f'an alias starts with @: write "@{text}"')
+    raise ValueError(f'expected "@alias" or a version number, got {value!r}')
+
+
+VersionRef = Annotated[str, BeforeValidator(_version_ref)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PreprocessorBinding(_Strict):
+    """Where each version's preprocessor lives: inside the version, or as its own model."""
+
+    artifact: str | None = None
+    registered_model: str | None = None
+
+
+class ModelSpec(_Strict):
+    name: str = Field(min_length=1)
+    baseline: VersionRef
+    candidate: VersionRef
+    preprocessor: PreprocessorBinding | None = None
+
+
+class RegistrySpec(_Strict):
+    uri: str | None = None
+
+
+class RouterSpec(_Strict):
+    type: Literal["gateway"] = "gateway"
+    url: str = "http://127.0.0.1:8080"
+    token: str | None = None
+    timeout: Duration = 10.0
+
+
+class MetricsSpec(_Strict):
+    type: Literal["gateway"] = "gateway"
+    url: str | None = None
+    token: str | None = None
+
+
+class GateSpec(_Strict):
+    """One gate: a metric, the margin the candidate may use, and its error budget."""
+
+    metric: Metric
+    slo: Duration | None = None
+    max_increase: Share | None = None
+    max_increase_abs: Share | None = None
+    max_decrease: Share | None = None
+    max: Share | None = None
+    tolerance: Share | None = None
+    alpha: float | None = Field(default=None, gt=0, lt=0.5)
+    min_samples: int = Field(default=200, ge=1)
+    enabled: bool = True
+
+    @property
+    def key(self) -> str:
+        if self.metric == "latency" and self.slo is not None:
+            return f"latency<{format_duration(self.slo)}"
+        return self.metric
+
+    def describe(self) -> str:
+        """The gate in a few words, for tables: `error_rate ≤ +10%`."""
+        limits: list[str] = []
+        if self.max_increase is not None:
+            limits.append(f"+{format_share(self.max_increase)}")
+        if self.max_increase_abs is not None:
+            limits.append(f"+{self.max_increase_abs * 100:g}pt")
+        if self.max_decrease is not None:
+            limits.append(f"-{self.max_decrease * 100:g}pt")
+        if self.max is not None:
+            limits.append(f"≤{format_share(self.max)}")
+        if self.tolerance is not None:
+            limits.append(f"±{format_share(self.tolerance)}")
+        return f"{self.key} {' '.join(limits)}".strip()
+
+
+class StageGate(_Strict):
+    """A stage's change to one of the plan's gates (matched by metric and slo), or a new gate."""
+
+    metric: Metric
+    slo: Duration | None = None
+    max_increase: Share | None = None
+    max_increase_abs: Share | None = None
+    max_decrease: Share | None = None
+    max: Share | None = None
+    tolerance: Share | None = None
+    alpha: float | None = Field(default=None, gt=0, lt=0.5)
+    min_samples: int | None = Field(default=None, ge=1)
+    enabled: bool | None = None
+
+
+class AudienceSpec(_Strict):
+    """Which requests may reach the candidate: client CIDRs and header rules, all must match."""
+
+    cidr: tuple[str, ...] = ()
+    headers: dict[str, str | list[str]] = Field(default_factory=dict)
+
+    def to_audience(self) -> Audience:
+        return Audience.from_dict({"cidr": list(self.cidr), "headers": dict(self.headers)})
+
+
+class StageSpec(_Strict):
+    name: str = Field(min_length=1)
+    weight: Share = 0.0
+    mirror: Share = 0.0
+    audience: AudienceSpec = Field(default_factory=AudienceSpec)
+    dwell: Duration
+    min_requests: int = Field(default=0, ge=0)
+    approval: bool = False
+    allow_decrease: bool = False
+    gates: tuple[StageGate, ...] = ()
+
+    @property
+    def is_shadow(self) -> bool:
+        return self.weight == 0 and self.mirror > 0
+
+
+class InconclusivePolicy(_Strict):
+    """A stage whose gates have not decided at the end of its dwell."""
+
+    extend: Duration | None = None
+    max_extensions: int = Field(default=1, ge=0, le=100)
+    then: Literal["fail", "pass"] = "fail"
+
+
+class NoDataPolicy(_Strict):
+    """A stage whose metrics source returns no data for the candidate."""
+
+    hold: Duration = 300.0
+
+
+class Policies(_Strict):
+    inconclusive: InconclusivePolicy = Field(default_factory=InconclusivePolicy)
+    no_data: NoDataPolicy = Field(default_factory=NoDataPolicy)
+
+
+class PromoteSpec(_Strict):
+    alias: str = "champion"
+    keep_previous_as: str | None = "previous-champion"
+
+
+class NotifySpec(_Strict):
+    url: str
+    events: tuple[NotifyEvent, ...] = NOTIFY_EVENTS
+
+
+class Plan(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    description: str | None = None
+    model: ModelSpec
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    router: RouterSpec = Field(default_factory=RouterSpec)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    interval: Duration = 30.0
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    gates: tuple[GateSpec, ...] = ()
+    stages: tuple[StageSpec, ...] = Field(min_length=1)
+    policies: Policies = Field(default_factory=Policies)
+    promote: PromoteSpec | None = Field(default_factory=PromoteSpec)
+    notify: tuple[NotifySpec, ...] = ()
+
+    def stage_gates(self, index: int) -> tuple[GateSpec, ...]:
+        """The gates that judge stage `index`: the plan's gates with the stage's changes."""
+        return resolve_stage_gates(self.gates, self.stages[index].gates)
+
+    def stage_index(self, ref: str | int) -> int:
+        """A stage by 1-based number or by name."""
+        if isinstance(ref, int) or str(ref).isdigit():
+            number = int(ref)
+            if 1 <= number <= len(self.stages):
+                return number - 1
+        else:
+            for index, stage in enumerate(self.stages):
+                if stage.name == ref:
+                    return index
+        names = ", ".join(s.name for s in self.stages)
+        raise ValueError(f"no stage {ref!r} in plan {self.name} (stages: {names})")
+
+    @property
+    def metrics_url(self) -> str:
+        return self.metrics.url or self.router.url
+
+    @property
+    def metrics_token(self) -> str | None:
+        return self.metrics.token if self.metrics.token is not None else self.router.token
+
+    def slo_edges(self) -> tuple[float, ...]:
+        """Every latency edge any stage's gates count requests over."""
+        edges = {
+            gate.slo
+            for index in range(len(self.stages))
+            for gate in self.stage_gates(index)
+            if gate.slo is not None
+        }
+        return tuple(sorted(edges))
+
+
+def resolve_stage_gates(
+    plan_gates: tuple[GateSpec, ...], overrides: tuple[StageGate, ...]
+) -> tuple[GateSpec, ...]:
+    gates = list(plan_gates)
+    for override in overrides:
+        changes = override.model_dump(exclude_unset=True, exclude={"metric"})
+        match = _matching_gate(gates, override)
+        if match is None:
+            gates.append(GateSpec.model_validate({"metric": override.metric, **changes}))
+        else:
+            gates[match] = GateSpec.model_validate({**gates[match].model_dump(), **changes})
+    return tuple(gate for gate in gates if gate.enabled)
+
+
+def _matching_gate(gates: list[GateSpec], override: StageGate) -> int | None:
+    for index, gate in enumerate(gates):
+        if gate.metric != override.metric:
+            continue
+        if override.slo is None or gate.slo is None or abs(gate.slo - override.slo) < 1e-9:
+            return index
+    return None
+
+
+def _default_stage_names(data: Any) -> Any:
+    """Stages may leave out `name`: `shadow`, `5%`, ... (made unique with a suffix)."""
+    if not isinstance(data, dict) or not isinstance(data.get("stages"), list):
+        return data
+    seen: set[str] = set()
+    stages = []
+    for number, stage in enumerate(data["stages"], start=1):
+        if isinstance(stage, dict) and "name" not in stage:
+            name = _stage_default_name(stage, number)
+            candidate, suffix = name, 2
+            while candidate in seen:
+                candidate, suffix = f"{name}-{suffix}", suffix + 1
+            stage = {**stage, "name": candidate}
+        if isinstance(stage, dict) and isinstance(stage.get("name"), str):
+            seen.add(stage["name"])
+        stages.append(stage)
+    return {**data, "stages": stages}
+
+
+def _stage_default_name(stage: dict[str, Any], number: int) -> str:
+    try:
+        weight = parse_share(stage.get("weight", 0))
+        mirror = parse_share(stage.get("mirror", 0))
+    except ValueError:
+        return f"stage-{number}"
+    if weight == 0 and mirror > 0:
+        return "shadow"
+    if weight > 0:
+        return format_share(weight)
+    return f"stage-{number}"
+
+
+def parse_plan(text: str, filename: str = "<plan>", environ: dict[str, str] | None = None) -> Plan:
+    """Parse and check a plan; raise PlanError listing every problem found."""
+    from gray.controller.plan_checks import semantic_problems
+    from gray.controller.plan_problems import describe_validation_error
+    from gray.controller.plan_source import read_plan_source
+
+    source = read_plan_source(text, environ)
+    problems = [
+        PlanProblem(filename, p.line, p.column, _field_path(p.path), p.message)
+        for p in source.problems
+    ]
+    if source.data is None:
+        raise PlanError(filename, problems)
+    if not isinstance(source.data, dict):
+        line, column = source.position(())
+        problems.append(
+            PlanProblem(filename, line, column, "", "expected a mapping of plan fields at the top")
+        )
+        raise PlanError(filename, problems)
+    try:
+        plan = Plan.model_validate(_default_stage_names(source.data))
+    except ValidationError as exc:
+        problems.extend(describe_validation_error(exc, source, filename, Plan))
+        raise PlanError(filename, _sorted(problems)) from None
+    for path, message in semantic_problems(plan):
+        line, column = source.position(path)
+        problems.append(PlanProblem(filename, line, column, _field_path(path), message))
+    if problems:
+        raise PlanError(filename, _sorted(problems))
+    return plan
+
+
+def load_plan(path: str | Path, environ: dict[str, str] | None = None) -> Plan:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise PlanError(str(path), [PlanProblem(str(path), None, None, "", reason)]) from None
+    return parse_plan(text, str(path), environ)
+
+
+def _field_path(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def _sorted(problems: list[PlanProblem]) -> list[PlanProblem]:
+    return sorted(problems, key=lambda p: (p.line or 0, p.column or 0))
+
+
+def validate_cidrs(cidrs: tuple[str, ...]) -> list[tuple[int, str]]:
+    """Indexes and messages of CIDR entries that do not parse."""
+    bad = []
+    for index, cidr in enumerate(cidrs):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            bad.append((index, f"expected a network such as 10.0.0.0/8, got {cidr!r}"))
+    return bad

@@ -1,0 +1,171 @@
+"""Checks a plan can only fail as a whole: impossible stage orders, gates without margins."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pydantic import ValidationError
+
+from gray.controller.plan import (
+    RATE_METRICS,
+    GateSpec,
+    Plan,
+    StageGate,
+    resolve_stage_gates,
+    validate_cidrs,
+)
+from gray.controller.units import format_duration, format_share
+
+Problem = tuple[tuple[str | int, ...], str]
+
+# Which margin fields each metric takes: the first tuple needs at least one set.
+_MARGINS: dict[str, tuple[str, ...]] = {
+    "error_rate": ("max_increase", "max_increase_abs"),
+    "bad_request_rate": ("max_increase", "max_increase_abs"),
+    "wrong_prediction_rate": ("max_increase", "max_increase_abs"),
+    "latency": ("max_increase", "max_increase_abs"),
+    "latency_distribution": ("tolerance",),
+    "accuracy": ("max_decrease",),
+    "disagreement": ("max",),
+}
+_MARGIN_FIELDS = ("max_increase", "max_increase_abs", "max_decrease", "max", "tolerance")
+
+
+def semantic_problems(plan: Plan) -> list[Problem]:
+    problems: list[Problem] = []
+    problems.extend(_model_problems(plan))
+    for index, gate in enumerate(plan.gates):
+        problems.extend(_gate_problems(gate, ("gates", index)))
+    problems.extend(_duplicate_gates(plan.gates, ("gates",)))
+    problems.extend(_stage_problems(plan))
+    problems.extend(_notify_problems(plan))
+    if plan.promote and plan.promote.alias == plan.promote.keep_previous_as:
+        problems.append(
+            (
+                ("promote", "keep_previous_as"),
+                f"keep_previous_as must differ from alias '{plan.promote.alias}'",
+            )
+        )
+    return problems
+
+
+def _model_problems(plan: Plan) -> Iterator[Problem]:
+    model = plan.model
+    if model.baseline == model.candidate:
+        yield (
+            ("model", "candidate"),
+            f"candidate is the same as baseline ({model.baseline}); "
+            "a rollout compares two versions",
+        )
+    binding = model.preprocessor
+    if binding is not None:
+        given = [f for f in ("artifact", "registered_model") if getattr(binding, f)]
+        if len(given) != 1:
+            yield (
+                ("model", "preprocessor"),
+                "expected exactly one of 'artifact' (a path inside the model version) or "
+                "'registered_model' (a model resolved with the same alias)",
+            )
+
+
+def _gate_problems(gate: GateSpec | StageGate, path: tuple[str | int, ...]) -> Iterator[Problem]:
+    allowed = _MARGINS[gate.metric]
+    for name in _MARGIN_FIELDS:
+        if getattr(gate, name) is not None and name not in allowed:
+            expected = " or ".join(f"'{a}'" for a in allowed)
+            yield (
+                (*path, name),
+                f"'{name}' does not apply to a {gate.metric} gate (it takes {expected})",
+            )
+    if gate.slo is not None and gate.metric != "latency":
+        yield ((*path, "slo"), f"'slo' applies only to latency gates, not {gate.metric}")
+    if isinstance(gate, GateSpec):
+        if not any(getattr(gate, name) is not None for name in allowed):
+            expected = " or ".join(f"'{a}'" for a in allowed)
+            yield (path, f"a {gate.metric} gate needs its allowed margin: {expected}")
+        if gate.metric == "latency" and gate.slo is None:
+            yield (
+                path,
+                "a latency gate needs 'slo', the latency edge it counts slow requests over "
+                "(e.g. slo: 250ms)",
+            )
+    if gate.metric in RATE_METRICS and gate.max_increase == 0 and not gate.max_increase_abs:
+        yield (
+            (*path, "max_increase"),
+            "max_increase: 0% can never pass; allow a margin (e.g. 10%) or max_increase_abs",
+        )
+
+
+def _duplicate_gates(gates: tuple[GateSpec, ...], path: tuple[str | int, ...]) -> Iterator[Problem]:
+    seen: dict[str, int] = {}
+    for index, gate in enumerate(gates):
+        if gate.key in seen:
+            yield (
+                (*path, index),
+                f"gate {gate.key} is given twice (first at gates[{seen[gate.key]}])",
+            )
+        seen.setdefault(gate.key, index)
+
+
+def _stage_problems(plan: Plan) -> Iterator[Problem]:
+    names: dict[str, int] = {}
+    previous_weight = 0.0
+    for index, stage in enumerate(plan.stages):
+        path: tuple[str | int, ...] = ("stages", index)
+        if stage.name in names:
+            yield (
+                (*path, "name"),
+                f"stage name '{stage.name}' is used twice (first at stages[{names[stage.name]}])",
+            )
+        names.setdefault(stage.name, index)
+        if stage.weight == 0 and stage.mirror == 0:
+            yield (
+                path,
+                "a stage needs a weight (traffic answered by the candidate) or a mirror "
+                "(traffic copied to it), e.g. weight: 5%",
+            )
+        if stage.weight < previous_weight and not stage.allow_decrease:
+            yield (
+                (*path, "weight"),
+                f"weight goes down from {format_share(previous_weight)} to "
+                f"{format_share(stage.weight)}; set allow_decrease: true if that is intended",
+            )
+        previous_weight = (
+            max(previous_weight, stage.weight) if not stage.allow_decrease else (stage.weight)
+        )
+        if plan.interval > stage.dwell:
+            yield (
+                (*path, "dwell"),
+                f"dwell {format_duration(stage.dwell)} is shorter than the plan's interval "
+                f"{format_duration(plan.interval)}; the stage would end before its first look",
+            )
+        for cidr_index, message in validate_cidrs(stage.audience.cidr):
+            yield ((*path, "audience", "cidr", cidr_index), message)
+        for gate_index, gate in enumerate(stage.gates):
+            yield from _gate_problems(gate, (*path, "gates", gate_index))
+        try:
+            resolved = resolve_stage_gates(plan.gates, stage.gates)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            yield (
+                (*path, "gates"),
+                f"the stage's gate changes do not make a valid gate: {first['msg']}",
+            )
+            continue
+        for gate in resolved:
+            if gate not in plan.gates:
+                yield from (((*path, "gates"), message) for _, message in _gate_problems(gate, ()))
+        if not resolved and stage.weight > 0:
+            yield (
+                (*path, "gates"),
+                "no gate judges this stage; add gates to the plan or to the stage",
+            )
+
+
+def _notify_problems(plan: Plan) -> Iterator[Problem]:
+    for index, target in enumerate(plan.notify):
+        if not target.url.startswith(("http://", "https://")):
+            yield (
+                ("notify", index, "url"),
+                f"expected an http:// or https:// webhook URL, got {target.url!r}",
+            )
