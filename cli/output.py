@@ -46,12 +46,18 @@ def fail(error: GrayError, output: OutputFormat = OutputFormat.text) -> NoReturn
     if output == OutputFormat.json:
         emit_json({"ok": False, **error.to_dict(), "exit_code": error.exit_code})
     elif isinstance(error, PlanError):
-        error_console.print(f"[red]✗ {error.path}[/]: {len(error.problems)} problem(s)")
-        for problem in error.problems:
-            error_console.print(f"  {problem.render()}", markup=False, soft_wrap=True)
+        print_plan_error(error)
     else:
         error_console.print(f"[red]error:[/] {error.message}", soft_wrap=True)
     raise typer.Exit(error.exit_code)
+
+
+def print_plan_error(error: PlanError) -> None:
+    """Every problem of a plan, one per line, file:line:column first."""
+    count = len(error.problems)
+    error_console.print(f"[red]✗ {error.path}[/]: {count} problem(s)", soft_wrap=True)
+    for problem in error.problems:
+        error_console.print(f"  {problem.render()}", markup=False, soft_wrap=True)
 
 
 @contextmanager

@@ -8,7 +8,14 @@ import typer
 from rich import box
 from rich.table import Table
 
-from gray.cli.output import OutputFormat, OutputOption, console, emit_json, error_console, fail
+from gray.cli.output import (
+    OutputFormat,
+    OutputOption,
+    console,
+    emit_json,
+    fail,
+    print_plan_error,
+)
 from gray.controller.errors import PlanError
 from gray.controller.plan import Plan, StageSpec, load_plan
 from gray.controller.units import format_duration, format_share
@@ -42,9 +49,7 @@ def validate(
         except PlanError as error:
             results.append({"path": str(path), "valid": False, **error.to_dict()})
             if output == OutputFormat.text:
-                error_console.print(f"[red]✗ {path}[/]: {len(error.problems)} problem(s)", soft_wrap=True)
-                for problem in error.problems:
-                    error_console.print(f"  {problem.render()}", markup=False, soft_wrap=True)
+                print_plan_error(error)
             continue
         results.append({"path": str(path), "valid": True, "name": plan.name})
         if output == OutputFormat.text:
