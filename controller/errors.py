@@ -9,6 +9,7 @@
     │   ├── AliasNotFoundError     no such alias on the model (exit 2)
     │   ├── VersionNotReadyError   the version's status is not READY (exit 2)
     │   ├── SameVersionError       baseline and candidate are one version (exit 2)
+    │   ├── AliasConflictError     an alias no longer points where the caller expected (exit 2)
     │   └── PreprocessorError      preprocessor missing, untagged or hash mismatch (exit 2)
     ├── RouterError                the serving endpoint failed or is unreachable (exit 4)
     │   ├── LeaseConflictError     a write was fenced by a newer lease epoch (exit 1)
@@ -129,6 +130,12 @@ class VersionNotReadyError(RegistryError):
 
 
 class SameVersionError(RegistryError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class AliasConflictError(RegistryError):
+    """An alias moved since it was read; gray refused to move it (compare-and-swap)."""
+
     exit_code = EXIT_BAD_INPUT
 
 

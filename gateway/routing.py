@@ -99,7 +99,9 @@ class CompiledRoute:
     @classmethod
     def compile(cls, spec: RouteSpec) -> CompiledRoute:
         buckets = round(spec.weight * BUCKETS) if spec.candidate else 0
-        return cls(spec=spec, candidate_buckets=buckets, audience=AudienceRule.compile(spec.audience))
+        return cls(
+            spec=spec, candidate_buckets=buckets, audience=AudienceRule.compile(spec.audience)
+        )
 
     @property
     def sends_to_candidate(self) -> bool:

@@ -45,8 +45,7 @@ class GatewaySettings:
             raise ConfigError(f"{TOKEN_ENV} is set but empty")
         if self.token is None and not self.insecure_no_auth:
             raise ConfigError(
-                f"no admin token: set {TOKEN_ENV}, or bind to loopback and pass "
-                "--insecure-no-auth"
+                f"no admin token: set {TOKEN_ENV}, or bind to loopback and pass --insecure-no-auth"
             )
         if self.token is None and not is_loopback(self.host):
             raise ConfigError(

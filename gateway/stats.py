@@ -62,7 +62,9 @@ class VersionStats:
         self.latency_sum += latency
         self.buckets[bucket] += 1
 
-    def to_counters(self, edges: tuple[float, ...], slo_edges: tuple[float, ...]) -> VersionCounters:
+    def to_counters(
+        self, edges: tuple[float, ...], slo_edges: tuple[float, ...]
+    ) -> VersionCounters:
         cumulative: list[tuple[float, int]] = []
         running = 0
         for edge, count in zip((*edges, math.inf), self.buckets, strict=True):
@@ -171,14 +173,19 @@ def quantile_from_buckets(buckets: list[int], edges: tuple[float, ...], q: float
 
 @dataclass(frozen=True)
 class StatsView:
-    """A consistent copy of every counter, taken under the lock."""
+    """A consistent copy of every counter, taken under the lock.
+
+    `latency_sums` is keyed by (traffic, version), traffic being "live" (routed),
+    "forced" (version forced by the caller) or "shadow" (the candidate's side of
+    mirrored requests).
+    """
 
     taken_at: float
     started_at: float
     versions: dict[str, VersionCounters]
     forced: dict[str, VersionCounters]
     shadow: dict[str, ShadowCounters]
-    latency_sums: dict[str, float]
+    latency_sums: dict[tuple[str, str], float]
     ignored_overrides: int
     shadow_dropped: int
     log_dropped: int
@@ -187,7 +194,9 @@ class StatsView:
 class GatewayStats:
     """All of the gateway's counters behind one lock (updates are a few integer adds)."""
 
-    def __init__(self, slo_edges: tuple[float, ...], clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, slo_edges: tuple[float, ...], clock: Callable[[], float] = time.time
+    ) -> None:
         self.slo_edges = tuple(sorted(set(slo_edges)))
         self.edges = fine_edges(self.slo_edges)
         self._clock = clock
@@ -218,9 +227,7 @@ class GatewayStats:
                 stats = table[version] = self._new()
             stats.observe(bucket, latency, outcome)
             if outcome != Outcome.BAD_REQUEST:
-                self._recent_for(version).observe(
-                    now, bucket, latency, outcome == Outcome.ERROR
-                )
+                self._recent_for(version).observe(now, bucket, latency, outcome == Outcome.ERROR)
 
     def record_shadow(
         self,
@@ -291,16 +298,23 @@ class GatewayStats:
             return StatsView(
                 taken_at=self._clock(),
                 started_at=self.started_at,
-                versions={
-                    v: s.to_counters(self.edges, self.slo_edges) for v, s in self._versions.items()
+                versions={v: self._counters(s) for v, s in self._versions.items()},
+                forced={v: self._counters(s) for v, s in self._forced.items()},
+                shadow={
+                    v: s.to_counters(self.edges, self.slo_edges) for v, s in self._shadow.items()
                 },
-                forced={v: s.to_counters(self.edges, self.slo_edges) for v, s in self._forced.items()},
-                shadow={v: s.to_counters(self.edges, self.slo_edges) for v, s in self._shadow.items()},
-                latency_sums={v: s.latency_sum for v, s in self._versions.items()},
+                latency_sums={
+                    **{("live", v): s.latency_sum for v, s in self._versions.items()},
+                    **{("forced", v): s.latency_sum for v, s in self._forced.items()},
+                    **{("shadow", v): s.candidate.latency_sum for v, s in self._shadow.items()},
+                },
                 ignored_overrides=self._ignored_overrides,
                 shadow_dropped=self._shadow_dropped,
                 log_dropped=self._log_dropped,
             )
+
+    def _counters(self, stats: VersionStats) -> VersionCounters:
+        return stats.to_counters(self.edges, self.slo_edges)
 
     def recent(self, version: str) -> RecentHealth:
         with self._lock:

@@ -1,0 +1,126 @@
+"""`gray gateway ...`: run the built-in serving endpoint and read its prediction log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from gray.controller.errors import GrayError
+
+gateway_app = typer.Typer(
+    name="gateway", help="The built-in serving endpoint.", no_args_is_help=True
+)
+
+
+def _fail(error: GrayError) -> typer.Exit:
+    typer.secho(f"error: {error.message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=error.exit_code)
+
+
+@gateway_app.command("serve")
+def serve(
+    model: str = typer.Option(..., "--model", help="Registered model name in MLflow."),
+    registry_uri: str | None = typer.Option(
+        None,
+        "--registry-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow registry URI (default: $MLFLOW_TRACKING_URI).",
+    ),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8080, "--port"),
+    state_dir: Path = typer.Option(
+        Path(".gray/gateway"), "--state-dir", help="Route in force and prediction log."
+    ),
+    baseline: str = typer.Option(
+        "@champion", "--baseline", help="Version served before any route is set (alias or number)."
+    ),
+    slo_edges: str | None = typer.Option(
+        None, "--slo-edges", help="Latency edges to count slow requests over, e.g. 100ms,250ms."
+    ),
+    routing_header: str = typer.Option(
+        "X-User-Id", "--routing-header", help="Header that keys sticky routing (else client IP)."
+    ),
+    override_cidr: list[str] = typer.Option(
+        [], "--override-cidr", help="Networks allowed to force a version with X-Model-Version."
+    ),
+    insecure_no_auth: bool = typer.Option(
+        False, "--insecure-no-auth", help="Serve the admin API without a token (loopback only)."
+    ),
+    forwarded_allow_ips: str = typer.Option(
+        "127.0.0.1", "--forwarded-allow-ips", help="Proxies trusted for X-Forwarded-For."
+    ),
+    predict_threads: int = typer.Option(8, "--predict-threads"),
+    mirror_threads: int = typer.Option(2, "--mirror-threads"),
+    mirror_queue: int = typer.Option(
+        256, "--mirror-queue", help="Mirrored requests in flight before more are dropped."
+    ),
+    log_max_bytes: int = typer.Option(50 * 1024 * 1024, "--log-max-bytes"),
+    log_backups: int = typer.Option(5, "--log-backups"),
+    feedback_window: int = typer.Option(
+        50_000, "--feedback-window", help="Recent answers kept for late labels."
+    ),
+    log_level: str = typer.Option("info", "--log-level"),
+    access_log: bool = typer.Option(False, "--access-log"),
+) -> None:
+    """Serve a registered model's versions and split traffic between them.
+
+    The admin token comes from $GRAY_GATEWAY_TOKEN.
+    """
+    from gray.gateway.settings import GatewaySettings, parse_slo_edges, token_from_env
+
+    try:
+        settings = GatewaySettings(
+            model_name=model,
+            state_dir=state_dir,
+            registry_uri=registry_uri,
+            host=host,
+            port=port,
+            token=token_from_env(),
+            insecure_no_auth=insecure_no_auth,
+            baseline=baseline,
+            slo_edges=parse_slo_edges(slo_edges),
+            routing_header=routing_header,
+            override_cidrs=tuple(override_cidr),
+            forwarded_allow_ips=forwarded_allow_ips,
+            predict_threads=predict_threads,
+            mirror_threads=mirror_threads,
+            mirror_queue=mirror_queue,
+            log_max_bytes=log_max_bytes,
+            log_backups=log_backups,
+            feedback_window=feedback_window,
+        )
+        settings.check()
+        from gray.gateway.server import serve as run_server
+
+        run_server(settings, log_level=log_level, access_log=access_log)
+    except GrayError as error:
+        raise _fail(error) from None
+
+
+@gateway_app.command("samples")
+def samples(
+    state_dir: Path = typer.Option(Path(".gray/gateway"), "--state-dir"),
+    kind: str | None = typer.Option(None, "--kind", help="prediction or shadow"),
+    version: str | None = typer.Option(None, "--version"),
+    disagreements: bool = typer.Option(
+        False, "--disagreements", help="Only mirrored pairs whose outputs differed."
+    ),
+    count: int = typer.Option(20, "-n", "--count"),
+) -> None:
+    """Print the newest lines of the prediction log, as JSON lines."""
+    from gray.gateway.samples import read_samples
+
+    try:
+        records = read_samples(
+            state_dir,
+            count=count,
+            kind="shadow" if disagreements else kind,
+            version=version,
+            only_disagreements=disagreements,
+        )
+    except GrayError as error:
+        raise _fail(error) from None
+    for record in records:
+        typer.echo(json.dumps(record, sort_keys=True))

@@ -1,0 +1,228 @@
+"""`gray registry`: look at model versions and alias history, bind preprocessors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from gray.cli.output import OutputFormat, OutputOption, console, emit_json, reported_errors
+
+registry_app = typer.Typer(
+    help="Inspect registered model versions, bind preprocessors, read gray's alias history.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+RegistryUriOption = typer.Option(
+    None,
+    "--registry-uri",
+    help="MLflow registry URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.",
+    show_default=False,
+)
+
+
+def _registry(registry_uri: str | None) -> Any:
+    from gray.controller.registry import Registry, resolve_registry_uri
+
+    return Registry(resolve_registry_uri(None, registry_uri))
+
+
+@registry_app.command("show")
+def show(
+    model: str = typer.Argument(..., help="Registered model name."),
+    registry_uri: str | None = RegistryUriOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Show every version of MODEL: status, aliases, preprocessor binding and hash, and
+    the last rollout that touched it.
+
+    Examples:
+
+    \b
+      gray registry show fraud
+      gray registry show fraud --registry-uri http://mlflow.internal:5000
+      gray registry show fraud --output json | jq '.versions[] | {version, aliases}'
+    """
+    with reported_errors(output):
+        registry = _registry(registry_uri)
+        versions = registry.versions(model)
+    rows = [{**info.to_dict(), "last_rollout": last_rollout(info.tags)} for info in versions]
+    if output == OutputFormat.json:
+        emit_json({"ok": True, "model": model, "registry_uri": registry.uri, "versions": rows})
+        return
+    table = Table(box=box.SIMPLE, title=f"{model}  ({registry.uri})", title_justify="left")
+    for column in ("version", "status", "aliases", "preprocessor", "sha256", "last rollout"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        sha = row["preprocessor_sha256"]
+        table.add_row(
+            row["version"],
+            Text(row["status"], style="green" if row["status"] == "READY" else "yellow"),
+            " ".join(f"@{alias}" for alias in row["aliases"]),
+            row["preprocessor_binding"] or "-",
+            sha[:12] if sha else "-",
+            describe_rollout(row["last_rollout"]),
+        )
+    if not rows:
+        console.print(f"{model} has no versions yet.")
+        return
+    console.print(table)
+
+
+def last_rollout(tags: dict[str, str]) -> dict[str, str] | None:
+    """The rollout that last touched a version and what it did, from gray's tags."""
+    from gray.controller.registry import (
+        TAG_PROMOTED_AT,
+        TAG_REPLACED_AT,
+        TAG_ROLLED_BACK_AT,
+        TAG_ROLLOUT_ID,
+    )
+
+    rollout_id = tags.get(TAG_ROLLOUT_ID)
+    if rollout_id is None:
+        return None
+    events = [
+        (tags[tag], event)
+        for tag, event in (
+            (TAG_PROMOTED_AT, "promoted"),
+            (TAG_REPLACED_AT, "replaced"),
+            (TAG_ROLLED_BACK_AT, "rolled back"),
+        )
+        if tag in tags
+    ]
+    if not events:
+        return {"rollout_id": rollout_id, "event": "", "at": ""}
+    at, event = max(events)
+    return {"rollout_id": rollout_id, "event": event, "at": at}
+
+
+def describe_rollout(rollout: dict[str, str] | None) -> str:
+    if rollout is None:
+        return "-"
+    parts = [rollout["rollout_id"], rollout["event"], rollout["at"]]
+    return " ".join(part for part in parts if part)
+
+
+@registry_app.command("history")
+def history(
+    model: str = typer.Argument(..., help="Registered model name."),
+    registry_uri: str | None = RegistryUriOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Show every alias move gray made on MODEL, oldest first: when, who, which alias,
+    from which version to which, for which rollout and why.
+
+    gray keeps this history in the registry itself (registered-model tags
+    gray.alias_move.NNNNNN), so it reads the same from any machine.
+
+    Examples:
+
+    \b
+      gray registry history fraud
+      gray registry history fraud --output json
+    """
+    with reported_errors(output):
+        registry = _registry(registry_uri)
+        moves = registry.history(model)
+    if output == OutputFormat.json:
+        emit_json(
+            {
+                "ok": True,
+                "model": model,
+                "registry_uri": registry.uri,
+                "moves": [move.to_dict() for move in moves],
+            }
+        )
+        return
+    if not moves:
+        console.print(f"gray has not moved any alias of {model} yet.")
+        return
+    table = Table(box=box.SIMPLE, title=f"{model}: alias moves", title_justify="left")
+    for column in ("#", "at", "alias", "from", "to", "actor", "rollout", "reason"):
+        table.add_column(column, overflow="fold")
+    for number, move in enumerate(moves, start=1):
+        table.add_row(
+            str(number),
+            move.at,
+            f"@{move.alias}",
+            move.from_version or "-",
+            move.to_version or "-",
+            move.actor,
+            move.rollout_id or "-",
+            Text(move.reason),
+        )
+    console.print(table)
+
+
+@registry_app.command("bind")
+def bind(
+    model: str = typer.Argument(..., help="Registered model name."),
+    version: str = typer.Argument(..., help="The model version to bind (a number)."),
+    preprocessor_path: Path | None = typer.Argument(
+        None,
+        metavar="[PREPROCESSOR_PATH]",
+        help="A pickled/joblib preprocessor file, or a directory holding one.",
+        show_default=False,
+    ),
+    registered_model: str | None = typer.Option(
+        None,
+        "--registered-model",
+        help="Bind a separately registered preprocessor model instead of a file.",
+    ),
+    preprocessor_ref: str | None = typer.Option(
+        None,
+        "--preprocessor-version",
+        help="With --registered-model: '@alias' or a version number. Default: its latest.",
+    ),
+    artifact_path: str = typer.Option(
+        "preprocessor",
+        "--artifact-path",
+        help="Where the file goes inside the model version's artifacts.",
+    ),
+    registry_uri: str | None = RegistryUriOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Bind a preprocessor to MODEL VERSION: store it with the version and tag the version
+    with its sha256, which gray checks before any rollout moves traffic.
+
+    Examples:
+
+    \b
+      gray registry bind fraud 7 build/scaler.joblib
+      gray registry bind fraud 7 build/preprocessor/
+      gray registry bind fraud 7 --registered-model fraud-preprocessor
+      gray registry bind fraud 7 --registered-model fraud-preprocessor \\
+          --preprocessor-version @challenger
+    """
+    from gray.controller.errors import ConfigError
+
+    with reported_errors(output):
+        if (preprocessor_path is None) == (registered_model is None):
+            raise ConfigError("give PREPROCESSOR_PATH or --registered-model NAME (exactly one)")
+        if preprocessor_ref is not None and registered_model is None:
+            raise ConfigError("--preprocessor-version goes with --registered-model")
+        registry = _registry(registry_uri)
+        if registered_model is not None:
+            sha256 = registry.bind_registered_preprocessor(
+                model, version, registered_model, preprocessor_ref=preprocessor_ref
+            )
+            binding = f"registered_model:{registered_model}"
+        else:
+            assert preprocessor_path is not None
+            if not preprocessor_path.exists():
+                raise ConfigError(f"preprocessor path {preprocessor_path} does not exist")
+            sha256 = registry.log_preprocessor(
+                model, version, preprocessor_path, artifact_path=artifact_path
+            )
+            binding = f"artifact:{artifact_path.strip('/')}"
+    if output == OutputFormat.json:
+        emit_json(
+            {"ok": True, "model": model, "version": version, "binding": binding, "sha256": sha256}
+        )
+        return
+    console.print(f"bound {model} version {version} to {binding}, sha256 {sha256}", markup=False)

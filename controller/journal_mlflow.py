@@ -1,0 +1,220 @@
+"""The shared half of the journal: one MLflow run per rollout in `gray-rollouts`.
+
+Layout of a run: tags `gray.*` (model, versions, phase, a compact state summary,
+posted commands), artifacts `plan.yaml`, `state.json`, `final.json` (written
+once, when the rollout ends) and `events/NNNNNN-*.json`, and metrics over time
+(weight, mirror, stage, each gate's estimate and interval), so the MLflow UI
+shows a rollout as it happens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gray.controller.journal import Command, Event, RolloutRecord, current_state
+from gray.controller.state import RolloutState
+
+if TYPE_CHECKING:
+    from gray.controller.registry import Registry
+
+EXPERIMENT = "gray-rollouts"
+_RECENT_EVENTS = 200
+_SUMMARY_DROP = ("judge", "last_verdict", "history")
+_METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-./ ]")
+
+
+class MlflowJournal:
+    """Reaches MLflow through the registry's client, with its bounded retries."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.uri = registry.uri
+        self.client = registry.client
+        self._experiment_id: str | None = None
+        self._runs: dict[str, str] = {}
+
+    # --- writing --------------------------------------------------------------
+
+    def create(self, state: RolloutState, plan_text: str) -> None:
+        tags = {
+            "mlflow.runName": state.rollout_id,
+            "gray.rollout_id": state.rollout_id,
+            "gray.model": state.model,
+            "gray.baseline": state.baseline,
+            "gray.candidate": state.candidate,
+            "gray.plan": state.plan_name,
+            "gray.phase": state.phase.value,
+        }
+        run = self.client.create_run(self._experiment(), run_name=state.rollout_id, tags=tags)
+        self._runs[state.rollout_id] = run.info.run_id
+        self.client.log_text(run.info.run_id, plan_text, "plan.yaml")
+        self.client.log_text(run.info.run_id, json.dumps(state.to_dict()), "state.json")
+
+    def append(self, event: Event) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        state = RolloutState.from_dict(event.state)
+        run_id = self._run_id(state.rollout_id)
+        body = json.dumps(event.to_dict())
+        self.client.log_text(run_id, body, f"events/{event.seq:06d}-{int(event.at * 1000)}.json")
+        self.client.log_text(run_id, json.dumps(event.state), "state.json")
+        if state.phase.terminal:
+            self.client.log_text(run_id, json.dumps(event.state), "final.json")
+        stamp = int(event.at * 1000)
+        metrics = [Metric(k, v, stamp, event.seq) for k, v in _event_metrics(event, state).items()]
+        tags = [
+            RunTag("gray.phase", state.phase.value),
+            RunTag("gray.stage", str(state.stage)),
+            RunTag("gray.seq", str(event.seq)),
+            RunTag("gray.last_event", event.event),
+            RunTag("gray.reason", state.reason[:4900]),
+            RunTag("gray.summary", _summary(state)),
+        ]
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        if state.phase.terminal:
+            status = "FINISHED" if state.phase.value == "promoted" else "FAILED"
+            self.client.set_terminated(run_id, status=status, end_time=stamp)
+
+    def post_command(self, rollout_id: str, command: Command) -> None:
+        run_id = self._run_id(rollout_id)
+        self.client.set_tag(run_id, f"gray.command.{command.id}", json.dumps(command.to_dict()))
+
+    # --- reading --------------------------------------------------------------
+
+    def load(self, rollout_id: str) -> RolloutRecord | None:
+        run_id = self._find_run(rollout_id)
+        if run_id is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="gray-journal-") as tmp:
+            events = self._recent_events(run_id, Path(tmp))
+            plan_text = self._artifact_text(run_id, "plan.yaml", Path(tmp)) or ""
+            final = self._artifact_text(run_id, "final.json", Path(tmp))
+            latest = self._artifact_text(run_id, "state.json", Path(tmp))
+        if final:
+            state = RolloutState.from_dict(json.loads(final))
+        elif events:
+            state = current_state(events)
+        elif latest:
+            state = RolloutState.from_dict(json.loads(latest))
+        else:
+            return None
+        return RolloutRecord(state, tuple(events), plan_text)
+
+    def list_states(self, model: str | None) -> list[RolloutState]:
+        experiment = self.client.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            return []
+        query = f"tags.`gray.model` = '{model}'" if model else ""
+        runs = self.client.search_runs(
+            [experiment.experiment_id], filter_string=query, max_results=500
+        )
+        states = []
+        for run in runs:
+            summary = run.data.tags.get("gray.summary")
+            if summary:
+                states.append(RolloutState.from_dict(json.loads(summary)))
+        return states
+
+    def commands(self, rollout_id: str) -> list[Command]:
+        run_id = self._find_run(rollout_id)
+        if run_id is None:
+            return []
+        tags = self.client.get_run(run_id).data.tags
+        return [
+            Command.from_dict(json.loads(value))
+            for key, value in tags.items()
+            if key.startswith("gray.command.")
+        ]
+
+    # --- helpers --------------------------------------------------------------
+
+    def _experiment(self) -> str:
+        if self._experiment_id is None:
+            found = self.client.get_experiment_by_name(EXPERIMENT)
+            if found is None:
+                try:
+                    self._experiment_id = self.client.create_experiment(EXPERIMENT)
+                except Exception:
+                    # Another controller created it between our two calls.
+                    found = self.client.get_experiment_by_name(EXPERIMENT)
+                    if found is None:
+                        raise
+                    self._experiment_id = found.experiment_id
+            else:
+                self._experiment_id = found.experiment_id
+        return self._experiment_id
+
+    def _find_run(self, rollout_id: str) -> str | None:
+        if rollout_id in self._runs:
+            return self._runs[rollout_id]
+        experiment = self.client.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            return None
+        runs = self.client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.`gray.rollout_id` = '{rollout_id}'",
+            max_results=1,
+        )
+        if not runs:
+            return None
+        self._runs[rollout_id] = runs[0].info.run_id
+        return self._runs[rollout_id]
+
+    def _run_id(self, rollout_id: str) -> str:
+        run_id = self._find_run(rollout_id)
+        if run_id is None:
+            raise LookupError(f"no MLflow run for rollout {rollout_id}")
+        return run_id
+
+    def _recent_events(self, run_id: str, folder: Path) -> list[Event]:
+        files = sorted(f.path for f in self.client.list_artifacts(run_id, "events"))
+        events = []
+        for path in files[-_RECENT_EVENTS:]:
+            text = self._artifact_text(run_id, path, folder)
+            if text:
+                events.append(Event.from_dict(json.loads(text)))
+        return events
+
+    def _artifact_text(self, run_id: str, path: str, folder: Path) -> str | None:
+        try:
+            local = self.client.download_artifacts(run_id, path, str(folder))
+        except Exception:
+            return None
+        file = Path(local)
+        return file.read_text(encoding="utf-8") if file.is_file() else None
+
+
+def _summary(state: RolloutState) -> str:
+    data = {k: v for k, v in state.to_dict().items() if k not in _SUMMARY_DROP}
+    text = json.dumps(data)
+    if len(text) > 4900:
+        data["reason"] = data["reason"][:500]
+        text = json.dumps(data)
+    return text
+
+
+def _event_metrics(event: Event, state: RolloutState) -> dict[str, float]:
+    metrics: dict[str, float] = {"stage": float(state.stage)}
+    route = event.data.get("route")
+    if isinstance(route, dict):
+        inner = route.get("route", route)
+        metrics["weight"] = float(inner.get("weight", 0.0))
+        metrics["mirror"] = float(inner.get("mirror", 0.0))
+    verdict = event.data.get("verdict")
+    if isinstance(verdict, dict):
+        for gate in verdict.get("verdicts", []):
+            name = _METRIC_NAME.sub("_", str(gate.get("gate", "gate")))
+            for field, value in (
+                ("estimate", gate.get("estimate")),
+                ("lower", (gate.get("interval") or [None, None])[0]),
+                ("upper", (gate.get("interval") or [None, None])[1]),
+            ):
+                if isinstance(value, int | float) and math.isfinite(value):
+                    metrics[f"gate.{name}.{field}"] = float(value)
+    if "candidate_requests" in event.data:
+        metrics["candidate_requests"] = float(event.data["candidate_requests"])
+    return metrics

@@ -1,0 +1,551 @@
+"""The stage loop as a pure step: (plan, state, observation) -> (state, actions).
+
+Nothing here sleeps, reads a clock or does I/O. The runner (`runner.py`) turns
+the actions into writes to the serving endpoint, the registry and the journal,
+and feeds what it saw back in as observations. Every transition carries a
+`Record` action first, so the journal holds the decision before it is acted on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gray.controller import gates
+from gray.controller.plan import Plan
+from gray.controller.state import Phase, RolloutState
+from gray.controller.types import Applied, Pair, RouteSpec, Snapshot
+from gray.controller.units import format_duration, format_share
+
+# --- observations: what the runner saw --------------------------------------
+
+
+@dataclass(frozen=True)
+class Look:
+    """A periodic look: the newest counters (or why there are none) and the route in force."""
+
+    now: float
+    snapshot: Snapshot | None
+    route: Applied | None = None
+    metrics_error: str | None = None
+
+
+@dataclass(frozen=True)
+class StageRouted:
+    """The stage's route was written, read back and verified; `origin` is read right after."""
+
+    now: float
+    applied: Applied
+    origin: Snapshot
+    fresh: bool  # False when an existing stage's route was re-confirmed after a resume
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    now: float
+    applied: Applied
+
+
+@dataclass(frozen=True)
+class Promoted:
+    now: float
+    moves: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class CommandReceived:
+    now: float
+    command: str  # approve | pause | unpause | abort | promote
+    actor: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LeaseLost:
+    """Someone else holds the endpoint with a newer lease (an operator's `gray rollback`)."""
+
+    now: float
+    applied: Applied | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class EndpointLost:
+    """The endpoint, registry or metrics source failed beyond the retry limit."""
+
+    now: float
+    reason: str
+
+
+Observation = (
+    Look | StageRouted | RolledBack | Promoted | CommandReceived | LeaseLost | EndpointLost
+)
+
+# --- actions: what the runner must do, in order ------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    """Write an event, with the state after this step, to the journal."""
+
+    event: str
+    reason: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ApplyStage:
+    route: RouteSpec
+    fresh: bool = True
+
+
+@dataclass(frozen=True)
+class Rollback:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Promote:
+    pass
+
+
+@dataclass(frozen=True)
+class Notify:
+    event: str  # one of plan.NOTIFY_EVENTS
+    text: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    exit_code: int
+    reason: str
+
+
+Action = Record | ApplyStage | Rollback | Promote | Notify | Stop
+
+
+@dataclass(frozen=True)
+class Step:
+    state: RolloutState
+    actions: tuple[Action, ...] = ()
+
+
+# How long a metrics source may keep failing before the rollout stops (exit 4).
+METRICS_GRACE_LOOKS = 3
+METRICS_GRACE_MIN_SECONDS = 30.0
+
+
+def stage_route(plan: Plan, state: RolloutState, index: int) -> RouteSpec:
+    stage = plan.stages[index]
+    return RouteSpec(
+        baseline=state.baseline,
+        candidate=state.candidate,
+        weight=stage.weight,
+        mirror=stage.mirror,
+        audience=stage.audience.to_audience(),
+    )
+
+
+def begin(plan: Plan, state: RolloutState) -> Step:
+    """A new rollout: record it, then route the first stage."""
+    reason = (
+        f"rollout of {state.model} {state.candidate_ref}=v{state.candidate} against "
+        f"{state.baseline_ref}=v{state.baseline}, {len(plan.stages)} stages"
+    )
+    state = state.with_(phase=Phase.STARTING, stage=0, reason=reason)
+    return Step(
+        state,
+        (
+            Record("started", reason, {"plan": plan.name}),
+            Notify("start", reason),
+            ApplyStage(stage_route(plan, state, 0)),
+        ),
+    )
+
+
+def resume(plan: Plan, state: RolloutState, now: float, until_stage: int | None) -> Step:
+    """Continue a rollout from its journal, after a crash or a hold."""
+    state = state.with_(until_stage=until_stage)
+    reason = f"resumed in phase {state.phase.value} at stage {_stage_label(plan, state.stage)}"
+    record = Record("resumed", reason, {"epoch": state.epoch})
+    phase = state.phase
+    if phase is Phase.HELD:
+        step = _advance(plan, state.with_(reason=reason), now)
+        return Step(step.state, (record, *step.actions))
+    if phase is Phase.STARTING:
+        return Step(state, (record, ApplyStage(stage_route(plan, state, state.stage))))
+    if phase in (Phase.RUNNING, Phase.PAUSED, Phase.WAITING_APPROVAL):
+        route = stage_route(plan, state, state.stage)
+        return Step(state, (record, ApplyStage(route, fresh=False)))
+    if phase is Phase.ROLLING_BACK:
+        return Step(state, (record, Rollback(state.reason)))
+    if phase is Phase.PROMOTING:
+        return Step(state, (record, Promote()))
+    return Step(state, (Stop(state.exit_code or 0, f"rollout already {phase.value}"),))
+
+
+def tick(plan: Plan, state: RolloutState, observation: Observation) -> Step:
+    """One step of the loop."""
+    if state.phase.terminal:
+        return Step(state)
+    match observation:
+        case StageRouted():
+            return _on_routed(plan, state, observation)
+        case Look():
+            return _on_look(plan, state, observation)
+        case RolledBack():
+            return _on_rolled_back(state, observation)
+        case Promoted():
+            return _on_promoted(plan, state, observation)
+        case CommandReceived():
+            return _on_command(plan, state, observation)
+        case LeaseLost():
+            return _on_lease_lost(state, observation)
+        case EndpointLost():
+            reason = f"{observation.reason}; traffic left as last verified, resume with "
+            reason += f"`gray rollout resume {state.rollout_id}`"
+            return Step(
+                state.with_(reason=reason, updated_at=observation.now),
+                (Record("endpoint_lost", reason), Stop(4, reason)),
+            )
+    raise TypeError(f"unknown observation {observation!r}")
+
+
+# --- transitions --------------------------------------------------------------
+
+
+def _on_routed(plan: Plan, state: RolloutState, seen: StageRouted) -> Step:
+    stage = plan.stages[state.stage]
+    route = seen.applied.route
+    label = _stage_label(plan, state.stage)
+    if not seen.fresh:
+        # A resumed controller re-confirmed the route: the stage's clock, origin
+        # and gate state carry on from the journal.
+        reason = f"stage {label} route re-confirmed under epoch {state.epoch}"
+        return Step(state.with_(reason=reason), (Record("route_verified", reason),))
+    exposure = "shadow" if stage.is_shadow else "live"
+    judge = gates.start_stage(
+        plan.stage_gates(state.stage), plan.alpha, seen.origin, exposure=exposure
+    )
+    origin_requests = _candidate_requests(seen.origin, exposure)
+    reason = (
+        f"stage {label}: candidate answers {format_share(route.weight)}"
+        + (f", mirror {format_share(route.mirror)}" if route.mirror else "")
+        + ("" if route.audience.is_everyone else " of its audience")
+        + f" for {format_duration(stage.dwell)}"
+    )
+    new = state.with_(
+        phase=Phase.RUNNING,
+        stage_started_at=seen.now,
+        deadline=seen.now + stage.dwell,
+        dwell_left=None,
+        extensions=0,
+        nodata_since=None,
+        judge=judge.to_dict(),
+        last_verdict=None,
+        origin_candidate_requests=origin_requests,
+        metrics_failing_since=None,
+        reason=reason,
+        updated_at=seen.now,
+    )
+    return Step(
+        new,
+        (
+            Record("stage_started", reason, {"route": route.to_dict(), "stage": state.stage}),
+            Notify("stage", reason),
+        ),
+    )
+
+
+def _on_look(plan: Plan, state: RolloutState, look: Look) -> Step:
+    if look.route is not None and _superseded(state, look.route):
+        return _on_lease_lost(
+            state,
+            LeaseLost(look.now, look.route, "the serving endpoint is held by a newer lease"),
+        )
+    if state.phase not in (Phase.RUNNING, Phase.PAUSED, Phase.WAITING_APPROVAL):
+        return Step(state)
+    if look.snapshot is None:
+        return _on_metrics_failure(plan, state, look)
+    state = state.with_(metrics_failing_since=None)
+    if state.judge is None:
+        return Step(state)
+    judge_state, verdict = gates.observe(gates.JudgeState.from_dict(state.judge), look.snapshot)
+    stage = plan.stages[state.stage]
+    exposure = "shadow" if stage.is_shadow else "live"
+    requests = _candidate_requests(look.snapshot, exposure) - state.origin_candidate_requests
+    state = state.with_(
+        judge=judge_state.to_dict(),
+        last_verdict=verdict.to_dict(),
+        last_look_at=look.now,
+        updated_at=look.now,
+    )
+    record = Record(
+        "look",
+        verdict.sentence(),
+        {"verdict": verdict.to_dict(), "candidate_requests": requests, "stage": state.stage},
+    )
+    if verdict.outcome is gates.Outcome.FAIL:
+        failed = [v for v in verdict.verdicts if v.outcome is gates.Outcome.FAIL]
+        reason = "; ".join(v.sentence() for v in failed)
+        return _start_rollback(
+            state, look.now, f"stage {_stage_label(plan, state.stage)}: {reason}", record
+        )
+    if state.phase is not Phase.RUNNING or state.deadline is None or look.now < state.deadline:
+        return Step(state, (record,))
+    return _end_of_dwell(plan, state, look.now, verdict, requests, record)
+
+
+def _end_of_dwell(
+    plan: Plan,
+    state: RolloutState,
+    now: float,
+    verdict: gates.StageVerdict,
+    requests: int,
+    record: Record,
+) -> Step:
+    stage = plan.stages[state.stage]
+    label = _stage_label(plan, state.stage)
+    outcome = verdict.outcome
+    if outcome is gates.Outcome.PASS and requests < stage.min_requests:
+        outcome = gates.Outcome.INCONCLUSIVE
+        short = f"only {requests:,} of the {stage.min_requests:,} candidate requests required"
+    else:
+        short = verdict.sentence()
+    if outcome is gates.Outcome.PASS:
+        took = format_duration(max(now - (state.stage_started_at or now), 0.001))
+        reason = f"stage {label} passed after {took}: {short}"
+        return _stage_passed(plan, state.with_(reason=reason), now, record, verdict)
+    if outcome is gates.Outcome.NODATA:
+        since = state.nodata_since if state.nodata_since is not None else now
+        held = now - since
+        if held >= plan.policies.no_data.hold:
+            reason = (
+                f"stage {label}: no data for the candidate for {format_duration(held)} "
+                "past its dwell "
+                f"(limit {format_duration(plan.policies.no_data.hold)}): {short}"
+            )
+            return _start_rollback(state, now, reason, record)
+        if state.nodata_since is None:
+            hold = format_duration(plan.policies.no_data.hold)
+            reason = f"stage {label}: dwell over but no data yet; holding up to {hold}"
+            return Step(
+                state.with_(nodata_since=now, reason=reason),
+                (record, Record("nodata_hold", reason)),
+            )
+        return Step(state, (record,))
+    policy = plan.policies.inconclusive
+    if state.extensions < policy.max_extensions:
+        extend = policy.extend if policy.extend is not None else stage.dwell
+        reason = (
+            f"stage {label} inconclusive at the end of its dwell ({short}); extended by "
+            f"{format_duration(extend)} ({state.extensions + 1} of {policy.max_extensions})"
+        )
+        new = state.with_(deadline=now + extend, extensions=state.extensions + 1, reason=reason)
+        return Step(new, (record, Record("stage_extended", reason)))
+    if policy.then == "pass":
+        reason = f"stage {label} still inconclusive after {state.extensions} extension(s); "
+        reason += f"plan says pass: {short}"
+        return _stage_passed(plan, state.with_(reason=reason), now, record, verdict)
+    reason = f"stage {label} still inconclusive after {state.extensions} extension(s); "
+    reason += f"plan says fail: {short}"
+    return _start_rollback(state, now, reason, record)
+
+
+def _stage_passed(
+    plan: Plan, state: RolloutState, now: float, record: Record, verdict: gates.StageVerdict
+) -> Step:
+    stage = plan.stages[state.stage]
+    result = {
+        "stage": state.stage,
+        "name": stage.name,
+        "outcome": "passed",
+        "at": now,
+        "reason": state.reason,
+    }
+    state = state.with_(history=(*state.history, result), nodata_since=None)
+    passed = Record(
+        "stage_passed", state.reason, {"verdict": verdict.to_dict(), "stage": state.stage}
+    )
+    if stage.approval:
+        reason = (
+            f"stage {_stage_label(plan, state.stage)} passed; waiting for approval, traffic held "
+            f"(gray rollout approve {state.rollout_id})"
+        )
+        new = state.with_(phase=Phase.WAITING_APPROVAL, reason=reason, deadline=None)
+        return Step(
+            new, (record, passed, Record("waiting_approval", reason), Notify("approval", reason))
+        )
+    if state.until_stage is not None and state.stage >= state.until_stage:
+        reason = (
+            f"stage {_stage_label(plan, state.stage)} passed; stopping here as asked "
+            "(--until-stage), "
+            f"traffic held. Continue with `gray rollout resume {state.rollout_id}`"
+        )
+        new = state.with_(phase=Phase.HELD, reason=reason, deadline=None)
+        return Step(new, (record, passed, Record("held", reason), Stop(3, reason)))
+    step = _advance(plan, state, now)
+    return Step(step.state, (record, passed, *step.actions))
+
+
+def _advance(plan: Plan, state: RolloutState, now: float) -> Step:
+    """On to the next stage, or promote after the last."""
+    if state.stage + 1 >= len(plan.stages):
+        reason = f"all {len(plan.stages)} stages passed; promoting v{state.candidate}"
+        new = state.with_(phase=Phase.PROMOTING, reason=reason, deadline=None, updated_at=now)
+        return Step(new, (Record("promoting", reason), Promote()))
+    nxt = state.stage + 1
+    new = state.with_(
+        phase=Phase.STARTING,
+        stage=nxt,
+        deadline=None,
+        stage_started_at=None,
+        judge=None,
+        last_verdict=None,
+        updated_at=now,
+    )
+    return Step(new, (ApplyStage(stage_route(plan, new, nxt)),))
+
+
+def _start_rollback(
+    state: RolloutState, now: float, reason: str, record: Record | None, kind: str = "rolled_back"
+) -> Step:
+    new = state.with_(phase=Phase.ROLLING_BACK, rollback_kind=kind, reason=reason, updated_at=now)
+    records = (record,) if record else ()
+    event = "gate_failed" if kind == "rolled_back" else "abort_requested"
+    return Step(new, (*records, Record(event, reason), Rollback(reason)))
+
+
+def _on_rolled_back(state: RolloutState, seen: RolledBack) -> Step:
+    aborted = state.rollback_kind == "aborted"
+    phase = Phase.ABORTED if aborted else Phase.ROLLED_BACK
+    verb = "aborted" if aborted else "rolled back"
+    reason = f"{verb}: baseline v{state.baseline} answers 100 %. {state.reason}"
+    new = state.with_(
+        phase=phase, reason=reason, ended_at=seen.now, deadline=None, updated_at=seen.now
+    )
+    event = "aborted" if aborted else "rolled_back"
+    return Step(
+        new,
+        (
+            Record(event, reason, {"route": seen.applied.to_dict()}),
+            Notify("abort" if aborted else "rollback", reason),
+            Stop(1, reason),
+        ),
+    )
+
+
+def _on_promoted(plan: Plan, state: RolloutState, seen: Promoted) -> Step:
+    moved = ", ".join(f"@{m['alias']} → v{m['to_version']}" for m in seen.moves) or "no alias moved"
+    reason = f"promoted v{state.candidate}: {moved}"
+    new = state.with_(phase=Phase.PROMOTED, reason=reason, ended_at=seen.now, updated_at=seen.now)
+    return Step(
+        new,
+        (
+            Record("promoted", reason, {"moves": list(seen.moves)}),
+            Notify("promote", reason),
+            Stop(0, reason),
+        ),
+    )
+
+
+def _on_command(plan: Plan, state: RolloutState, cmd: CommandReceived) -> Step:
+    by = f" by {cmd.actor}" + (f": {cmd.reason}" if cmd.reason else "")
+    label = _stage_label(plan, state.stage)
+    ignored = Step(
+        state,
+        (Record("command_ignored", f"{cmd.command}{by} ignored in phase {state.phase.value}"),),
+    )
+    if cmd.command == "approve":
+        if state.phase is not Phase.WAITING_APPROVAL:
+            return ignored
+        reason = f"stage {label} approved{by}"
+        step = _advance(plan, state.with_(reason=reason), cmd.now)
+        return Step(step.state, (Record("approved", reason), *step.actions))
+    if cmd.command == "pause":
+        if state.phase is not Phase.RUNNING:
+            return ignored
+        left = max(0.0, (state.deadline or cmd.now) - cmd.now)
+        left_text = format_duration(max(left, 0.001))
+        reason = f"paused{by}; traffic held at stage {label} with {left_text} of dwell left"
+        new = state.with_(phase=Phase.PAUSED, dwell_left=left, deadline=None, reason=reason)
+        return Step(new, (Record("paused", reason), Notify("pause", reason)))
+    if cmd.command == "unpause":
+        if state.phase is not Phase.PAUSED:
+            return ignored
+        left = state.dwell_left or 0.0
+        reason = f"unpaused{by}; stage {label} continues for {format_duration(max(left, 0.001))}"
+        new = state.with_(
+            phase=Phase.RUNNING, deadline=cmd.now + left, dwell_left=None, reason=reason
+        )
+        return Step(new, (Record("unpaused", reason),))
+    if cmd.command == "abort":
+        if state.phase in (Phase.ROLLING_BACK, Phase.PROMOTING):
+            return ignored
+        return _start_rollback(state, cmd.now, f"aborted{by}", None, kind="aborted")
+    if cmd.command == "promote":
+        if state.phase in (Phase.ROLLING_BACK, Phase.PROMOTING):
+            return ignored
+        reason = f"promotion forced{by}, skipping stages after {label}"
+        new = state.with_(phase=Phase.PROMOTING, reason=reason, deadline=None, updated_at=cmd.now)
+        return Step(new, (Record("promote_override", reason), Promote()))
+    return ignored
+
+
+def _on_lease_lost(state: RolloutState, lost: LeaseLost) -> Step:
+    holder = lost.applied.lease if lost.applied else None
+    who = f"{holder.rollout_id} (epoch {holder.epoch})" if holder else "another writer"
+    rolled_back = (
+        lost.applied is not None
+        and lost.applied.route.weight == 0
+        and lost.applied.route.mirror == 0
+    )
+    if rolled_back or (holder and holder.rollout_id == state.rollout_id):
+        # An operator's `gray rollback` (or a resumed controller) took over.
+        phase = Phase.ROLLED_BACK if rolled_back else state.phase
+        reason = f"{lost.reason}: now held by {who}; this controller stops writing"
+        new = state.with_(phase=phase, reason=reason, ended_at=lost.now if rolled_back else None)
+        return Step(new, (Record("superseded", reason), Stop(1 if rolled_back else 4, reason)))
+    reason = f"{lost.reason}: now held by {who}; stopping without touching the route"
+    return Step(state.with_(reason=reason), (Record("superseded", reason), Stop(4, reason)))
+
+
+def _on_metrics_failure(plan: Plan, state: RolloutState, look: Look) -> Step:
+    since = state.metrics_failing_since if state.metrics_failing_since is not None else look.now
+    grace = max(METRICS_GRACE_LOOKS * plan.interval, METRICS_GRACE_MIN_SECONDS)
+    error = look.metrics_error or "no snapshot"
+    if look.now - since >= grace:
+        reason = (
+            f"metrics source failing for {format_duration(max(look.now - since, 0.001))} "
+            f"({error}); "
+            f"traffic left at stage {_stage_label(plan, state.stage)}, resume with "
+            f"`gray rollout resume {state.rollout_id}`"
+        )
+        return Step(state.with_(reason=reason), (Record("metrics_lost", reason), Stop(4, reason)))
+    return Step(
+        state.with_(metrics_failing_since=since),
+        (Record("metrics_error", f"metrics source failed: {error}"),),
+    )
+
+
+def _superseded(state: RolloutState, applied: Applied) -> bool:
+    lease = applied.lease
+    if lease is None:
+        return False
+    if lease.epoch > state.epoch:
+        return True
+    return lease.epoch == state.epoch and lease.rollout_id != state.rollout_id
+
+
+def _candidate_requests(snapshot: Snapshot, exposure: str) -> int:
+    if exposure == "shadow":
+        return snapshot.shadow.candidate.requests
+    return snapshot.candidate.requests
+
+
+def _stage_label(plan: Plan, index: int) -> str:
+    return f"{index + 1}/{len(plan.stages)} ({plan.stages[index].name})"
+
+
+def pair_of(state: RolloutState) -> Pair:
+    return Pair(baseline=state.baseline, candidate=state.candidate)

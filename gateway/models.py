@@ -1,0 +1,237 @@
+"""Model versions: loaded and warmed in a worker thread, dropped completely on unload.
+
+A version takes traffic only once it is READY, which means it loaded and answered
+its own input example. Loads run one at a time so two large models never sit
+half-built in memory together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gray.controller.errors import GatewayError
+from gray.gateway.inputs import InputContract, to_jsonable
+
+log = logging.getLogger("gray.gateway")
+
+LOADING = "loading"
+READY = "ready"
+FAILED = "failed"
+
+
+class Servable(Protocol):
+    """What the gateway needs of a loaded version (a registry ServingBundle fits)."""
+
+    input_example: Any
+
+    def predict(self, frame: Any) -> Any: ...
+
+
+class VersionLoader(Protocol):
+    """Where versions come from: the MLflow registry in production, a dict in unit tests."""
+
+    def load(self, version: str) -> Servable: ...
+
+    def resolve(self, reference: str) -> str:
+        """`"@alias"` or a version number to a version number."""
+        ...
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    version: str
+    servable: Servable
+    contract: InputContract | None
+    load_seconds: float
+    warmup_seconds: float
+
+
+@dataclass
+class _Entry:
+    state: str
+    generation: int
+    started_at: float
+    loaded: LoadedVersion | None = None
+    reason: str | None = None
+    finished_at: float | None = None
+
+
+class ModelManager:
+    """Owns every loaded version; the request path only calls `ready`."""
+
+    def __init__(self, loader: VersionLoader, warmup_rounds: int = 3) -> None:
+        self._loader = loader
+        self._warmup_rounds = warmup_rounds
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._generation = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gray-load")
+        self._changed = threading.Condition(self._lock)
+
+    def ready(self, version: str) -> LoadedVersion | None:
+        entry = self._entries.get(version)
+        return entry.loaded if entry is not None and entry.state == READY else None
+
+    def state(self, version: str) -> str | None:
+        entry = self._entries.get(version)
+        return entry.state if entry is not None else None
+
+    def states(self) -> dict[str, str]:
+        with self._lock:
+            return {version: entry.state for version, entry in sorted(self._entries.items())}
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {
+                version: {
+                    "state": entry.state,
+                    "reason": entry.reason,
+                    "load_seconds": entry.loaded.load_seconds if entry.loaded else None,
+                    "warmup_seconds": entry.loaded.warmup_seconds if entry.loaded else None,
+                }
+                for version, entry in sorted(self._entries.items())
+            }
+
+    def request_load(self, version: str) -> str:
+        """Start loading `version` unless it is loading or ready; a failed load is retried."""
+        with self._lock:
+            entry = self._entries.get(version)
+            if entry is not None and entry.state in (LOADING, READY):
+                return entry.state
+            self._generation += 1
+            generation = self._generation
+            self._entries[version] = _Entry(LOADING, generation, time.time())
+        self._executor.submit(self._load, version, generation)
+        return LOADING
+
+    def unload(self, version: str) -> bool:
+        """Forget `version` and release its memory; False when it was not known."""
+        with self._lock:
+            entry = self._entries.pop(version, None)
+            self._changed.notify_all()
+        if entry is None:
+            return False
+        entry.loaded = None
+        self._after(release_memory)
+        return True
+
+    def wait(self, versions: list[str], timeout: float) -> dict[str, str | None]:
+        """Block until none of `versions` is loading, or `timeout`; returns their states."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                states = {v: (e.state if (e := self._entries.get(v)) else None) for v in versions}
+                remaining = deadline - time.monotonic()
+                if LOADING not in states.values() or remaining <= 0:
+                    return states
+                self._changed.wait(remaining)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _load(self, version: str, generation: int) -> None:
+        started = time.perf_counter()
+        try:
+            servable = self._loader.load(version)
+            loaded_at = time.perf_counter()
+            contract, warmup_seconds = self._warm(version, servable)
+            loaded = LoadedVersion(
+                version=version,
+                servable=servable,
+                contract=contract,
+                load_seconds=loaded_at - started,
+                warmup_seconds=warmup_seconds,
+            )
+        except Exception as error:
+            reason = error.message if isinstance(error, GatewayError) else repr(error)
+            log.warning("version %s failed to load: %s", version, reason)
+            self._finish(version, generation, FAILED, None, reason)
+            # Whatever the failed load built is garbage now; free it once this frame is gone.
+            self._after(release_memory)
+            return
+        if self._finish(version, generation, READY, loaded, None):
+            log.info(
+                "version %s ready (load %.2fs, warm-up %.3fs)",
+                version,
+                loaded.load_seconds,
+                loaded.warmup_seconds,
+            )
+        else:
+            self._after(release_memory)
+
+    def _after(self, task: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the executor is shutting down
+            self._executor.submit(task)
+
+    def _warm(self, version: str, servable: Servable) -> tuple[InputContract | None, float]:
+        """Answer the version's own input example before it may take traffic."""
+        example = getattr(servable, "input_example", None)
+        if example is None:
+            raise GatewayError(
+                f"version {version} has no input example to warm up with; log the model "
+                "with an input_example"
+            )
+        contract = InputContract.from_example(example)
+        if contract is not None:
+            columns = {name: example[name].tolist() for name in example.columns}
+            frame = contract.frame({str(k): v for k, v in columns.items()}, len(example))
+        else:
+            frame = example
+        started = time.perf_counter()
+        for _ in range(self._warmup_rounds):
+            try:
+                to_jsonable(servable.predict(frame))
+            except Exception as error:
+                raise GatewayError(f"version {version} failed its warm-up: {error!r}") from error
+        return contract, (time.perf_counter() - started) / self._warmup_rounds
+
+    def _finish(
+        self,
+        version: str,
+        generation: int,
+        state: str,
+        loaded: LoadedVersion | None,
+        reason: str | None,
+    ) -> bool:
+        """Record a load's result; False when an unload or a newer load made it stale."""
+        with self._lock:
+            entry = self._entries.get(version)
+            current = entry is not None and entry.generation == generation
+            if entry is not None and current:
+                entry.state = state
+                entry.loaded = loaded
+                entry.reason = reason
+                entry.finished_at = time.time()
+            self._changed.notify_all()
+        return current
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the system."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_TRIM: Any = None
+
+
+def _malloc_trim() -> Any:
+    global _TRIM
+    if _TRIM is None:
+        name = ctypes.util.find_library("c")
+        try:
+            _TRIM = ctypes.CDLL(name).malloc_trim if name else False
+        except (OSError, AttributeError):
+            _TRIM = False
+    return _TRIM or None

@@ -1,0 +1,56 @@
+"""Run the gateway under uvicorn (one process: routes, counters and models live in memory)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from gray.controller.errors import GatewayError
+from gray.gateway.models import VersionLoader
+from gray.gateway.settings import GatewaySettings
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind before starting uvicorn so a busy port is a clear GatewayError, not an exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise GatewayError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    settings: GatewaySettings,
+    *,
+    loader: VersionLoader | None = None,
+    log_level: str = "info",
+    access_log: bool = False,
+) -> None:
+    """Serve until SIGINT/SIGTERM. Raises GrayError for anything wrong before listening."""
+    import uvicorn
+
+    from gray.gateway.app import create_app
+
+    settings.check()
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    sock = bind(settings.host, settings.port)
+    try:
+        app = create_app(settings, loader)
+        config = uvicorn.Config(
+            app,
+            log_level=log_level,
+            access_log=access_log,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            timeout_graceful_shutdown=5,
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

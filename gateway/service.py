@@ -1,0 +1,324 @@
+"""The gateway's core, without HTTP: route a request, answer it, mirror it, count it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from gray.controller.errors import PredictionInputError
+from gray.controller.types import Applied, Lease, RouteSpec
+from gray.gateway.feedback import FeedbackStore
+from gray.gateway.inputs import parse_request, same_output, to_jsonable
+from gray.gateway.models import READY, LoadedVersion, ModelManager, VersionLoader
+from gray.gateway.predlog import PredictionLog
+from gray.gateway.route_state import RouteStore
+from gray.gateway.routing import Decision, address_in, parse_address, parse_networks
+from gray.gateway.settings import GatewaySettings
+from gray.gateway.stats import GatewayStats, Outcome
+
+log = logging.getLogger("gray.gateway")
+
+OVERRIDE_HEADER = "x-model-version"
+
+
+@dataclass(frozen=True)
+class PredictionRequest:
+    body: bytes
+    content_type: str | None
+    headers: Mapping[str, str]  # lower-case names
+    client_host: str | None
+    caller_is_admin: bool
+    started: float  # perf_counter() when the request arrived
+
+
+@dataclass(frozen=True)
+class Computed:
+    """What one version made of one request body."""
+
+    outcome: str
+    outputs: list[Any] | None
+    message: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PredictionAnswer:
+    status: int
+    payload: dict[str, Any]
+    request_id: str
+    version: str | None
+    mirror: tuple[str, PredictionRequest, Computed] | None = None
+
+
+class Gateway:
+    """Everything the HTTP layer calls; one per process."""
+
+    def __init__(self, settings: GatewaySettings, loader: VersionLoader) -> None:
+        self.settings = settings
+        self.stats = GatewayStats(settings.slo_edges)
+        self.models = ModelManager(loader, settings.warmup_rounds)
+        restored = RouteStore.restore(settings.route_file, settings.model_name)
+        if restored is None:
+            baseline = loader.resolve(settings.baseline)
+            initial = Applied(route=RouteSpec(baseline=baseline), lease=None)
+            restored = RouteStore(settings.route_file, settings.model_name, initial)
+        else:
+            log.info("restored the route in force: %s", restored.applied.to_dict())
+        self.routes = restored
+        self.prediction_log = PredictionLog(
+            settings.log_dir, settings.log_max_bytes, settings.log_backups
+        )
+        self.feedback = FeedbackStore(self.stats, settings.feedback_window)
+        self._override_networks = parse_networks(settings.override_cidrs)
+        self._routing_header = settings.routing_header.lower()
+        self._predict_pool = ThreadPoolExecutor(
+            settings.predict_threads, thread_name_prefix="gray-predict"
+        )
+        self._mirror_pool = ThreadPoolExecutor(
+            settings.mirror_threads, thread_name_prefix="gray-mirror"
+        )
+        self._mirror_lock = threading.Lock()
+        self._mirror_inflight = 0
+
+    # --- life cycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        self.prediction_log.start()
+        for version in self.routed_versions(self.routes.applied.route):
+            self.models.request_load(version)
+
+    def stop(self) -> None:
+        self._mirror_pool.shutdown(wait=False, cancel_futures=True)
+        self._predict_pool.shutdown(wait=False, cancel_futures=True)
+        self.models.shutdown()
+        self.prediction_log.stop()
+
+    @staticmethod
+    def routed_versions(route: RouteSpec) -> list[str]:
+        """The versions that `route` sends traffic (live or mirrored) to."""
+        versions = [route.baseline]
+        if route.candidate and (route.weight > 0 or route.mirror > 0):
+            versions.append(route.candidate)
+        return versions
+
+    def not_ready(self) -> dict[str, str | None]:
+        """Routed versions that cannot answer yet, with their state (None: not loading)."""
+        return {
+            v: self.models.state(v)
+            for v in self.routed_versions(self.routes.applied.route)
+            if self.models.state(v) != READY
+        }
+
+    # --- predictions ------------------------------------------------------------
+
+    def decide(self, request: PredictionRequest) -> Decision:
+        forced = request.headers.get(OVERRIDE_HEADER)
+        address = parse_address(request.client_host)
+        if forced:
+            if request.caller_is_admin or address_in(address, self._override_networks):
+                return Decision(forced.strip(), "forced")
+            self.stats.count_ignored_override()
+        key = request.headers.get(self._routing_header) or request.client_host or ""
+        return self.routes.compiled.decide(key, address, request.headers)
+
+    async def predict(self, request: PredictionRequest) -> PredictionAnswer:
+        request_id = uuid.uuid4().hex
+        decision = self.decide(request)
+        loaded = self.models.ready(decision.version)
+        if loaded is None:
+            return self._unavailable(request_id, decision)
+        loop = asyncio.get_running_loop()
+        computed = await loop.run_in_executor(
+            self._predict_pool, compute, loaded, request.body, request.content_type
+        )
+        latency = time.perf_counter() - request.started
+        self.stats.record(decision.version, decision.role, latency, computed.outcome)
+        if computed.outputs is not None:
+            self.feedback.remember(request_id, decision.version, decision.role, computed.outputs)
+        self.prediction_log.write(
+            {
+                "kind": "prediction",
+                "request_id": request_id,
+                "time": time.time(),
+                "version": decision.version,
+                "route": decision.role,
+                "input_hash": input_hash(request.body),
+                "output": computed.outputs,
+                "latency": latency,
+                "status": _status_of(computed.outcome),
+                **({"message": computed.message} if computed.message else {}),
+            }
+        )
+        mirror = None
+        if decision.mirror_to and computed.outcome != Outcome.BAD_REQUEST:
+            mirror = (decision.mirror_to, request, computed)
+        if computed.outcome == Outcome.OK:
+            payload: dict[str, Any] = {"predictions": computed.outputs}
+        elif computed.outcome == Outcome.BAD_REQUEST:
+            payload = {"error_code": "BAD_REQUEST", "error": "bad_request"}
+            payload["message"] = computed.message
+        else:
+            payload = {"error_code": "INTERNAL_ERROR", "error": "model_error"}
+            payload["message"] = f"version {decision.version} failed: {computed.message}"
+        return PredictionAnswer(
+            status=_status_of(computed.outcome),
+            payload=payload,
+            request_id=request_id,
+            version=decision.version,
+            mirror=mirror,
+        )
+
+    def _unavailable(self, request_id: str, decision: Decision) -> PredictionAnswer:
+        if decision.role == "forced":
+            return PredictionAnswer(
+                status=404,
+                payload={
+                    "error": "version_not_loaded",
+                    "message": f"version {decision.version} is not loaded and warm here",
+                },
+                request_id=request_id,
+                version=None,
+            )
+        return PredictionAnswer(
+            status=503,
+            payload={
+                "error": "version_not_ready",
+                "message": f"version {decision.version} is "
+                f"{self.models.state(decision.version) or 'not loaded'}",
+            },
+            request_id=request_id,
+            version=decision.version,
+        )
+
+    # --- mirroring --------------------------------------------------------------
+
+    def mirror(self, answer: PredictionAnswer) -> None:
+        """Send a mirrored request to the candidate off the response path, or drop it."""
+        if answer.mirror is None:
+            return
+        with self._mirror_lock:
+            if self._mirror_inflight >= self.settings.mirror_queue:
+                self.stats.count_shadow_dropped()
+                return
+            self._mirror_inflight += 1
+        candidate, request, baseline = answer.mirror
+        try:
+            self._mirror_pool.submit(
+                self._run_mirror, answer.request_id, answer.version, candidate, request, baseline
+            )
+        except RuntimeError:  # shutting down
+            self._mirror_done()
+
+    def _mirror_done(self) -> None:
+        with self._mirror_lock:
+            self._mirror_inflight -= 1
+
+    def _run_mirror(
+        self,
+        request_id: str,
+        baseline_version: str,
+        candidate: str,
+        request: PredictionRequest,
+        baseline: Computed,
+    ) -> None:
+        try:
+            loaded = self.models.ready(candidate)
+            if loaded is None:
+                self.stats.count_shadow_dropped()
+                return
+            shadow = compute(loaded, request.body, request.content_type)
+            both_ok = baseline.outcome == Outcome.OK and shadow.outcome == Outcome.OK
+            agreed = same_output(baseline.outputs, shadow.outputs) if both_ok else None
+            self.stats.record_shadow(
+                candidate,
+                (baseline.seconds, baseline.outcome),
+                (shadow.seconds, shadow.outcome),
+                agreed,
+            )
+            if baseline.outputs is not None:
+                self.feedback.attach_shadow(request_id, candidate, shadow.outputs)
+            self.prediction_log.write(
+                {
+                    "kind": "shadow",
+                    "request_id": request_id,
+                    "time": time.time(),
+                    "input_hash": input_hash(request.body),
+                    "agree": agreed,
+                    "baseline": _side(baseline_version, baseline),
+                    "candidate": _side(candidate, shadow),
+                }
+            )
+        except Exception:
+            log.exception("mirroring request %s failed", request_id)
+        finally:
+            self._mirror_done()
+
+    # --- admin ------------------------------------------------------------------
+
+    def put_route(self, route: RouteSpec, lease: Lease) -> Applied:
+        return self.routes.put(route, lease)
+
+    def rollback(self, lease: Lease | None) -> Applied:
+        return self.routes.rollback(lease)
+
+    def stats_payload(self) -> dict[str, Any]:
+        self.stats.set_log_dropped(self.prediction_log.dropped)
+        view = self.stats.view()
+        return {
+            "taken_at": view.taken_at,
+            "started_at": view.started_at,
+            "slo_edges": list(self.stats.slo_edges),
+            "versions": {v: c.to_dict() for v, c in view.versions.items()},
+            "shadow": {v: c.to_dict() for v, c in view.shadow.items()},
+            "forced": {v: c.to_dict() for v, c in view.forced.items()},
+            "ignored_overrides": view.ignored_overrides,
+            "shadow_dropped": view.shadow_dropped,
+            "log_dropped": view.log_dropped,
+            "route": self.routes.applied.to_dict(),
+        }
+
+
+def compute(loaded: LoadedVersion, body: bytes, content_type: str | None) -> Computed:
+    """Parse, check and predict in a worker thread; never raises."""
+    started = time.perf_counter()
+    try:
+        frame = parse_request(body, content_type, loaded.contract)
+    except PredictionInputError as error:
+        return Computed(Outcome.BAD_REQUEST, None, error.message, time.perf_counter() - started)
+    except Exception as error:  # a parser bug must not look like the model's fault
+        message = f"unusable input: {error!r}"
+        return Computed(Outcome.BAD_REQUEST, None, message, time.perf_counter() - started)
+    try:
+        outputs = to_jsonable(loaded.servable.predict(frame))
+    except BaseException as error:  # whatever the model raises is the model's error
+        message = f"{type(error).__name__}: {error}"
+        return Computed(Outcome.ERROR, None, message, time.perf_counter() - started)
+    return Computed(Outcome.OK, outputs, None, time.perf_counter() - started)
+
+
+def input_hash(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def _status_of(outcome: str) -> int:
+    return {Outcome.OK: 200, Outcome.BAD_REQUEST: 400}.get(outcome, 500)
+
+
+def _side(version: str, computed: Computed) -> dict[str, Any]:
+    side: dict[str, Any] = {
+        "version": version,
+        "output": computed.outputs,
+        "latency": computed.seconds,
+        "status": _status_of(computed.outcome),
+    }
+    if computed.message:
+        side["message"] = computed.message
+    return side

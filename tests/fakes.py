@@ -1,0 +1,187 @@
+"""In-memory stand-ins for driving the loop tick by tick: clock, router, metrics, registry.
+
+They keep the real contracts: the router fences stale leases exactly like the
+gateway (409 -> LeaseConflictError), and the metrics source produces
+cumulative counters from simulated traffic that follows the route in force.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gray.controller.errors import LeaseConflictError, MetricsError, RouterError
+from gray.controller.types import (
+    Applied,
+    Lease,
+    Pair,
+    RouteSpec,
+    ShadowCounters,
+    Snapshot,
+    VersionCounters,
+)
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += max(seconds, 0.0)
+
+
+class FakeRouter:
+    """A serving endpoint in memory, with the gateway's lease rules."""
+
+    def __init__(self, baseline: str) -> None:
+        self.applied = Applied(RouteSpec(baseline=baseline), None)
+        self.writes: list[Applied] = []
+        self.fail_next: int = 0
+        self.loaded: set[str] = {baseline}
+
+    def _check(self, lease: Lease) -> None:
+        current = self.applied.lease
+        if current is None:
+            return
+        if lease.epoch < current.epoch or (
+            lease.epoch == current.epoch and lease.rollout_id != current.rollout_id
+        ):
+            raise LeaseConflictError(f"lease {lease} is older than {current}")
+
+    def apply(self, route: RouteSpec, lease: Lease) -> Applied:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RouterError("connection refused")
+        self._check(lease)
+        self.applied = Applied(route, lease)
+        self.writes.append(self.applied)
+        return self.applied
+
+    def read(self) -> Applied:
+        return self.applied
+
+    def rollback(self, lease: Lease | None) -> Applied:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RouterError("connection refused")
+        current = self.applied.lease
+        epoch = max(current.epoch if current else 0, lease.epoch if lease else 0) + 1
+        rollout_id = lease.rollout_id if lease else "operator"
+        self.applied = Applied(self.applied.route.rolled_back(), Lease(rollout_id, epoch))
+        self.writes.append(self.applied)
+        return self.applied
+
+    def ensure_loaded(self, version: str) -> None:
+        self.loaded.add(version)
+
+
+@dataclass
+class VersionBehaviour:
+    error_rate: float = 0.01
+    slow_rate: float = 0.01  # share of requests over every SLO edge
+    accuracy: float = 0.9
+
+
+@dataclass
+class FakeMetrics:
+    """Traffic at `rps`, split by the router's route in force, with expected (not random) counts."""
+
+    clock: FakeClock
+    router: FakeRouter
+    rps: float = 100.0
+    behaviour: dict[str, VersionBehaviour] = field(default_factory=dict)
+    slo_edges: tuple[float, ...] = (0.25,)
+    broken: bool = False
+    silent_candidate: bool = False  # candidate gets no traffic (an audience nobody matches)
+    _last: float | None = None
+    _totals: dict[str, dict[str, float]] = field(default_factory=dict)
+    _shadow: dict[str, float] = field(default_factory=dict)
+
+    def _advance(self) -> None:
+        now = self.clock.now()
+        if self._last is None:
+            self._last = now
+            return
+        elapsed, self._last = now - self._last, now
+        route = self.router.applied.route
+        weight = 0.0 if self.silent_candidate else route.weight
+        served = {route.baseline: 1.0 - weight}
+        if route.candidate:
+            served[route.candidate] = served.get(route.candidate, 0.0) + weight
+        for version, share in served.items():
+            self._add(self._totals, version, self.rps * elapsed * share)
+        if route.candidate and route.mirror and not self.silent_candidate:
+            mirrored = self.rps * elapsed * route.mirror * (1.0 - weight)
+            self._shadow["requests"] = self._shadow.get("requests", 0.0) + mirrored
+
+    def _add(self, totals: dict[str, dict[str, float]], version: str, requests: float) -> None:
+        b = self.behaviour.get(version, VersionBehaviour())
+        t = totals.setdefault(
+            version, {"requests": 0.0, "errors": 0.0, "slow": 0.0, "correct": 0.0}
+        )
+        t["requests"] += requests
+        t["errors"] += requests * b.error_rate
+        t["slow"] += requests * b.slow_rate
+        t["correct"] += requests * b.accuracy
+
+    def _counters(self, version: str) -> VersionCounters:
+        t = self._totals.get(version)
+        if not t:
+            return VersionCounters(slow=tuple((e, 0) for e in self.slo_edges))
+        requests = int(t["requests"])
+        return VersionCounters(
+            requests=requests,
+            errors=int(t["errors"]),
+            slow=tuple((e, int(t["slow"])) for e in self.slo_edges),
+            labelled=requests,
+            correct=int(t["correct"]),
+        )
+
+    def snapshot(self, versions: Pair) -> Snapshot:
+        if self.broken:
+            raise MetricsError("metrics endpoint unreachable")
+        self._advance()
+        mirrored = int(self._shadow.get("requests", 0.0))
+        cand = self.behaviour.get(versions.candidate, VersionBehaviour())
+        base = self.behaviour.get(versions.baseline, VersionBehaviour())
+        shadow = ShadowCounters(
+            pairs=mirrored,
+            disagreements=int(mirrored * 0.01),
+            baseline=VersionCounters(requests=mirrored, errors=int(mirrored * base.error_rate)),
+            candidate=VersionCounters(requests=mirrored, errors=int(mirrored * cand.error_rate)),
+        )
+        return Snapshot(
+            taken_at=self.clock.now(),
+            baseline=self._counters(versions.baseline),
+            candidate=self._counters(versions.candidate),
+            shadow=shadow,
+        )
+
+
+@dataclass
+class FakeRegistry:
+    aliases: dict[str, str] = field(default_factory=lambda: {"champion": "1"})
+    rolled_back: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def promote(
+        self, name: str, candidate_version: str, promote: Any, rollout_id: str
+    ) -> list[dict[str, Any]]:
+        previous = self.aliases.get(promote.alias)
+        if previous == candidate_version:
+            return []
+        self.aliases[promote.alias] = candidate_version
+        moves = [
+            {"alias": promote.alias, "from_version": previous, "to_version": candidate_version}
+        ]
+        if promote.keep_previous_as and previous:
+            self.aliases[promote.keep_previous_as] = previous
+            moves.append(
+                {"alias": promote.keep_previous_as, "from_version": None, "to_version": previous}
+            )
+        return moves
+
+    def mark_rolled_back(self, name: str, version: str, rollout_id: str) -> None:
+        self.rolled_back.append((name, version, rollout_id))

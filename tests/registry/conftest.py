@@ -1,0 +1,25 @@
+"""The registry tests run once against a sqlite store and once against a real `mlflow server`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+SERVER = pytest.param("server", marks=[pytest.mark.mlflow_server, pytest.mark.slow])
+
+
+@pytest.fixture(params=["sqlite", SERVER])
+def store(request: pytest.FixtureRequest) -> Any:
+    """A registry a test may change: baseline @champion and good @challenger at least."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("fresh_registry")
+    return request.getfixturevalue("server_registry")
+
+
+@pytest.fixture(params=["sqlite", SERVER])
+def demo_store(request: pytest.FixtureRequest) -> Any:
+    """A registry with every demo role, for reading only."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("demo_registry")
+    return request.getfixturevalue("server_demo_registry")
