@@ -8,6 +8,8 @@ import typer
 
 from gray.cli.output import EXIT_CODES_HELP
 from gray.cli.plan import plan_app
+from gray.cli.rollback import rollback
+from gray.cli.rollout import rollout_app
 
 HELP = f"""gray rolls machine-learning models out stage by stage, judges each stage with
 anytime-valid statistical gates, and rolls back on its own when the candidate is worse.
@@ -34,6 +36,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(plan_app, name="plan")
+app.add_typer(rollout_app, name="rollout")
+app.command("rollback", help=rollback.__doc__)(rollback)
 
 
 def _version(value: bool) -> None:

@@ -206,7 +206,7 @@ def register_demo_models(
         raise ValueError(f"unknown demo roles {unknown}; choose from {list(ROLES)}")
     demo = train_demo_models(seed)
     client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
-    experiment_id = _demo_experiment(client, registry_uri, artifact_location)
+    experiment_id = demo_experiment(client, registry_uri, artifact_location)
     if not _registered_model_exists(client, model_name):
         client.create_registered_model(
             model_name, description="gray demo: breast-cancer classifiers with defects"
@@ -249,7 +249,7 @@ def register_demo_models(
     return versions
 
 
-def _demo_experiment(client: Any, registry_uri: str, artifact_location: str | None) -> str:
+def demo_experiment(client: Any, registry_uri: str, artifact_location: str | None) -> str:
     existing = client.get_experiment_by_name(DEMO_EXPERIMENT)
     if existing is not None:
         return str(existing.experiment_id)

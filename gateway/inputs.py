@@ -71,8 +71,17 @@ class InputContract:
                 f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}; "
                 f"expected {list(self.columns)}"
             )
-        data = {rule.name: _conform(rule, columns[rule.name]) for rule in self.rules}
-        return pd.DataFrame(data, columns=list(self.columns), index=pd.RangeIndex(rows))
+        import numpy as np
+
+        conformed = [_conform(rule, columns[rule.name]) for rule in self.rules]
+        names = list(self.columns)
+        dtypes = {getattr(c, "dtype", None) for c in conformed}
+        if len(dtypes) == 1 and all(isinstance(c, np.ndarray) for c in conformed):
+            # One block instead of one per column: several times faster for wide rows.
+            block = np.column_stack(conformed) if conformed else np.empty((rows, 0))
+            return pd.DataFrame(block, columns=names, index=pd.RangeIndex(rows), copy=False)
+        data = dict(zip(names, conformed, strict=True))
+        return pd.DataFrame(data, columns=names, index=pd.RangeIndex(rows))
 
 
 def _kind_of(column: Any) -> str:

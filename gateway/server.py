@@ -13,7 +13,9 @@ from gray.gateway.settings import GatewaySettings
 def bind(host: str, port: int) -> socket.socket:
     """Bind before starting uvicorn so a busy port is a clear GatewayError, not an exit."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that name it, and
+    # without it small responses wait ~40 ms for delayed ACKs.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -23,3 +24,11 @@ def demo_store(request: pytest.FixtureRequest) -> Any:
     if request.param == "sqlite":
         return request.getfixturevalue("demo_registry")
     return request.getfixturevalue("server_demo_registry")
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound and released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -1,0 +1,171 @@
+"""What a person sees while a rollout runs: a live panel, or one JSON line per event."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from gray.cli.output import emit_json
+from gray.controller.journal import Event
+from gray.controller.plan import Plan
+from gray.controller.state import Phase, RolloutState
+from gray.controller.units import format_duration, format_share
+
+OUTCOME_STYLE = {
+    "pass": "bold green",
+    "fail": "bold red",
+    "inconclusive": "yellow",
+    "nodata": "dim",
+}
+PHASE_STYLE = {
+    Phase.PROMOTED: "bold green",
+    Phase.ROLLED_BACK: "bold red",
+    Phase.ABORTED: "bold red",
+    Phase.ROLLING_BACK: "bold red",
+    Phase.WAITING_APPROVAL: "bold yellow",
+    Phase.PAUSED: "yellow",
+    Phase.HELD: "yellow",
+}
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    state = event.state
+    return {
+        "event": event.event,
+        "seq": event.seq,
+        "at": event.at,
+        "rollout_id": state.get("rollout_id"),
+        "phase": state.get("phase"),
+        "stage": state.get("stage"),
+        "reason": event.reason,
+        "data": event.data,
+    }
+
+
+class JsonEvents:
+    """`--output json`: one line per journal event, flushed at once."""
+
+    def __call__(self, event: Event) -> None:
+        emit_json(event_json(event))
+
+
+class RolloutView:
+    """A rich renderable of a rollout's state, recomputed at every refresh."""
+
+    def __init__(self, plan: Plan, state: RolloutState | None = None) -> None:
+        self.plan = plan
+        self.state = state
+        self.recent: list[tuple[float, str, str]] = []
+
+    def on_event(self, event: Event) -> None:
+        self.state = RolloutState.from_dict(event.state)
+        if event.event != "look":
+            self.recent.append((event.at, event.event, event.reason))
+            self.recent = self.recent[-6:]
+
+    def __rich__(self) -> RenderableType:
+        return render_state(self.plan, self.state, self.recent)
+
+
+def render_state(
+    plan: Plan, state: RolloutState | None, recent: list[tuple[float, str, str]] | None = None
+) -> RenderableType:
+    if state is None:
+        return Text("preparing…")
+    phase_style = PHASE_STYLE.get(state.phase, "bold cyan")
+    stage = plan.stages[min(state.stage, len(plan.stages) - 1)]
+    header = Text.assemble(
+        (f"{state.model} ", "bold"),
+        f"{state.baseline_ref}=v{state.baseline} → {state.candidate_ref}=v{state.candidate}   ",
+        (state.phase.value.replace("_", " "), phase_style),
+    )
+    progress = Text(
+        f"stage {state.stage + 1}/{len(plan.stages)} {stage.name}   "
+        f"candidate {format_share(stage.weight)}"
+        + (f"   mirror {format_share(stage.mirror)}" if stage.mirror else "")
+        + f"   {time_left(state)}"
+    )
+    parts: list[RenderableType] = [header, progress, stage_bar(plan, state)]
+    verdict = state.last_verdict
+    if verdict and verdict.get("verdicts"):
+        parts.append(gate_table(verdict["verdicts"]))
+    if recent:
+        log = Table.grid(padding=(0, 1))
+        for at, name, reason in recent:
+            style = "red" if name in ("gate_failed", "rolled_back", "aborted") else "dim"
+            log.add_row(
+                time.strftime("%H:%M:%S", time.localtime(at)), Text(name, style), Text(reason)
+            )
+        parts.append(log)
+    elif state.reason:
+        parts.append(Text(state.reason))
+    return Panel(
+        Group(*parts), title=state.rollout_id, title_align="left", border_style=phase_style
+    )
+
+
+def time_left(state: RolloutState) -> str:
+    if state.phase is Phase.RUNNING and state.deadline is not None:
+        left = max(0.0, state.deadline - time.time())
+        return f"dwell left {format_duration(max(left, 0.001)) if left else '0s'}"
+    if state.phase is Phase.PAUSED and state.dwell_left is not None:
+        return f"paused, {format_duration(max(state.dwell_left, 0.001))} of dwell left"
+    if state.phase is Phase.WAITING_APPROVAL:
+        return f"waiting: gray rollout approve {state.rollout_id}"
+    return ""
+
+
+def stage_bar(plan: Plan, state: RolloutState) -> Text:
+    bar = Text()
+    for index, stage in enumerate(plan.stages):
+        if index < state.stage or state.phase is Phase.PROMOTED:
+            style = "green"
+        elif index == state.stage:
+            style = (
+                "red"
+                if state.phase in (Phase.ROLLED_BACK, Phase.ROLLING_BACK, Phase.ABORTED)
+                else "cyan"
+            )
+        else:
+            style = "dim"
+        bar.append(f" {stage.name} ", style=f"reverse {style}" if index == state.stage else style)
+        if index < len(plan.stages) - 1:
+            bar.append("→", style="dim")
+    return bar
+
+
+def gate_table(verdicts: list[dict[str, Any]]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
+    for column in ("gate", "verdict", "estimate", "confidence", "allowed", "evidence"):
+        table.add_column(column)
+    for verdict in verdicts:
+        outcome = str(verdict.get("outcome", ""))
+        interval = verdict.get("interval")
+        table.add_row(
+            str(verdict.get("gate", "")),
+            Text(outcome.upper(), OUTCOME_STYLE.get(outcome, "")),
+            _number(verdict.get("estimate")),
+            f"{_number(interval[0])} – {_number(interval[1])}" if interval else "-",
+            _number(verdict.get("allowed")),
+            _counts(verdict.get("counts") or {}),
+        )
+    return table
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int | float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _counts(counts: dict[str, Any]) -> str:
+    shown = [f"{k.replace('_', ' ')} {v:,}" for k, v in counts.items() if isinstance(v, int)]
+    return ", ".join(shown[:3])

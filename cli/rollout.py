@@ -1,0 +1,555 @@
+"""`gray rollout`: start, follow and steer rollouts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from gray.cli.display import JsonEvents, RolloutView, event_json, render_state
+from gray.cli.output import (
+    EXIT_CODES_HELP,
+    OutputFormat,
+    OutputOption,
+    console,
+    emit_json,
+    error_console,
+    reported_errors,
+)
+from gray.controller.errors import ConfigError, PreflightError, RolloutError
+from gray.controller.journal import Event, Journal, LocalJournal, new_rollout_id
+from gray.controller.plan import Plan, load_plan, parse_plan
+from gray.controller.state import RolloutState
+from gray.controller.units import format_duration
+
+if TYPE_CHECKING:
+    from gray.controller import loop
+    from gray.controller.registry import Registry
+    from gray.controller.runner import RunResult
+
+rollout_app = typer.Typer(
+    help=f"Start, follow and steer rollouts.\n\n{EXIT_CODES_HELP}",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+RegistryOption = typer.Option(
+    None,
+    "--registry-uri",
+    help="MLflow registry (default: the plan's, $MLFLOW_TRACKING_URI, or sqlite:///mlflow.db).",
+)
+UntilOption = typer.Option(
+    None, "--until-stage", help="Stop after this stage (number or name), traffic held (exit 3)."
+)
+ExitOnHoldOption = typer.Option(
+    False, "--exit-on-hold", help="Exit 3 instead of waiting when a stage waits for approval."
+)
+
+
+def _warn(text: str) -> None:
+    error_console.print(f"[yellow]warning:[/] {text}", soft_wrap=True)
+
+
+@rollout_app.command("start")
+def start(
+    plan_path: Path = typer.Argument(..., metavar="PLAN", help="The rollout plan."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Run the preflight, print the timeline."),
+    detach: bool = typer.Option(False, "--detach", help="Run the controller in the background."),
+    until_stage: str | None = UntilOption,
+    exit_on_hold: bool = ExitOnHoldOption,
+    registry_uri: str | None = RegistryOption,
+    rollout_id: str | None = typer.Option(None, "--rollout-id", hidden=True),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Check everything, then move traffic stage by stage and decide.
+
+    Before any traffic moves: both versions are pinned, both preprocessors are
+    checked by hash, the endpoint must have both versions loaded, and the
+    metrics source must answer. Any failure exits 2 and changes nothing.
+
+    Examples:
+
+    \b
+      gray rollout start plans/incremental.yaml
+      gray rollout start plan.yaml --dry-run
+      gray rollout start plan.yaml --until-stage 1 --output json   # one CI job per stage
+      gray rollout start plan.yaml --detach && gray rollout status --watch
+    """
+    from gray.controller import rollouts
+
+    with reported_errors(output):
+        plan = load_plan(plan_path)
+        plan_text = plan_path.read_text(encoding="utf-8")
+        until = _stage(plan, until_stage)
+        if detach and not dry_run:
+            _detach(plan_path, plan, until_stage, registry_uri, output)
+            return
+        registry = rollouts.open_registry(plan, registry_uri)
+        journal = rollouts.open_journal(registry, _warn)
+        router, metrics = rollouts.build_router(plan), rollouts.build_metrics(plan)
+        try:
+            report = rollouts.preflight(plan, registry, router, metrics, journal)
+        except PreflightError as error:
+            _print_checks(getattr(error, "checks", []), output)
+            raise
+        _print_checks(report.checks, output)
+        if dry_run:
+            _print_dry_run(plan, output)
+            return
+        step = rollouts.create_rollout(
+            plan, plan_text, report, journal, rollout_id=rollout_id, until_stage=until
+        )
+        result = _run(plan, step, registry, journal, output, exit_on_hold)
+    raise typer.Exit(result.exit_code)
+
+
+@rollout_app.command("resume")
+def resume(
+    rollout_id: str = typer.Argument(..., metavar="ID"),
+    until_stage: str | None = UntilOption,
+    exit_on_hold: bool = ExitOnHoldOption,
+    registry_uri: str | None = RegistryOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Continue a rollout from its journal: after a crash, a hold or --until-stage.
+
+    The resumed controller writes with a newer lease epoch, so a controller that
+    is still running somewhere stops at its next look instead of fighting.
+
+    Examples:
+
+    \b
+      gray rollout resume fraud-20261125-101500-3fa2
+      gray rollout resume fraud-20261125-101500-3fa2 --until-stage 3
+    """
+    from gray.controller import rollouts
+
+    with reported_errors(output):
+        journal, registry = _journal_for(rollout_id, registry_uri)
+        record = journal.load(rollout_id)
+        plan = parse_plan(record.plan_text, f"{rollout_id}/plan.yaml")
+        until = _stage(plan, until_stage)
+        plan, step = rollouts.prepare_resume(journal, rollout_id, until)
+        result = _run(plan, step, registry, journal, output, exit_on_hold)
+    raise typer.Exit(result.exit_code)
+
+
+@rollout_app.command("status")
+def status(
+    rollout_id: str | None = typer.Argument(None, metavar="[ID]"),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Keep refreshing until it ends."),
+    registry_uri: str | None = RegistryOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Show a rollout (or every active one): phase, stage, gates, recent decisions.
+
+    Exit code: that of the rollout's state (0 promoted, 1 rolled back, 3 held), or 0 while
+    it runs.
+
+    Examples:
+
+    \b
+      gray rollout status
+      gray rollout status fraud-20261125-101500-3fa2 --watch
+      gray rollout status fraud-20261125-101500-3fa2 --output json
+    """
+    with reported_errors(output):
+        if rollout_id is None:
+            journal, _ = _journal_for(None, registry_uri)
+            _print_list([s for s in journal.list_states() if not s.phase.terminal], output)
+            return
+        journal, _ = _journal_for(rollout_id, registry_uri)
+        record = journal.load(rollout_id)
+        plan = parse_plan(record.plan_text, f"{rollout_id}/plan.yaml")
+        if output == OutputFormat.json:
+            emit_json(
+                {
+                    "state": record.state.to_dict(),
+                    "events": [event_json(e) for e in record.events[-20:]],
+                }
+            )
+            raise typer.Exit(record.state.exit_code or 0)
+        if not watch:
+            console.print(render_state(plan, record.state, _recent(record.events)))
+            raise typer.Exit(record.state.exit_code or 0)
+        with Live(console=console, refresh_per_second=2) as live:
+            while True:
+                record = journal.load(rollout_id)
+                live.update(render_state(plan, record.state, _recent(record.events)))
+                if record.state.phase.terminal:
+                    break
+                time.sleep(1.0)
+        raise typer.Exit(record.state.exit_code or 0)
+
+
+@rollout_app.command("list")
+def list_rollouts(
+    model: str | None = typer.Option(None, "--model", help="Only this model's rollouts."),
+    registry_uri: str | None = RegistryOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """List rollouts, newest first, from the local and the MLflow journal.
+
+    Examples:
+
+    \b
+      gray rollout list
+      gray rollout list --model fraud --output json
+    """
+    with reported_errors(output):
+        journal, _ = _journal_for(None, registry_uri)
+        _print_list(journal.list_states(model), output)
+
+
+def _command(
+    rollout_id: str, command: str, reason: str, registry_uri: str | None, output: OutputFormat
+) -> None:
+    from gray.controller import rollouts
+
+    with reported_errors(output):
+        journal, _ = _journal_for(rollout_id, registry_uri)
+        state = rollouts.send_command(journal, rollout_id, command, reason)
+        _, plan = rollouts.load_rollout(journal, rollout_id)
+        alive = rollouts.controller_alive(state, plan.interval)
+        hint = (
+            "the running controller acts on it within a second or so"
+            if alive
+            else f"no controller is running; continue with `gray rollout resume {rollout_id}`"
+        )
+        if output == OutputFormat.json:
+            emit_json(
+                {
+                    "ok": True,
+                    "rollout_id": rollout_id,
+                    "command": command,
+                    "controller_running": alive,
+                }
+            )
+        else:
+            console.print(f"[green]✓[/] {command} sent to {rollout_id}; {hint}")
+
+
+@rollout_app.command("approve")
+def approve(
+    rollout_id: str = typer.Argument(..., metavar="ID"),
+    reason: str = typer.Option("", "--reason", help="Why, for the journal."),
+    registry_uri: str | None = RegistryOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Approve a stage that waits for a person; the rollout moves on.
+
+    Examples:
+
+    \b
+      gray rollout approve fraud-20261125-101500-3fa2 --reason "samples read, look right"
+    """
+    _command(rollout_id, "approve", reason, registry_uri, output)
+
+
+@rollout_app.command("pause")
+def pause(
+    rollout_id: str = typer.Argument(..., metavar="ID"),
+    reason: str = typer.Option("", "--reason"),
+    registry_uri: str | None = RegistryOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Hold traffic where it is and stop the dwell clock. Gates keep judging: a FAIL still
+    rolls back. `gray rollout unpause ID` continues.
+
+    Examples:
+
+    \b
+      gray rollout pause fraud-20261125-101500-3fa2 --reason "traffic spike, wait"
+    """
+    _command(rollout_id, "pause", reason, registry_uri, output)
+
+
+@rollout_app.command("unpause")
+def unpause(
+    rollout_id: str = typer.Argument(..., metavar="ID"),
+    reason: str = typer.Option("", "--reason"),
+    registry_uri: str | None = RegistryOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Continue a paused rollout with the dwell time it had left.
+
+    Examples:
+
+    \b
+      gray rollout unpause fraud-20261125-101500-3fa2
+    """
+    _command(rollout_id, "unpause", reason, registry_uri, output)
+
+
+@rollout_app.command("promote")
+def promote(
+    rollout_id: str = typer.Argument(..., metavar="ID"),
+    skip_remaining: bool = typer.Option(
+        False, "--skip-remaining", help="Required: promote now and skip the remaining stages."
+    ),
+    reason: str = typer.Option("", "--reason"),
+    registry_uri: str | None = RegistryOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Promote the candidate now, skipping the remaining stages (an explicit, journaled override).
+
+    Examples:
+
+    \b
+      gray rollout promote fraud-20261125-101500-3fa2 --skip-remaining --reason "hotfix"
+    """
+    if not skip_remaining:
+        with reported_errors(output):
+            raise ConfigError("promoting before the last stage skips gates; add --skip-remaining")
+    _command(rollout_id, "promote", reason, registry_uri, output)
+
+
+@rollout_app.command("abort")
+def abort(
+    rollout_id: str = typer.Argument(..., metavar="ID"),
+    reason: str = typer.Option("", "--reason"),
+    registry_uri: str | None = RegistryOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Stop a rollout and send all traffic back to the baseline, now (exit 1 on success).
+
+    Works whether its controller runs, hangs or is gone: the endpoint write is
+    fenced with a newer lease, so a stale controller cannot undo it.
+
+    Examples:
+
+    \b
+      gray rollout abort fraud-20261125-101500-3fa2 --reason "wrong model"
+    """
+    from gray.cli.rollback import perform_rollback
+
+    perform_rollback(rollout_id, reason, False, registry_uri, None, output, kind="aborted")
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def _stage(plan: Plan, ref: str | None) -> int | None:
+    if ref is None:
+        return None
+    try:
+        return plan.stage_index(ref)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _journal_for(
+    rollout_id: str | None, registry_uri: str | None
+) -> tuple[Journal, Registry | None]:
+    """The journal to read: the registry named by the rollout's local plan, else by flags/env."""
+    from gray.controller import rollouts
+
+    plan = None
+    if rollout_id is not None:
+        local = LocalJournal().load(rollout_id)
+        if local is not None and local.plan_text:
+            plan = parse_plan(local.plan_text, f"{rollout_id}/plan.yaml")
+    registry = rollouts.open_registry(plan, registry_uri)
+    try:
+        return rollouts.open_journal(registry, _warn), registry
+    except Exception as exc:  # the local journal still answers without MLflow
+        _warn(f"MLflow journal unavailable ({exc}); using the local journal only")
+        return Journal(LocalJournal()), None
+
+
+def _run(
+    plan: Plan,
+    step: loop.Step,
+    registry: Registry | None,
+    journal: Journal,
+    output: OutputFormat,
+    exit_on_hold: bool,
+) -> RunResult:
+    from gray.controller import rollouts
+    from gray.controller.notify import Notifier
+    from gray.controller.runner import Runner, RunResult
+
+    view = RolloutView(plan, step.state)
+    on_event = JsonEvents() if output == OutputFormat.json else view.on_event
+    if output == OutputFormat.text and not console.is_terminal:
+        on_event = _PlainEvents(view)
+    runner = Runner(
+        plan,
+        rollouts.build_router(plan),
+        rollouts.build_metrics(plan),
+        registry,
+        journal,
+        Notifier(plan.notify),
+        on_event=on_event,
+        on_warning=_warn,
+        exit_on_hold=exit_on_hold,
+    )
+    try:
+        if output == OutputFormat.text and console.is_terminal:
+            with Live(view, console=console, refresh_per_second=4):
+                result = runner.run(step)
+        else:
+            result = runner.run(step)
+    except KeyboardInterrupt:
+        state = runner.state or step.state
+        reason = (
+            f"controller stopped by Ctrl-C; traffic held as last verified. Continue with "
+            f"`gray rollout resume {state.rollout_id}` or undo with "
+            f"`gray rollback {state.rollout_id}`"
+        )
+        result = RunResult(state, 3, reason)
+    if output == OutputFormat.json:
+        emit_json(
+            {
+                "event": "exit",
+                "rollout_id": result.state.rollout_id,
+                "exit_code": result.exit_code,
+                "phase": result.state.phase.value,
+                "reason": result.reason,
+            }
+        )
+    else:
+        style = {0: "green", 1: "red", 3: "yellow"}.get(result.exit_code, "red")
+        console.print(Text(f"{result.state.rollout_id}: {result.reason}", style=style))
+        console.print(
+            f"exit {result.exit_code}; details: gray rollout status {result.state.rollout_id}"
+        )
+    return result
+
+
+class _PlainEvents:
+    """Text output without a terminal (CI logs): one line per decision, none per look."""
+
+    def __init__(self, view: RolloutView) -> None:
+        self.view = view
+
+    def __call__(self, event: Event) -> None:
+        self.view.on_event(event)
+        if event.event != "look":
+            stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+            console.print(f"{stamp} {event.event}: {event.reason}", markup=False, soft_wrap=True)
+
+
+def _recent(events: tuple[Event, ...]) -> list[tuple[float, str, str]]:
+    return [(e.at, e.event, e.reason) for e in events if e.event != "look"][-6:]
+
+
+def _print_checks(checks: list, output: OutputFormat) -> None:  # type: ignore[type-arg]
+    if output == OutputFormat.json:
+        emit_json({"event": "preflight", "checks": [c.to_dict() for c in checks]})
+        return
+    for check in checks:
+        mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
+        console.print(f"{mark} {check.name}: {check.detail}", soft_wrap=True)
+
+
+def _print_dry_run(plan: Plan, output: OutputFormat) -> None:
+    from gray.cli.plan import timeline, total_dwell
+
+    if output == OutputFormat.json:
+        emit_json(
+            {
+                "event": "dry_run",
+                "ok": True,
+                "stages": timeline(plan, None),
+                "total_seconds": total_dwell(plan),
+            }
+        )
+        return
+    for row in timeline(plan, None):
+        console.print(
+            f"  stage {row['number']} {row['name']}: candidate {row['weight']:.4g}, "
+            f"{format_duration(float(row['dwell_seconds']))}, gates {', '.join(row['gates'])}"  # type: ignore[arg-type]
+        )
+    console.print(
+        f"dry run: nothing changed; the rollout would take {format_duration(total_dwell(plan))}"
+    )
+
+
+def _print_list(states: list[RolloutState], output: OutputFormat) -> None:
+    if output == OutputFormat.json:
+        emit_json({"rollouts": [s.to_dict() for s in states]})
+        return
+    if not states:
+        console.print("no rollouts")
+        return
+    table = Table()
+    for column in ("id", "model", "versions", "phase", "stage", "updated", "reason"):
+        table.add_column(column, overflow="fold")
+    for s in states:
+        table.add_row(
+            s.rollout_id,
+            s.model,
+            f"v{s.baseline} → v{s.candidate}",
+            s.phase.value,
+            str(s.stage + 1),
+            time.strftime("%m-%d %H:%M:%S", time.localtime(s.updated_at)),
+            s.reason[:80],
+        )
+    console.print(table)
+
+
+def _detach(
+    plan_path: Path,
+    plan: Plan,
+    until_stage: str | None,
+    registry_uri: str | None,
+    output: OutputFormat,
+) -> None:
+    """Run the controller in a new session; return once it has started (or failed preflight)."""
+    rollout_id = new_rollout_id(plan.model.name)
+    log_dir = LocalJournal().root / rollout_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    args = [
+        sys.executable,
+        "-m",
+        "gray.cli",
+        "rollout",
+        "start",
+        str(plan_path),
+        "--rollout-id",
+        rollout_id,
+        "--output",
+        "json",
+        "--exit-on-hold",
+    ]
+    if until_stage:
+        args += ["--until-stage", until_stage]
+    if registry_uri:
+        args += ["--registry-uri", registry_uri]
+    log = (log_dir / "controller.log").open("ab")
+    process = subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if LocalJournal().load(rollout_id) is not None:
+            break
+        if process.poll() is not None:
+            text = (log_dir / "controller.log").read_text(errors="replace")
+            raise RolloutError(
+                f"the controller exited with {process.returncode} before starting:\n{text}"
+            )
+        time.sleep(0.2)
+    if output == OutputFormat.json:
+        emit_json(
+            {
+                "ok": True,
+                "rollout_id": rollout_id,
+                "pid": process.pid,
+                "log": str(log_dir / "controller.log"),
+            }
+        )
+    else:
+        console.print(
+            f"started {rollout_id} in the background (pid {process.pid}); "
+            f"follow it with `gray rollout status {rollout_id} --watch`"
+        )

@@ -1,0 +1,208 @@
+"""The MetricsSource for gray's built-in gateway: `GET /admin/stats` as a Snapshot.
+
+"No data" and "source broken" stay apart: a version the gateway has not counted
+yet reads as zero counters, while an unreachable gateway or an unreadable answer
+raises MetricsError. Counters restart from zero when the gateway restarts; this
+adapter notices (the gateway's start time changes) and carries the last reading
+forward, so the series it hands to the gates never goes backwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+
+from gray.controller.errors import MetricsError
+from gray.controller.types import Pair, ShadowCounters, Snapshot, VersionCounters
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_RETRIES = 2
+RETRY_BACKOFF_SECONDS = 0.5
+
+
+class GatewayMetrics:
+    """Reads one gateway's counters; `slo_edges` (seconds) are always present in `slow`."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        slo_edges: Iterable[float] = (),
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        retries: int = DEFAULT_RETRIES,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.slo_edges = tuple(sorted(set(float(e) for e in slo_edges)))
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+        self._retries = retries
+        self._sleep = sleep
+        self._started_at: float | None = None
+        self._pair: Pair | None = None
+        self._last: Snapshot | None = None
+        self._carry: Snapshot | None = None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> GatewayMetrics:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def snapshot(self, versions: Pair) -> Snapshot:
+        data = self._fetch()
+        try:
+            reading = self._to_snapshot(data, versions)
+            started_at = float(data.get("started_at", 0.0))
+        except (KeyError, TypeError, ValueError) as error:
+            raise MetricsError(
+                f"the gateway at {self.url} answered unreadable stats: {error!r}"
+            ) from None
+        return self._continue_series(versions, started_at, reading)
+
+    def _continue_series(self, pair: Pair, started_at: float, reading: Snapshot) -> Snapshot:
+        if pair != self._pair:
+            self._pair, self._carry, self._last = pair, None, None
+        elif self._started_at is not None and started_at != self._started_at and self._last:
+            # The gateway restarted: what it counted before is kept, and added on.
+            self._carry = self._last
+        self._started_at = started_at
+        result = _plus(reading, self._carry) if self._carry else reading
+        self._last = result
+        return result
+
+    def _fetch(self) -> dict[str, Any]:
+        delay = RETRY_BACKOFF_SECONDS
+        failure = ""
+        for attempt in range(self._retries + 1):
+            try:
+                response = self._client.get("/admin/stats")
+            except httpx.HTTPError as error:
+                failure = f"{type(error).__name__}: {error}"
+            else:
+                if response.status_code == 200:
+                    try:
+                        data = response.json()
+                    except ValueError:
+                        raise MetricsError(
+                            f"the gateway at {self.url} answered stats that are not JSON"
+                        ) from None
+                    if not isinstance(data, dict):
+                        raise MetricsError(f"the gateway at {self.url} answered unreadable stats")
+                    return data
+                if response.status_code == 401:
+                    raise MetricsError(
+                        f"the gateway at {self.url} refused the admin token (HTTP 401)"
+                    )
+                failure = f"HTTP {response.status_code}: {response.text[:200]}"
+                if response.status_code < 500:
+                    break
+            if attempt < self._retries:
+                self._sleep(delay)
+                delay *= 2
+        raise MetricsError(f"cannot read stats from the gateway at {self.url}: {failure}")
+
+    def _to_snapshot(self, data: dict[str, Any], pair: Pair) -> Snapshot:
+        versions = data.get("versions") or {}
+        shadow = (data.get("shadow") or {}).get(pair.candidate)
+        shadow_counters = ShadowCounters.from_dict(shadow) if shadow else ShadowCounters()
+        return Snapshot(
+            taken_at=float(data["taken_at"]),
+            baseline=self._counters(versions.get(pair.baseline)),
+            candidate=self._counters(versions.get(pair.candidate)),
+            shadow=ShadowCounters(
+                pairs=shadow_counters.pairs,
+                disagreements=shadow_counters.disagreements,
+                baseline=self._with_edges(shadow_counters.baseline),
+                candidate=self._with_edges(shadow_counters.candidate),
+            ),
+        )
+
+    def _counters(self, data: dict[str, Any] | None) -> VersionCounters:
+        return self._with_edges(VersionCounters.from_dict(data) if data else VersionCounters())
+
+    def _with_edges(self, counters: VersionCounters) -> VersionCounters:
+        """Make sure every requested SLO edge is counted, reading it off the histogram."""
+        slow = dict(counters.slow)
+        for edge in self.slo_edges:
+            if counters.slow_over(edge) is None:
+                slow[edge] = slow_from_histogram(counters.latency_buckets, counters.requests, edge)
+        return VersionCounters(
+            requests=counters.requests,
+            errors=counters.errors,
+            bad_requests=counters.bad_requests,
+            latency_buckets=counters.latency_buckets,
+            slow=tuple(sorted(slow.items())),
+            labelled=counters.labelled,
+            correct=counters.correct,
+        )
+
+
+def slow_from_histogram(buckets: tuple[tuple[float, int], ...], requests: int, edge: float) -> int:
+    """Requests slower than `edge`, from a cumulative histogram (interpolated between edges)."""
+    if not buckets or requests == 0:
+        return 0
+    lower_edge, lower_count = 0.0, 0
+    for upper_edge, upper_count in buckets:
+        if abs(upper_edge - edge) < 1e-9:
+            return requests - upper_count
+        if upper_edge > edge:
+            if upper_edge == float("inf"):
+                return requests - lower_count
+            share = (edge - lower_edge) / (upper_edge - lower_edge)
+            at_edge = lower_count + share * (upper_count - lower_count)
+            return requests - round(at_edge)
+        lower_edge, lower_count = upper_edge, upper_count
+    return requests - lower_count
+
+
+def _plus_counters(a: VersionCounters, b: VersionCounters) -> VersionCounters:
+    b_slow = dict(b.slow)
+    edges = sorted(
+        {edge for edge, _ in a.latency_buckets} | {edge for edge, _ in b.latency_buckets}
+    )
+    return VersionCounters(
+        requests=a.requests + b.requests,
+        errors=a.errors + b.errors,
+        bad_requests=a.bad_requests + b.bad_requests,
+        latency_buckets=tuple(
+            (edge, _at(a.latency_buckets, edge) + _at(b.latency_buckets, edge)) for edge in edges
+        ),
+        slow=tuple((edge, count + b_slow.get(edge, 0)) for edge, count in a.slow),
+        labelled=a.labelled + b.labelled,
+        correct=a.correct + b.correct,
+    )
+
+
+def _at(buckets: tuple[tuple[float, int], ...], edge: float) -> int:
+    """A cumulative histogram's count at `edge` (the nearest edge at or below it)."""
+    count = 0
+    for upper, value in buckets:
+        if upper > edge:
+            break
+        count = value
+    return count
+
+
+def _plus(reading: Snapshot, carry: Snapshot) -> Snapshot:
+    return Snapshot(
+        taken_at=reading.taken_at,
+        baseline=_plus_counters(reading.baseline, carry.baseline),
+        candidate=_plus_counters(reading.candidate, carry.candidate),
+        shadow=ShadowCounters(
+            pairs=reading.shadow.pairs + carry.shadow.pairs,
+            disagreements=reading.shadow.disagreements + carry.shadow.disagreements,
+            baseline=_plus_counters(reading.shadow.baseline, carry.shadow.baseline),
+            candidate=_plus_counters(reading.shadow.candidate, carry.shadow.candidate),
+        ),
+    )

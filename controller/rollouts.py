@@ -1,0 +1,341 @@
+"""Rollout operations behind the CLI: preflight, start, resume, commands, operator rollback.
+
+These functions wire the plan, the registry, the serving endpoint, the metrics
+source and the journal together; the decisions themselves live in `loop.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gray.controller import loop
+from gray.controller.errors import (
+    ConfigError,
+    GrayError,
+    JournalError,
+    PreflightError,
+    RegistryError,
+    RolloutActiveError,
+    RolloutError,
+    RouterError,
+)
+from gray.controller.journal import Journal, LocalJournal, RolloutRecord, actor, new_rollout_id
+from gray.controller.metrics.base import MetricsSource
+from gray.controller.plan import Plan, parse_plan
+from gray.controller.routers.base import Router
+from gray.controller.state import Phase, RolloutState
+from gray.controller.types import Applied, Lease, Pair, RouteSpec
+
+if TYPE_CHECKING:
+    from gray.controller.registry import Registry
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass
+class PreflightReport:
+    checks: list[Check] = field(default_factory=list)
+    baseline: str | None = None
+    candidate: str | None = None
+    route: Applied | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str) -> bool:
+        self.checks.append(Check(name, ok, detail))
+        return ok
+
+    def failure(self) -> PreflightError:
+        failed = [c for c in self.checks if not c.ok]
+        lines = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+        error = PreflightError(f"preflight refused the rollout, nothing was changed. {lines}")
+        error.checks = self.checks  # type: ignore[attr-defined]
+        return error
+
+
+def open_registry(plan: Plan | None, cli_uri: str | None) -> Registry:
+    from gray.controller.registry import Registry, resolve_registry_uri
+
+    return Registry(resolve_registry_uri(plan.registry.uri if plan else None, cli_uri))
+
+
+def build_router(plan: Plan) -> Router:
+    """The plan's serving endpoint. Plan validation admits only types gray has adapters for."""
+    if plan.router.type == "gateway":
+        from gray.controller.routers.gateway import GatewayRouter
+
+        return GatewayRouter(
+            plan.router.url, plan.router.token or None, timeout=plan.router.timeout
+        )
+    raise ConfigError(f"router type {plan.router.type!r} has no adapter")
+
+
+def build_metrics(plan: Plan) -> MetricsSource:
+    if plan.metrics.type == "gateway":
+        from gray.controller.metrics.gateway import GatewayMetrics
+
+        return GatewayMetrics(
+            plan.metrics_url, plan.metrics_token or None, slo_edges=plan.slo_edges()
+        )
+    raise ConfigError(f"metrics type {plan.metrics.type!r} has no adapter")
+
+
+def open_journal(
+    registry: Registry | None, on_warning: Callable[[str], None] | None = None
+) -> Journal:
+    remote = None
+    if registry is not None:
+        from gray.controller.journal_mlflow import MlflowJournal
+
+        remote = MlflowJournal(registry)
+    return Journal(LocalJournal(), remote, on_remote_error=on_warning)
+
+
+def preflight(
+    plan: Plan, registry: Registry, router: Router, metrics: MetricsSource, journal: Journal
+) -> PreflightReport:
+    """Every check before any traffic moves. Raises PreflightError listing what failed."""
+    report = PreflightReport()
+    try:
+        pinned = registry.pin(plan.model)
+    except RegistryError as exc:
+        report.add("versions", False, exc.message)
+        raise report.failure() from None
+    report.baseline, report.candidate = pinned.baseline.version, pinned.candidate.version
+    report.add(
+        "versions",
+        True,
+        f"{plan.model.name} baseline {plan.model.baseline} = v{pinned.baseline.version}, "
+        f"candidate {plan.model.candidate} = v{pinned.candidate.version}",
+    )
+    for side, info, ref in (
+        ("baseline", pinned.baseline, plan.model.baseline),
+        ("candidate", pinned.candidate, plan.model.candidate),
+    ):
+        try:
+            verified = registry.verify_preprocessor(info, plan.model.preprocessor, ref)
+        except RegistryError as exc:
+            report.add(f"{side} preprocessor", False, exc.message)
+            continue
+        detail = (
+            f"v{info.version}: sha256 {verified.sha256[:12]}… matches its tag ({verified.binding})"
+            if verified
+            else f"v{info.version}: no preprocessor bound"
+        )
+        report.add(f"{side} preprocessor", True, detail)
+    active = [s for s in journal.active_for(plan.model.name)]
+    if active:
+        ids = ", ".join(s.rollout_id for s in active)
+        raise RolloutActiveError(
+            f"{plan.model.name} is already under an active rollout ({ids}); "
+            f"finish it, or `gray rollout abort {active[0].rollout_id}`"
+        )
+    try:
+        applied = router.read()
+        report.route = applied
+        report.add(
+            "endpoint", True, f"{plan.router.url} answers; serving v{applied.route.baseline}"
+        )
+        busy = applied.route.candidate and (applied.route.weight > 0 or applied.route.mirror > 0)
+        if busy:
+            holder = applied.lease.rollout_id if applied.lease else "unknown"
+            report.add(
+                "endpoint split",
+                False,
+                f"already sends traffic to v{applied.route.candidate} under rollout {holder}",
+            )
+        elif applied.route.baseline != pinned.baseline.version:
+            report.add(
+                "endpoint baseline",
+                False,
+                f"the endpoint serves v{applied.route.baseline} but the plan's baseline "
+                f"{plan.model.baseline} is v{pinned.baseline.version}; users would switch version",
+            )
+        for side, version in (
+            ("baseline", pinned.baseline.version),
+            ("candidate", pinned.candidate.version),
+        ):
+            router.ensure_loaded(version)
+            report.add(f"{side} loaded", True, f"v{version} loaded and warm, no traffic yet")
+    except RouterError as exc:
+        report.add("endpoint", False, exc.message)
+    if report.ok:
+        try:
+            metrics.snapshot(Pair(pinned.baseline.version, pinned.candidate.version))
+            report.add("metrics", True, f"{plan.metrics.type} metrics answer")
+        except GrayError as exc:
+            report.add("metrics", False, exc.message)
+    if not report.ok:
+        raise report.failure()
+    return report
+
+
+def create_rollout(
+    plan: Plan,
+    plan_text: str,
+    report: PreflightReport,
+    journal: Journal,
+    *,
+    rollout_id: str | None = None,
+    until_stage: int | None = None,
+    now: float | None = None,
+) -> loop.Step:
+    """Take the lease one epoch above the one in force and write the rollout's first record."""
+    assert report.baseline and report.candidate
+    current = report.route.lease if report.route else None
+    started = now if now is not None else time.time()
+    state = RolloutState(
+        rollout_id=rollout_id or new_rollout_id(plan.model.name),
+        plan_name=plan.name,
+        model=plan.model.name,
+        baseline=report.baseline,
+        candidate=report.candidate,
+        baseline_ref=plan.model.baseline,
+        candidate_ref=plan.model.candidate,
+        epoch=(current.epoch if current else 0) + 1,
+        started_at=started,
+        updated_at=started,
+        until_stage=until_stage,
+    )
+    journal.create(state, plan_text)
+    return loop.begin(plan, state)
+
+
+def controller_alive(state: RolloutState, interval: float, now: float | None = None) -> bool:
+    """A running controller journals a look every interval; silence means none is running."""
+    if state.phase.terminal or state.phase is Phase.HELD:
+        return False
+    return (now if now is not None else time.time()) - state.updated_at < 3 * interval + 15
+
+
+def load_rollout(journal: Journal, rollout_id: str) -> tuple[RolloutRecord, Plan]:
+    record = journal.load(rollout_id)
+    plan = parse_plan(record.plan_text, f"{rollout_id}/plan.yaml")
+    return record, plan
+
+
+def prepare_resume(
+    journal: Journal, rollout_id: str, until_stage: int | None, now: float | None = None
+) -> tuple[Plan, loop.Step]:
+    """Continue a rollout under a new epoch, which fences any controller still running it."""
+    record, plan = load_rollout(journal, rollout_id)
+    state = record.state
+    if state.phase.terminal:
+        raise RolloutError(
+            f"rollout {rollout_id} already ended: {state.phase.value}. {state.reason}"
+        )
+    state = state.with_(epoch=state.epoch + 1)
+    return plan, loop.resume(plan, state, now if now is not None else time.time(), until_stage)
+
+
+COMMANDS = ("approve", "pause", "unpause", "abort", "promote")
+
+
+def send_command(journal: Journal, rollout_id: str, command: str, reason: str = "") -> RolloutState:
+    if command not in COMMANDS:
+        raise ConfigError(f"unknown command {command!r}; expected one of {', '.join(COMMANDS)}")
+    record = journal.load(rollout_id)
+    if record.state.phase.terminal:
+        raise RolloutError(
+            f"rollout {rollout_id} already ended: {record.state.phase.value}. {record.state.reason}"
+        )
+    journal.post_command(rollout_id, command, reason)
+    return record.state
+
+
+def _restore_previous(
+    router: Router,
+    registry: Registry,
+    plan: Plan | None,
+    state: RolloutState | None,
+    writer: str,
+    text: str,
+    moves: list[dict[str, Any]],
+) -> Applied:
+    """After a promotion: move the alias back and make the endpoint serve that version."""
+    from gray.controller.plan import PromoteSpec
+
+    promote = plan.promote if plan and plan.promote else PromoteSpec()
+    model = state.model if state else (plan.model.name if plan else "")
+    rollout_id = state.rollout_id if state else None
+    done = registry.restore_previous(model, promote, rollout_id=rollout_id, reason=text)
+    moves.extend(m.to_dict() for m in done)
+    target = next((m.to_version for m in done if m.alias == promote.alias), None)
+    if target is None:
+        return router.read()
+    router.ensure_loaded(target)
+    current = router.read().lease
+    lease = Lease(writer, (current.epoch if current else 0) + 1)
+    return router.apply(RouteSpec(baseline=target), lease)
+
+
+def rollback_endpoint(router: Router, state: RolloutState | None) -> tuple[Applied, float]:
+    """The one write that matters: baseline 100 %, under a lease newer than any in force."""
+    who = actor()
+    started = time.perf_counter()
+    current = router.read().lease
+    writer = state.rollout_id if state else f"operator:{who}"
+    applied = router.rollback(Lease(writer, current.epoch if current else 0))
+    return applied, time.perf_counter() - started
+
+
+def record_rollback(
+    applied: Applied,
+    *,
+    router: Router,
+    journal: Journal | None,
+    registry: Registry | None,
+    state: RolloutState | None,
+    plan: Plan | None,
+    reason: str,
+    to_previous: bool,
+    kind: str = "rolled_back",
+) -> tuple[Applied, tuple[str, ...], tuple[dict[str, Any], ...]]:
+    """Bookkeeping after the endpoint write: journal, registry tags, and `--to previous`.
+
+    Failures here are warnings: traffic is already back on the baseline.
+    """
+    who = actor()
+    warnings: list[str] = []
+    verb = "aborted" if kind == "aborted" else "rolled back"
+    text = f"{verb} by {who}" + (f": {reason}" if reason else "")
+    if state is not None and journal is not None and not state.phase.terminal:
+        final = state.with_(
+            phase=Phase.ABORTED if kind == "aborted" else Phase.ROLLED_BACK,
+            reason=f"{text}; baseline v{state.baseline} answers 100 %",
+            ended_at=time.time(),
+            updated_at=time.time(),
+            epoch=applied.lease.epoch if applied.lease else state.epoch,
+        )
+        try:
+            data = {"route": applied.to_dict(), "operator": who}
+            journal.append(final, kind, final.reason, data)
+        except JournalError as exc:
+            warnings.append(
+                f"traffic is back on the baseline, but the journal write failed: {exc.message}"
+            )
+    if registry is not None and state is not None:
+        try:
+            registry.mark_rolled_back(state.model, state.candidate, state.rollout_id)
+        except RegistryError as exc:
+            warnings.append(f"registry tag not written: {exc.message}")
+    moves: list[dict[str, Any]] = []
+    if to_previous:
+        if registry is None or (plan is None and state is None):
+            raise ConfigError("--to previous needs the registry and the model; pass --registry-uri")
+        writer = applied.lease.rollout_id if applied.lease else f"operator:{who}"
+        applied = _restore_previous(router, registry, plan, state, writer, text, moves)
+    return applied, tuple(warnings), tuple(moves)
