@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
+from gray.cli.demo import demo
 from gray.cli.output import EXIT_CODES_HELP
 from gray.cli.plan import plan_app
 from gray.cli.rollback import rollback
@@ -37,6 +38,7 @@ app = typer.Typer(
 )
 app.add_typer(plan_app, name="plan")
 app.add_typer(rollout_app, name="rollout")
+app.command("demo")(demo)
 app.command("rollback", help=rollback.__doc__)(rollback)
 
 

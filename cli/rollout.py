@@ -83,32 +83,49 @@ def start(
       gray rollout start plan.yaml --until-stage 1 --output json   # one CI job per stage
       gray rollout start plan.yaml --detach && gray rollout status --watch
     """
-    from gray.controller import rollouts
-
     with reported_errors(output):
-        plan = load_plan(plan_path)
-        plan_text = plan_path.read_text(encoding="utf-8")
-        until = _stage(plan, until_stage)
         if detach and not dry_run:
+            plan = load_plan(plan_path)
+            _stage(plan, until_stage)
             _detach(plan_path, plan, until_stage, registry_uri, output)
             return
-        registry = rollouts.open_registry(plan, registry_uri)
-        journal = rollouts.open_journal(registry, _warn)
-        router, metrics = rollouts.build_router(plan), rollouts.build_metrics(plan)
-        try:
-            report = rollouts.preflight(plan, registry, router, metrics, journal)
-        except PreflightError as error:
-            _print_checks(getattr(error, "checks", []), output)
-            raise
-        _print_checks(report.checks, output)
-        if dry_run:
-            _print_dry_run(plan, output)
-            return
-        step = rollouts.create_rollout(
-            plan, plan_text, report, journal, rollout_id=rollout_id, until_stage=until
+        result = start_rollout(
+            plan_path, dry_run, until_stage, exit_on_hold, registry_uri, rollout_id, output
         )
-        result = _run(plan, step, registry, journal, output, exit_on_hold)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(0 if result is None else result.exit_code)
+
+
+def start_rollout(
+    plan_path: Path,
+    dry_run: bool,
+    until_stage: str | None,
+    exit_on_hold: bool,
+    registry_uri: str | None,
+    rollout_id: str | None,
+    output: OutputFormat,
+) -> RunResult | None:
+    """Preflight, then run the rollout in this process with the live display (None: dry run)."""
+    from gray.controller import rollouts
+
+    plan = load_plan(plan_path)
+    plan_text = plan_path.read_text(encoding="utf-8")
+    until = _stage(plan, until_stage)
+    registry = rollouts.open_registry(plan, registry_uri)
+    journal = rollouts.open_journal(registry, _warn)
+    router, metrics = rollouts.build_router(plan), rollouts.build_metrics(plan)
+    try:
+        report = rollouts.preflight(plan, registry, router, metrics, journal)
+    except PreflightError as error:
+        _print_checks(getattr(error, "checks", []), output)
+        raise
+    _print_checks(report.checks, output)
+    if dry_run:
+        _print_dry_run(plan, output)
+        return None
+    step = rollouts.create_rollout(
+        plan, plan_text, report, journal, rollout_id=rollout_id, until_stage=until
+    )
+    return _run(plan, step, registry, journal, output, exit_on_hold)
 
 
 @rollout_app.command("resume")

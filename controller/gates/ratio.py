@@ -130,12 +130,18 @@ def add_look(
 
 
 def log_evidence_up(loglik: Array, grid: RatioGrid) -> Array:
-    """log E_up[i]: evidence against r <= r_i, from the grid ratios above r_i."""
+    """log E_up[i]: evidence against r <= r_i, from the grid ratios above r_i.
+
+    The mixture is the trapezoid rule for the one-sided integral from u_i up, so
+    r_i itself enters with half its weight (its likelihood ratio is exactly 1).
+    """
     joint = grid.log_weight + loglik
     above = _suffix_logsumexp(joint)
-    shifted = np.concatenate([above[..., 1:], np.full(above.shape[:-1] + (1,), -np.inf)], -1)
-    with np.errstate(invalid="ignore"):
-        out = shifted - grid.log_weight_above - loglik
+    strictly_above = _shift_left(above)
+    half_here = grid.log_weight - math.log(2.0)
+    numerator = np.logaddexp(strictly_above, half_here + loglik)
+    denominator = np.logaddexp(grid.log_weight_above, half_here)
+    out = numerator - denominator - loglik
     return np.where(np.isfinite(grid.log_weight_above), out, -np.inf)
 
 
@@ -143,9 +149,11 @@ def log_evidence_down(loglik: Array, grid: RatioGrid) -> Array:
     """log E_down[i]: evidence against r >= r_i, from the grid ratios below r_i."""
     joint = grid.log_weight + loglik
     below = _prefix_logsumexp(joint)
-    shifted = np.concatenate([np.full(below.shape[:-1] + (1,), -np.inf), below[..., :-1]], -1)
-    with np.errstate(invalid="ignore"):
-        out = shifted - grid.log_weight_below - loglik
+    strictly_below = _shift_right(below)
+    half_here = grid.log_weight - math.log(2.0)
+    numerator = np.logaddexp(strictly_below, half_here + loglik)
+    denominator = np.logaddexp(grid.log_weight_below, half_here)
+    out = numerator - denominator - loglik
     return np.where(np.isfinite(grid.log_weight_below), out, -np.inf)
 
 
@@ -187,6 +195,16 @@ def _trapezoid_widths(points: Array) -> Array:
     widths[:-1] += gaps / 2
     widths[1:] += gaps / 2
     return widths
+
+
+def _shift_left(values: Array) -> Array:
+    pad = np.full(values.shape[:-1] + (1,), -np.inf)
+    return np.concatenate([values[..., 1:], pad], axis=-1)
+
+
+def _shift_right(values: Array) -> Array:
+    pad = np.full(values.shape[:-1] + (1,), -np.inf)
+    return np.concatenate([pad, values[..., :-1]], axis=-1)
 
 
 def _suffix_logsumexp(values: Array) -> Array:
