@@ -8,15 +8,19 @@ in turn by the same closed-loop load: a fixed number of keep-alive connections,
 each sending one single-row request at a time. The load comes from `wrk` when it
 is installed, else from a Python load generator in a separate process.
 
-    python benchmarks/gateway.py [--seconds 15] [--connections 8] [--tool auto|wrk|python]
+    python benchmarks/gateway.py [--seconds 10] [--rounds 3] [--connections 8]
+                                 [--tool auto|wrk|python]
 
-Prints requests per second and p50/p99 latency side by side with their ratio.
+The two servers run side by side and are measured in alternating rounds, so a
+busy machine slows both alike; the medians of the rounds are compared. Prints
+requests per second and p50/p99 latency side by side with their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -24,6 +28,7 @@ import random
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -149,10 +154,8 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=15)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             process.wait(timeout=5)
 
 
@@ -306,15 +309,24 @@ def drive(
 def measure(
     name: str, tool: str, url: str, body: str, args: argparse.Namespace, workdir: Path
 ) -> LoadResult:
-    check_answers(url, body)
     drive(tool, url, body, args.warmup, args.connections, workdir)
     result = drive(tool, url, body, args.seconds, args.connections, workdir)
     print(
-        f"  {name}: {result.requests_per_second:.0f} req/s, p50 {result.p50_ms:.1f} ms, "
-        f"p99 {result.p99_ms:.1f} ms ({result.requests} requests, {result.errors} errors)",
+        f"  {name:<20} {result.requests_per_second:7.0f} req/s  p50 {result.p50_ms:6.1f} ms  "
+        f"p99 {result.p99_ms:6.1f} ms  ({result.requests} requests, {result.errors} errors)",
         flush=True,
     )
     return result
+
+
+def median_result(results: list[LoadResult]) -> LoadResult:
+    return LoadResult(
+        requests_per_second=statistics.median(r.requests_per_second for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+    )
 
 
 def gateway_split(url: str, versions: list[str]) -> dict[str, int]:
@@ -324,13 +336,14 @@ def gateway_split(url: str, versions: list[str]) -> dict[str, int]:
     return {v: stats["versions"].get(v, {}).get("requests", 0) for v in versions}
 
 
-def print_table(gateway: LoadResult, mlflow: LoadResult) -> None:
+def print_table(gateway: LoadResult, mlflow: LoadResult, rounds: int) -> None:
     rows = (
         ("requests/s", gateway.requests_per_second, mlflow.requests_per_second),
         ("p50 latency (ms)", gateway.p50_ms, mlflow.p50_ms),
         ("p99 latency (ms)", gateway.p99_ms, mlflow.p99_ms),
     )
     print()
+    print(f"median of {rounds} round{'s' if rounds != 1 else ''}:")
     print(f"{'':<18}{'gray gateway':>14}{'mlflow serve':>14}{'ratio':>8}")
     for label, ours, theirs in rows:
         ratio = ours / theirs if theirs else float("nan")
@@ -344,10 +357,17 @@ def print_table(gateway: LoadResult, mlflow: LoadResult) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=10.0, help="Per server per round.")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3, help="Alternating rounds (median).")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument(
+        "--gateway-arg",
+        action="append",
+        default=[],
+        help="Extra `gray gateway serve` argument (repeatable): --gateway-arg=--predict-threads=4",
+    )
     args = parser.parse_args(argv)
     tool = args.tool
     if tool == "auto":
@@ -360,35 +380,43 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gray-bench-") as tmp:
         root = Path(tmp)
         os.environ.setdefault("GRAY_CACHE_DIR", str(root / "cache"))
-        print(f"load: {tool}, {args.connections} connections, {args.seconds:g} s per server")
+        print(
+            f"load: {tool}, {args.connections} connections, {args.rounds} alternating rounds of "
+            f"{args.seconds:g} s per server, one single-row request per call"
+        )
         uri, versions, body = register_models(root)
-
-        gateway = start_gateway(uri, MODEL_NAME, root / "gateway", token=GATEWAY_TOKEN)
+        gateway = start_gateway(
+            uri, MODEL_NAME, root / "gateway", token=GATEWAY_TOKEN, extra_args=args.gateway_arg
+        )
+        process = None
         try:
             with GatewayRouter(gateway.url, GATEWAY_TOKEN) as router:
                 router.apply(
                     RouteSpec(baseline=versions[0], candidate=versions[1], weight=CANDIDATE_WEIGHT),
                     Lease("benchmark", 1),
                 )
+            process, mlflow_url = start_mlflow_serve(uri, versions[0], root)
+            check_answers(gateway.url, body)
+            check_answers(mlflow_url, body)
             before = gateway_split(gateway.url, versions)
-            ours = measure("gray gateway", tool, gateway.url, body, args, root)
+            ours: list[LoadResult] = []
+            theirs: list[LoadResult] = []
+            for number in range(1, args.rounds + 1):
+                print(f"round {number}:")
+                ours.append(measure("gray gateway", tool, gateway.url, body, args, root))
+                theirs.append(measure("mlflow models serve", tool, mlflow_url, body, args, root))
             after = gateway_split(gateway.url, versions)
-            served = {v: after[v] - before[v] for v in versions}
-            total = sum(served.values()) or 1
-            print(
-                f"  split: version {versions[1]} answered {served[versions[1]] / total:.1%} "
-                f"(weight {CANDIDATE_WEIGHT:.0%})"
-            )
         finally:
             gateway.stop()
-
-        process, url = start_mlflow_serve(uri, versions[0], root)
-        try:
-            theirs = measure("mlflow models serve", tool, url, body, args, root)
-        finally:
-            stop_group(process)
-
-    print_table(ours, theirs)
+            if process is not None:
+                stop_group(process)
+    served = {v: after[v] - before[v] for v in versions}
+    total = sum(served.values()) or 1
+    print(
+        f"gateway split: version {versions[1]} answered {served[versions[1]] / total:.1%} of "
+        f"{total} requests (weight {CANDIDATE_WEIGHT:.0%})"
+    )
+    print_table(median_result(ours), median_result(theirs), args.rounds)
     return 0
 
 

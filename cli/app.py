@@ -7,8 +7,10 @@ from importlib.metadata import PackageNotFoundError, version
 import typer
 
 from gray.cli.demo import demo
+from gray.cli.gateway import gateway_app
 from gray.cli.output import EXIT_CODES_HELP
 from gray.cli.plan import plan_app
+from gray.cli.registry import registry_app
 from gray.cli.rollback import rollback
 from gray.cli.rollout import rollout_app
 
@@ -39,6 +41,8 @@ app = typer.Typer(
 app.add_typer(plan_app, name="plan")
 app.add_typer(rollout_app, name="rollout")
 app.command("demo")(demo)
+app.add_typer(registry_app, name="registry")
+app.add_typer(gateway_app, name="gateway")
 app.command("rollback", help=rollback.__doc__)(rollback)
 
 

@@ -34,7 +34,7 @@ def _registry(registry_uri: str | None) -> Any:
 
 @registry_app.command("show")
 def show(
-    model: str = typer.Argument(..., help="Registered model name."),
+    model: str = typer.Argument(..., metavar="MODEL", help="Registered model name."),
     registry_uri: str | None = RegistryUriOption,
     output: OutputFormat = OutputOption,
 ) -> None:
@@ -55,9 +55,17 @@ def show(
     if output == OutputFormat.json:
         emit_json({"ok": True, "model": model, "registry_uri": registry.uri, "versions": rows})
         return
-    table = Table(box=box.SIMPLE, title=f"{model}  ({registry.uri})", title_justify="left")
-    for column in ("version", "status", "aliases", "preprocessor", "sha256", "last rollout"):
-        table.add_column(column, overflow="fold")
+    console.print(Text(f"{model}  ({registry.uri})", style="bold"), soft_wrap=True)
+    table = Table(box=box.SIMPLE)
+    for column, wraps in (
+        ("version", False),
+        ("status", False),
+        ("aliases", False),
+        ("preprocessor", True),
+        ("sha256", False),
+        ("last rollout", True),
+    ):
+        table.add_column(column, no_wrap=not wraps, overflow="fold")
     for row in rows:
         sha = row["preprocessor_sha256"]
         table.add_row(
@@ -110,7 +118,7 @@ def describe_rollout(rollout: dict[str, str] | None) -> str:
 
 @registry_app.command("history")
 def history(
-    model: str = typer.Argument(..., help="Registered model name."),
+    model: str = typer.Argument(..., metavar="MODEL", help="Registered model name."),
     registry_uri: str | None = RegistryUriOption,
     output: OutputFormat = OutputOption,
 ) -> None:
@@ -142,30 +150,29 @@ def history(
     if not moves:
         console.print(f"gray has not moved any alias of {model} yet.")
         return
-    table = Table(box=box.SIMPLE, title=f"{model}: alias moves", title_justify="left")
-    for column in ("#", "at", "alias", "from", "to", "actor", "rollout", "reason"):
-        table.add_column(column, overflow="fold")
+    console.print(Text(f"{model}: alias moves  ({registry.uri})", style="bold"), soft_wrap=True)
     for number, move in enumerate(moves, start=1):
-        table.add_row(
-            str(number),
-            move.at,
-            f"@{move.alias}",
-            move.from_version or "-",
-            move.to_version or "-",
-            move.actor,
-            move.rollout_id or "-",
-            Text(move.reason),
-        )
-    console.print(table)
+        # One line per move, so the history greps and never wraps mid-word.
+        line = Text()
+        line.append(f"{number:>4}  {move.at}  ")
+        line.append(f"@{move.alias}", style="bold")
+        line.append(f"  {move.from_version or '-'} -> {move.to_version or '-'}  by {move.actor}")
+        if move.rollout_id:
+            line.append(f"  rollout {move.rollout_id}")
+        if move.reason:
+            line.append(f"  {move.reason}")
+        console.print(line, soft_wrap=True)
 
 
 @registry_app.command("bind")
 def bind(
-    model: str = typer.Argument(..., help="Registered model name."),
-    version: str = typer.Argument(..., help="The model version to bind (a number)."),
+    model: str = typer.Argument(..., metavar="MODEL", help="Registered model name."),
+    version: str = typer.Argument(
+        ..., metavar="VERSION", help="The model version to bind (a number)."
+    ),
     preprocessor_path: Path | None = typer.Argument(
         None,
-        metavar="[PREPROCESSOR_PATH]",
+        metavar="PREPROCESSOR_PATH",
         help="A pickled/joblib preprocessor file, or a directory holding one.",
         show_default=False,
     ),
@@ -225,4 +232,8 @@ def bind(
             {"ok": True, "model": model, "version": version, "binding": binding, "sha256": sha256}
         )
         return
-    console.print(f"bound {model} version {version} to {binding}, sha256 {sha256}", markup=False)
+    console.print(
+        f"bound {model} version {version} to {binding}, sha256 {sha256}",
+        markup=False,
+        soft_wrap=True,
+    )

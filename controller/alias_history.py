@@ -103,9 +103,7 @@ def decode_history(tags: dict[str, str]) -> list[AliasMove]:
     rather than failing the whole history: the remaining entries are still true.
     """
     entries = sorted(
-        (number, value)
-        for key, value in tags.items()
-        if (number := sequence_of(key)) is not None
+        (number, value) for key, value in tags.items() if (number := sequence_of(key)) is not None
     )
     moves: list[AliasMove] = []
     for _, value in entries:

@@ -93,16 +93,15 @@ T = TypeVar("T")
 
 
 def resolve_registry_uri(plan_uri: str | None, cli_uri: str | None) -> str:
-    """The registry to use: the plan's, else `--registry-uri`, else $MLFLOW_TRACKING_URI,
-    else `sqlite:///mlflow.db`. A plan and a flag that disagree are refused, never ignored."""
-    plan_uri = plan_uri or None
-    cli_uri = cli_uri or None
-    if plan_uri and cli_uri and plan_uri != cli_uri:
-        raise ConfigError(
-            f"the plan's registry.uri is {plan_uri!r} but --registry-uri says {cli_uri!r}; "
-            "drop one of them"
-        )
-    return plan_uri or cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_REGISTRY_URI
+    """The registry to use: the plan's, else $MLFLOW_TRACKING_URI, else `sqlite:///mlflow.db`;
+    an explicit `--registry-uri` overrides them all.
+
+    The flag wins over the plan because plans usually carry a default
+    (`${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}`): someone typing `--registry-uri`, say
+    for `gray rollback` from another machine, means that registry, and must neither be
+    ignored nor refused.
+    """
+    return cli_uri or plan_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_REGISTRY_URI
 
 
 def default_cache_dir() -> Path:
@@ -193,7 +192,9 @@ def _as_frame(transformed: Any, raw: Any) -> Any:
 def binding_label(binding: PreprocessorBinding) -> str:
     """The tag form of a plan's binding: `artifact:<path>` or `registered_model:<name>`."""
     if binding.artifact and binding.registered_model:
-        raise ConfigError("a preprocessor binding names an artifact or a registered model, not both")
+        raise ConfigError(
+            "a preprocessor binding names an artifact or a registered model, not both"
+        )
     if binding.artifact:
         return f"{ARTIFACT_BINDING}:{binding.artifact}"
     if binding.registered_model:
@@ -240,6 +241,22 @@ class Registry:
         bound_mlflow_http_retries()
 
     # -- plumbing -------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The underlying `mlflow.MlflowClient` (HTTP retries bounded), for gray's other
+        MLflow writers such as the journal; wrap calls in `call` for retries and errors."""
+        return self._client
+
+    def call(
+        self,
+        what: str,
+        action: Callable[[], T],
+        *,
+        missing: Callable[[], GrayError] | None = None,
+    ) -> T:
+        """Run `action` against MLflow with gray's bounded retries and error mapping."""
+        return self._call(what, action, missing=missing)
 
     @property
     def _client(self) -> Any:
@@ -328,7 +345,9 @@ class Registry:
         location = self._call(
             f"locate the artifacts of {name} version {version}",
             lambda: self._client.get_model_version_download_uri(name, version),
-            missing=lambda: ModelNotFoundError(f"registered model {name!r} has no version {version}"),
+            missing=lambda: ModelNotFoundError(
+                f"registered model {name!r} has no version {version}"
+            ),
         )
         repository = get_artifact_repository(location, tracking_uri=self.uri, registry_uri=self.uri)
         return location, repository
@@ -556,7 +575,7 @@ class Registry:
         _require_ready(info, str(version))
         verified = self.verify_preprocessor(info, None)
         preprocessor = verified.load() if verified is not None else None
-        location, repository = self._artifact_repository(name, info.version)
+        _, repository = self._artifact_repository(name, info.version)
         downloads = self.cache_dir / "downloads"
         downloads.mkdir(parents=True, exist_ok=True)
         work = preprocessors.scratch_dir(downloads, "model")
@@ -574,7 +593,9 @@ class Registry:
         finally:
             if not keep:
                 shutil.rmtree(work, ignore_errors=True)
-        return ServingBundle(info=info, model=model, preprocessor=preprocessor, input_example=example)
+        return ServingBundle(
+            info=info, model=model, preprocessor=preprocessor, input_example=example
+        )
 
     # -- aliases --------------------------------------------------------------------------
 
@@ -859,9 +880,7 @@ def log_preprocessor(
     Without `registry_uri` the registry is MLflow's current one (`mlflow.set_tracking_uri`).
     """
     registry = Registry(_training_side_uri(registry_uri))
-    return registry.log_preprocessor(
-        model_name, version, preprocessor, artifact_path=artifact_path
-    )
+    return registry.log_preprocessor(model_name, version, preprocessor, artifact_path=artifact_path)
 
 
 def bind_registered_preprocessor(
@@ -935,7 +954,9 @@ def _load_pyfunc(local: Path, what: str) -> tuple[Any, Any | None, bool]:
     try:
         metadata = Model.load(str(local))
         model = mlflow.pyfunc.load_model(str(local))
-        example = metadata.load_input_example(str(local)) if metadata.saved_input_example_info else None
+        example = (
+            metadata.load_input_example(str(local)) if metadata.saved_input_example_info else None
+        )
     except Exception as exc:  # a flavor's loader can raise anything its library raises
         raise RegistryError(f"cannot load {what}: {_cause(exc)}") from exc
     return model, example, "sklearn" in metadata.flavors

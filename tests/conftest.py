@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -183,10 +184,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=15)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait(timeout=5)
 
 
@@ -199,7 +198,10 @@ def server_demo_registry(mlflow_server: MlflowServer) -> DemoRegistry:
 
     versions = register_demo_models(mlflow_server.uri, DEMO_MODEL_NAME)
     return DemoRegistry(
-        uri=mlflow_server.uri, model_name=DEMO_MODEL_NAME, versions=versions, root=mlflow_server.root
+        uri=mlflow_server.uri,
+        model_name=DEMO_MODEL_NAME,
+        versions=versions,
+        root=mlflow_server.root,
     )
 
 

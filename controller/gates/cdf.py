@@ -57,9 +57,7 @@ def _crossing_probability(constant: float, leading: float) -> float:
     slack = leading - np.sqrt(2.0 * (eta - 1.0) / constant)
     gamma_sq = 2.0 / eta * slack**2
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        bound = (
-            4.0 * np.exp(-gamma_sq * constant) * (1.0 + 1.0 / ((gamma_sq - 1.0) * np.log(eta)))
-        )
+        bound = 4.0 * np.exp(-gamma_sq * constant) * (1.0 + 1.0 / ((gamma_sq - 1.0) * np.log(eta)))
     bound = np.where((gamma_sq > 1.0) & (slack > 0), bound, np.inf)
     return float(np.min(bound))
 
@@ -92,9 +90,7 @@ def cdf_at_edges(cumulative_counts: ArrayLike) -> tuple[Array, Array]:
     """
     counts = np.asarray(cumulative_counts, dtype=np.float64)
     total = np.max(counts, axis=-1) if counts.shape[-1] else np.zeros(counts.shape[:-1])
-    cdf = np.divide(
-        counts, total[..., None], out=np.zeros_like(counts), where=total[..., None] > 0
-    )
+    cdf = np.divide(counts, total[..., None], out=np.zeros_like(counts), where=total[..., None] > 0)
     return cdf, total
 
 

@@ -71,9 +71,7 @@ def log_e_value_at_most(limit: ArrayLike, events: ArrayLike, trials: ArrayLike) 
     return log_marginal(s, n) - log_likelihood(worst_case, s, n)
 
 
-def confidence_bounds(
-    events: ArrayLike, trials: ArrayLike, alpha: float
-) -> tuple[Array, Array]:
+def confidence_bounds(events: ArrayLike, trials: ArrayLike, alpha: float) -> tuple[Array, Array]:
     """The confidence sequence at this n: (lower, upper) rate bounds.
 
     The set {p : log L_n(p) > log M_n - log(1/alpha)} is an interval around the

@@ -41,7 +41,7 @@ from gray.controller.gates.special import Array, lbeta
 GRID_LIMIT = math.log(64.0)
 GRID_POINTS = 321
 # Prior: Beta(k, k) on r / (1 + r), the candidate's share of events under an even split.
-PRIOR_CONCENTRATION = 2.0
+PRIOR_CONCENTRATION = 4.0
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,9 @@ def log_evidence_up(loglik: Array, grid: RatioGrid) -> Array:
     half_here = grid.log_weight - math.log(2.0)
     numerator = np.logaddexp(strictly_above, half_here + loglik)
     denominator = np.logaddexp(grid.log_weight_above, half_here)
-    out = numerator - denominator - loglik
-    return np.where(np.isfinite(grid.log_weight_above), out, -np.inf)
+    with np.errstate(invalid="ignore"):
+        out = numerator - denominator - loglik
+    return np.where(np.isfinite(grid.log_weight_above) & np.isfinite(out), out, -np.inf)
 
 
 def log_evidence_down(loglik: Array, grid: RatioGrid) -> Array:
@@ -153,8 +154,9 @@ def log_evidence_down(loglik: Array, grid: RatioGrid) -> Array:
     half_here = grid.log_weight - math.log(2.0)
     numerator = np.logaddexp(strictly_below, half_here + loglik)
     denominator = np.logaddexp(grid.log_weight_below, half_here)
-    out = numerator - denominator - loglik
-    return np.where(np.isfinite(grid.log_weight_below), out, -np.inf)
+    with np.errstate(invalid="ignore"):
+        out = numerator - denominator - loglik
+    return np.where(np.isfinite(grid.log_weight_below) & np.isfinite(out), out, -np.inf)
 
 
 def lower_index(log_up: Array, log_threshold: float) -> Array:
@@ -198,18 +200,30 @@ def _trapezoid_widths(points: Array) -> Array:
 
 
 def _shift_left(values: Array) -> Array:
-    pad = np.full(values.shape[:-1] + (1,), -np.inf)
+    pad = np.full((*values.shape[:-1], 1), -np.inf)
     return np.concatenate([values[..., 1:], pad], axis=-1)
 
 
 def _shift_right(values: Array) -> Array:
-    pad = np.full(values.shape[:-1] + (1,), -np.inf)
+    pad = np.full((*values.shape[:-1], 1), -np.inf)
     return np.concatenate([pad, values[..., :-1]], axis=-1)
 
 
 def _suffix_logsumexp(values: Array) -> Array:
-    return np.logaddexp.accumulate(values[..., ::-1], axis=-1)[..., ::-1]
+    """log Σ_{k>=j} exp(values_k) along the last axis.
+
+    Shifted by the row maximum, then summed in linear space: terms that underflow
+    are more than 700 nats below the row's largest and cannot change a decision
+    (where every term of a sum underflows, the evidence is reported as none).
+    """
+    top = np.max(values, axis=-1, keepdims=True)
+    linear = np.exp(values - top)
+    with np.errstate(divide="ignore"):
+        return np.log(np.cumsum(linear[..., ::-1], axis=-1)[..., ::-1]) + top
 
 
 def _prefix_logsumexp(values: Array) -> Array:
-    return np.logaddexp.accumulate(values, axis=-1)
+    top = np.max(values, axis=-1, keepdims=True)
+    linear = np.exp(values - top)
+    with np.errstate(divide="ignore"):
+        return np.log(np.cumsum(linear, axis=-1)) + top

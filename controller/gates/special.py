@@ -68,3 +68,8 @@ def xlog1py(x: ArrayLike, y: ArrayLike) -> Array:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = x * np.log1p(y)
     return np.where(x == 0, 0.0, out)
+
+
+def exp_or_inf(value: float) -> float:
+    """math.exp that answers infinity instead of raising for a huge e-value."""
+    return math.inf if value > 709.0 else math.exp(value)

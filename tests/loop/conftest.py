@@ -38,7 +38,7 @@ class Harness:
         self.metrics = FakeMetrics(
             self.clock,
             self.router,
-            rps=2000,
+            rps=10000,
             behaviour={
                 "1": VersionBehaviour(error_rate=0.01),
                 "2": VersionBehaviour(error_rate=0.01),

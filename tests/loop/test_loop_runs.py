@@ -182,8 +182,9 @@ def test_abort_rolls_back_and_is_marked_aborted(harness: Harness) -> None:
 
 
 def test_promote_override_skips_remaining_stages(harness: Harness) -> None:
+    step = harness.start()
     harness.journal.post_command("fraud-test-0001", "promote", "hotfix must ship")
-    result = harness.runner().run(harness.start())
+    result = harness.runner().run(step)
     assert result.exit_code == 0
     assert "promote_override" in harness.events
     assert harness.registry.aliases["champion"] == "2"

@@ -47,8 +47,9 @@ def test_show_text_is_a_table_of_every_version(demo_registry: Any) -> None:
     assert result.exit_code == 0, result.output
     for role in ROLES:
         assert f"@{ROLE_ALIASES[role]}" in result.stdout
-    assert "artifact:preprocessor" in result.stdout
-    assert "READY" in result.stdout
+    sha = demo_registry.registry().resolve(demo_registry.model_name, "@champion")
+    assert sha.preprocessor_sha256[:12] in result.stdout
+    assert result.stdout.count("READY") == len(ROLES)
 
 
 def test_history_shows_moves_in_order(store: Any) -> None:

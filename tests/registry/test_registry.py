@@ -43,7 +43,9 @@ from .helpers import (
 ARTIFACT = PreprocessorBinding(artifact="preprocessor")
 
 
-def plan_model(store: Any, baseline: str = "@champion", candidate: str = "@challenger") -> ModelSpec:
+def plan_model(
+    store: Any, baseline: str = "@champion", candidate: str = "@challenger"
+) -> ModelSpec:
     return ModelSpec(name=store.model_name, baseline=baseline, candidate=candidate)
 
 
@@ -459,12 +461,11 @@ def test_registry_uri_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
     assert resolve_registry_uri("sqlite:///plan.db", None) == "sqlite:///plan.db"
     assert resolve_registry_uri(None, "http://cli:5000") == "http://cli:5000"
-    assert resolve_registry_uri("http://same", "http://same") == "http://same"
+    assert resolve_registry_uri("sqlite:///plan.db", "http://cli:5000") == "http://cli:5000"
+    assert resolve_registry_uri("", "") == "http://env:5000"
     assert resolve_registry_uri(None, None) == "http://env:5000"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert resolve_registry_uri(None, None) == "sqlite:///mlflow.db"
-    with pytest.raises(ConfigError, match="drop one"):
-        resolve_registry_uri("sqlite:///plan.db", "http://cli:5000")
 
 
 def test_demo_models_train_fast_with_their_defects() -> None:
@@ -478,3 +479,17 @@ def test_demo_models_train_fast_with_their_defects() -> None:
     scaled = demo.preprocessors["bad_raises"].transform(features)
     refused = 1 - float(np.mean(demo.models["bad_raises"].accepts(scaled)))
     assert 0.2 <= refused <= 0.3
+
+
+def test_other_mlflow_writers_share_the_client_and_its_error_mapping(store: Any) -> None:
+    registry = store.registry()
+    registered = registry.call(
+        "read the model", lambda: registry.client.get_registered_model(store.model_name)
+    )
+    assert registered.name == store.model_name
+    with pytest.raises(ModelNotFoundError, match="gone"):
+        registry.call(
+            "read a missing model",
+            lambda: registry.client.get_registered_model("no-such-model"),
+            missing=lambda: ModelNotFoundError("gone"),
+        )

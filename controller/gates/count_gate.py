@@ -1,0 +1,330 @@
+"""Rate gates: error rate, bad-request rate, slow-request rate, wrong predictions, accuracy.
+
+All five count events against exposures per version and use the test in
+`counts.py`. Accuracy is the wrong-prediction count with an absolute allowance
+(`max_decrease`), reported as a difference of accuracies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from gray.controller.gates.config import LABEL_METRICS, GateConfig
+from gray.controller.gates.counts import CountRule, CountTrack
+from gray.controller.gates.increments import Increment, slow_requests
+from gray.controller.gates.special import exp_or_inf
+from gray.controller.gates.verdict import Outcome, Verdict, number_in, number_out
+from gray.controller.types import VersionCounters
+from gray.controller.units import format_duration
+
+
+@dataclass(frozen=True)
+class CountGateState:
+    config: GateConfig
+    loglik: tuple[float, ...]
+    lower_index: int = -1
+    upper_index: int = 0
+    log_e: float = 0.0
+    max_log_e: float = -math.inf
+    candidate_events: int = 0
+    candidate_exposure: int = 0
+    baseline_events: int = 0
+    baseline_exposure: int = 0
+    candidate_rate_bounds: tuple[float, float] = (0.0, 1.0)
+    baseline_rate_bounds: tuple[float, float] = (0.0, 1.0)
+    slow_seen: bool = False  # the source counted this gate's latency edge at least once
+    slow_missing: bool = False  # a look had requests but no count at this gate's edge
+
+    family = "count"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "config": self.config.to_dict(),
+            "loglik": list(self.loglik),
+            "lower_index": self.lower_index,
+            "upper_index": self.upper_index,
+            "log_e": number_out(self.log_e),
+            "max_log_e": number_out(self.max_log_e),
+            "candidate_events": self.candidate_events,
+            "candidate_exposure": self.candidate_exposure,
+            "baseline_events": self.baseline_events,
+            "baseline_exposure": self.baseline_exposure,
+            "candidate_rate_bounds": list(self.candidate_rate_bounds),
+            "baseline_rate_bounds": list(self.baseline_rate_bounds),
+            "slow_seen": self.slow_seen,
+            "slow_missing": self.slow_missing,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CountGateState:
+        return cls(
+            config=GateConfig.from_dict(data["config"]),
+            loglik=tuple(float(x) for x in data["loglik"]),
+            lower_index=int(data["lower_index"]),
+            upper_index=int(data["upper_index"]),
+            log_e=_float(data.get("log_e"), 0.0),
+            max_log_e=_float(data.get("max_log_e"), -math.inf),
+            candidate_events=int(data["candidate_events"]),
+            candidate_exposure=int(data["candidate_exposure"]),
+            baseline_events=int(data["baseline_events"]),
+            baseline_exposure=int(data["baseline_exposure"]),
+            candidate_rate_bounds=_pair(data["candidate_rate_bounds"]),
+            baseline_rate_bounds=_pair(data["baseline_rate_bounds"]),
+            slow_seen=bool(data.get("slow_seen", False)),
+            slow_missing=bool(data.get("slow_missing", False)),
+        )
+
+
+def rule_for(config: GateConfig) -> CountRule:
+    if config.metric == "accuracy":
+        return CountRule(alpha=config.alpha, max_increase_abs=config.max_decrease or 0.0)
+    return CountRule(
+        alpha=config.alpha,
+        max_increase=config.max_increase or 0.0,
+        max_increase_abs=config.max_increase_abs,
+    )
+
+
+def start(config: GateConfig) -> CountGateState:
+    grid = rule_for(config).grid
+    return CountGateState(config=config, loglik=(0.0,) * grid.size, upper_index=grid.size)
+
+
+def update(state: CountGateState, seen: Increment) -> CountGateState:
+    """Add one look. A look whose slow-request counts are missing is left out whole."""
+    config = state.config
+    observed = events_and_exposures(config, seen.candidate, seen.baseline)
+    if observed is None:
+        return replace(state, slow_missing=True)
+    candidate_events, candidate_exposure, baseline_events, baseline_exposure = observed
+    track = _track(state)
+    track.add(candidate_events, candidate_exposure, baseline_events, baseline_exposure)
+    return replace(
+        _state(state, track),
+        slow_seen=state.slow_seen or config.metric == "latency",
+    )
+
+
+def events_and_exposures(
+    config: GateConfig, candidate: VersionCounters, baseline: VersionCounters
+) -> tuple[int, int, int, int] | None:
+    """(candidate events, candidate exposures, baseline events, baseline exposures)."""
+    if config.metric in LABEL_METRICS:
+        return (
+            max(candidate.labelled - candidate.correct, 0),
+            candidate.labelled,
+            max(baseline.labelled - baseline.correct, 0),
+            baseline.labelled,
+        )
+    if config.metric == "error_rate":
+        return candidate.errors, candidate.requests, baseline.errors, baseline.requests
+    if config.metric == "bad_request_rate":
+        return (
+            candidate.bad_requests,
+            candidate.requests,
+            baseline.bad_requests,
+            baseline.requests,
+        )
+    if config.metric == "latency":
+        edge = float(config.slo or 0.0)
+        slow = []
+        for counters in (candidate, baseline):
+            count = slow_requests(counters, edge) if counters.requests else 0
+            if count is None:
+                return None
+            slow.append(min(count, counters.requests))
+        return slow[0], candidate.requests, slow[1], baseline.requests
+    raise ValueError(f"{config.metric} is not a count gate")
+
+
+def verdict(state: CountGateState) -> Verdict:
+    config = state.config
+    accuracy = config.metric == "accuracy"
+    counts = _counts(state)
+    if state.candidate_exposure == 0:
+        missing_edge = config.metric == "latency" and state.slow_missing and not state.slow_seen
+        if missing_edge:
+            edge = format_duration(float(config.slo or 0.0))
+            note = f"the metrics source does not count requests slower than {edge}"
+        elif config.metric in LABEL_METRICS:
+            note = "no labelled candidate predictions yet"
+        else:
+            note = "no candidate requests yet"
+        return _bare(state, Outcome.NODATA, note, counts)
+    track = _track(state)
+    failed = bool(track.fails()[0])
+    passed = bool(track.passes()[0]) and state.candidate_exposure >= config.min_samples
+    outcome = Outcome.FAIL if failed else Outcome.PASS if passed else Outcome.INCONCLUSIVE
+    note = ""
+    if outcome is Outcome.INCONCLUSIVE and state.baseline_exposure == 0:
+        note = "no baseline traffic in this stage to compare with"
+    p_value = min(1.0, exp_or_inf(-state.max_log_e))
+    extra = _rates(state)
+    rule = track.rule
+    if rule.has_allowance:
+        low, high = (float(x[0]) for x in track.difference_bounds())
+        extra["difference_low"], extra["difference_high"] = low, high
+    if accuracy:
+        extra = {
+            "candidate_accuracy": _share(
+                state.candidate_exposure - state.candidate_events, state.candidate_exposure
+            ),
+            "baseline_accuracy": _share(
+                state.baseline_exposure - state.baseline_events, state.baseline_exposure
+            ),
+            **extra,
+        }
+        estimate = _difference(extra.get("candidate_accuracy"), extra.get("baseline_accuracy"))
+        low, high = extra["difference_low"], extra["difference_high"]
+        return Verdict(
+            gate=config.key,
+            outcome=outcome,
+            estimate=estimate,
+            interval=(_negate(high), _negate(low)),
+            allowed=-float(config.max_decrease or 0.0),
+            e_value=exp_or_inf(state.log_e),
+            p_value=p_value,
+            alpha=config.alpha,
+            counts=counts,
+            metric=config.metric,
+            unit="difference",
+            note=note,
+            extra=extra,
+        )
+    lower, upper = (float(x[0]) for x in track.ratio_bounds())
+    if rule.has_allowance:
+        if config.max_increase:
+            extra["margin_ratio"] = rule.margin_ratio
+        extra["allowance_points"] = float(rule.max_increase_abs or 0.0)
+    estimate = float(track.ratio_estimate()[0])
+    return Verdict(
+        gate=config.key,
+        outcome=outcome,
+        estimate=None if math.isnan(estimate) else estimate,
+        interval=(lower, upper),
+        allowed=float(track.fail_ratio()[0]),
+        e_value=exp_or_inf(state.log_e),
+        p_value=p_value,
+        alpha=config.alpha,
+        counts=counts,
+        metric=config.metric,
+        unit="ratio",
+        note=note,
+        extra=extra,
+    )
+
+
+# --- state <-> batched track -------------------------------------------------------------
+
+
+def _track(state: CountGateState) -> CountTrack:
+    track = CountTrack(rule_for(state.config), runs=1)
+    track.loglik = np.asarray(state.loglik, dtype=np.float64)[None, :]
+    track.lower_index = np.array([state.lower_index])
+    track.upper_index = np.array([state.upper_index])
+    track.log_e = np.array([state.log_e])
+    track.max_log_e = np.array([state.max_log_e])
+    track.candidate_events = np.array([float(state.candidate_events)])
+    track.candidate_exposure = np.array([float(state.candidate_exposure)])
+    track.baseline_events = np.array([float(state.baseline_events)])
+    track.baseline_exposure = np.array([float(state.baseline_exposure)])
+    track.candidate_rate_bounds = tuple(np.array([x]) for x in state.candidate_rate_bounds)
+    track.baseline_rate_bounds = tuple(np.array([x]) for x in state.baseline_rate_bounds)
+    return track
+
+
+def _state(previous: CountGateState, track: CountTrack) -> CountGateState:
+    return replace(
+        previous,
+        loglik=tuple(float(x) for x in track.loglik[0]),
+        lower_index=int(track.lower_index[0]),
+        upper_index=int(track.upper_index[0]),
+        log_e=float(track.log_e[0]),
+        max_log_e=float(track.max_log_e[0]),
+        candidate_events=round(float(track.candidate_events[0])),
+        candidate_exposure=round(float(track.candidate_exposure[0])),
+        baseline_events=round(float(track.baseline_events[0])),
+        baseline_exposure=round(float(track.baseline_exposure[0])),
+        candidate_rate_bounds=(
+            float(track.candidate_rate_bounds[0][0]),
+            float(track.candidate_rate_bounds[1][0]),
+        ),
+        baseline_rate_bounds=(
+            float(track.baseline_rate_bounds[0][0]),
+            float(track.baseline_rate_bounds[1][0]),
+        ),
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _counts(state: CountGateState) -> dict[str, int]:
+    config = state.config
+    if config.metric == "accuracy":
+        return {
+            "candidate_labelled": state.candidate_exposure,
+            "candidate_correct": state.candidate_exposure - state.candidate_events,
+            "baseline_labelled": state.baseline_exposure,
+            "baseline_correct": state.baseline_exposure - state.baseline_events,
+            "min_samples": config.min_samples,
+        }
+    exposure = "labelled" if config.metric in LABEL_METRICS else "requests"
+    return {
+        "candidate_events": state.candidate_events,
+        f"candidate_{exposure}": state.candidate_exposure,
+        "baseline_events": state.baseline_events,
+        f"baseline_{exposure}": state.baseline_exposure,
+        "min_samples": config.min_samples,
+    }
+
+
+def _rates(state: CountGateState) -> dict[str, float | None]:
+    return {
+        "candidate_rate": _share(state.candidate_events, state.candidate_exposure),
+        "baseline_rate": _share(state.baseline_events, state.baseline_exposure),
+    }
+
+
+def _bare(state: CountGateState, outcome: Outcome, note: str, counts: dict[str, int]) -> Verdict:
+    config = state.config
+    return Verdict(
+        gate=config.key,
+        outcome=outcome,
+        estimate=None,
+        interval=None,
+        allowed=None,
+        e_value=None,
+        p_value=None,
+        alpha=config.alpha,
+        counts=counts,
+        metric=config.metric,
+        unit="difference" if config.metric == "accuracy" else "ratio",
+        note=note,
+    )
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole > 0 else None
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _negate(value: float) -> float:
+    return -value
+
+
+def _float(value: float | str | None, missing: float) -> float:
+    parsed = number_in(value)
+    return missing if parsed is None else parsed
+
+
+def _pair(values: list[float]) -> tuple[float, float]:
+    return float(values[0]), float(values[1])

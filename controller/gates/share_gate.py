@@ -1,0 +1,119 @@
+"""The shadow-disagreement gate: the share of mirrored requests on which the candidate's
+output differs from the baseline's, against a maximum (see `proportion.py`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from gray.controller.gates import proportion
+from gray.controller.gates.config import GateConfig
+from gray.controller.gates.increments import Increment
+from gray.controller.gates.special import exp_or_inf
+from gray.controller.gates.verdict import Outcome, Verdict, number_in, number_out
+
+
+@dataclass(frozen=True)
+class ShareGateState:
+    config: GateConfig
+    pairs: int = 0
+    disagreements: int = 0
+    lower: float = 0.0
+    upper: float = 1.0
+    log_e: float = 0.0
+    max_log_e: float = -math.inf
+
+    family = "share"
+
+    @property
+    def limit(self) -> float:
+        return float(self.config.max if self.config.max is not None else 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "config": self.config.to_dict(),
+            "pairs": self.pairs,
+            "disagreements": self.disagreements,
+            "lower": self.lower,
+            "upper": self.upper,
+            "log_e": number_out(self.log_e),
+            "max_log_e": number_out(self.max_log_e),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShareGateState:
+        max_log_e = number_in(data.get("max_log_e"))
+        return cls(
+            config=GateConfig.from_dict(data["config"]),
+            pairs=int(data.get("pairs", 0)),
+            disagreements=int(data.get("disagreements", 0)),
+            lower=float(data.get("lower", 0.0)),
+            upper=float(data.get("upper", 1.0)),
+            log_e=float(number_in(data.get("log_e")) or 0.0),
+            max_log_e=-math.inf if max_log_e is None else max_log_e,
+        )
+
+
+def start(config: GateConfig) -> ShareGateState:
+    return ShareGateState(config=config)
+
+
+def update(state: ShareGateState, seen: Increment) -> ShareGateState:
+    if seen.pairs <= 0:
+        return state
+    pairs = state.pairs + seen.pairs
+    disagreements = state.disagreements + seen.disagreements
+    low, high = proportion.confidence_bounds(disagreements, pairs, state.config.alpha)
+    log_e = float(proportion.log_e_value_at_most(state.limit, disagreements, pairs))
+    return replace(
+        state,
+        pairs=pairs,
+        disagreements=disagreements,
+        lower=max(state.lower, float(low[0])),
+        upper=min(state.upper, float(high[0])),
+        log_e=log_e,
+        max_log_e=max(state.max_log_e, log_e),
+    )
+
+
+def verdict(state: ShareGateState) -> Verdict:
+    config = state.config
+    counts = {
+        "pairs": state.pairs,
+        "disagreements": state.disagreements,
+        "min_samples": config.min_samples,
+    }
+    if state.pairs == 0:
+        return Verdict(
+            gate=config.key,
+            outcome=Outcome.NODATA,
+            estimate=None,
+            interval=None,
+            allowed=state.limit,
+            e_value=None,
+            p_value=None,
+            alpha=config.alpha,
+            counts=counts,
+            metric=config.metric,
+            unit="rate",
+            note="no mirrored pairs yet",
+        )
+    failed = state.max_log_e >= math.log(1.0 / config.alpha)
+    passed = state.upper < state.limit and state.pairs >= config.min_samples
+    outcome = Outcome.FAIL if failed else Outcome.PASS if passed else Outcome.INCONCLUSIVE
+    return Verdict(
+        gate=config.key,
+        outcome=outcome,
+        estimate=state.disagreements / state.pairs,
+        interval=(state.lower, state.upper),
+        allowed=state.limit,
+        e_value=exp_or_inf(state.log_e),
+        p_value=min(1.0, exp_or_inf(-state.max_log_e)),
+        alpha=config.alpha,
+        counts=counts,
+        metric=config.metric,
+        unit="rate",
+        extra={},
+    )

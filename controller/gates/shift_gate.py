@@ -1,0 +1,179 @@
+"""The latency-distribution gate: is the candidate's latency CDF within `tolerance` of the
+baseline's everywhere? Judged on the gateway's fine latency histogram (see `cdf.py`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from gray.controller.gates import cdf
+from gray.controller.gates.config import GateConfig
+from gray.controller.gates.increments import Increment
+from gray.controller.gates.verdict import Outcome, Verdict, number_in, number_out
+
+QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+
+
+@dataclass(frozen=True)
+class ShiftGateState:
+    config: GateConfig
+    # Cumulative histograms accumulated over the stage: (edge seconds, count at or below).
+    candidate: tuple[tuple[float, int], ...] = ()
+    baseline: tuple[tuple[float, int], ...] = ()
+    lower: float = 0.0
+    upper: float = 1.0
+    min_p_value: float = 1.0
+
+    family = "shift"
+
+    @property
+    def tolerance(self) -> float:
+        return float(self.config.tolerance or 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "config": self.config.to_dict(),
+            "candidate": [[number_out(e), c] for e, c in self.candidate],
+            "baseline": [[number_out(e), c] for e, c in self.baseline],
+            "lower": self.lower,
+            "upper": self.upper,
+            "min_p_value": self.min_p_value,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShiftGateState:
+        return cls(
+            config=GateConfig.from_dict(data["config"]),
+            candidate=_histogram(data.get("candidate", [])),
+            baseline=_histogram(data.get("baseline", [])),
+            lower=float(data.get("lower", 0.0)),
+            upper=float(data.get("upper", 1.0)),
+            min_p_value=float(data.get("min_p_value", 1.0)),
+        )
+
+
+def start(config: GateConfig) -> ShiftGateState:
+    return ShiftGateState(config=config)
+
+
+def update(state: ShiftGateState, seen: Increment) -> ShiftGateState:
+    candidate = _added(state.candidate, seen.candidate.latency_buckets)
+    baseline = _added(state.baseline, seen.baseline.latency_buckets)
+    shift, n_candidate, n_baseline = _shift(candidate, baseline)
+    lower, upper = state.lower, state.upper
+    p_value = state.min_p_value
+    if n_candidate > 0 and n_baseline > 0:
+        low, high = cdf.shift_interval(shift, n_baseline, n_candidate, state.config.alpha)
+        # Both bands hold at every look at once, so their running intersection does too.
+        lower, upper = max(lower, float(low)), min(upper, float(high))
+        p_now = cdf.always_valid_p_value(shift, n_baseline, n_candidate, state.tolerance)
+        p_value = min(p_value, p_now)
+    return replace(
+        state,
+        candidate=candidate,
+        baseline=baseline,
+        lower=lower,
+        upper=upper,
+        min_p_value=p_value,
+    )
+
+
+def verdict(state: ShiftGateState) -> Verdict:
+    config = state.config
+    shift, n_candidate, n_baseline = _shift(state.candidate, state.baseline)
+    counts = {
+        "candidate_samples": n_candidate,
+        "baseline_samples": n_baseline,
+        "min_samples": config.min_samples,
+    }
+    if n_candidate == 0:
+        note = (
+            "the metrics source gives no latency histogram"
+            if not state.candidate and not state.baseline
+            else "no candidate requests yet"
+        )
+        return Verdict(
+            gate=config.key,
+            outcome=Outcome.NODATA,
+            estimate=None,
+            interval=None,
+            allowed=state.tolerance,
+            e_value=None,
+            p_value=None,
+            alpha=config.alpha,
+            counts=counts,
+            metric=config.metric,
+            unit="shift",
+            note=note,
+        )
+    failed = state.lower > state.tolerance
+    passed = state.upper < state.tolerance and n_candidate >= config.min_samples
+    outcome = Outcome.FAIL if failed else Outcome.PASS if passed else Outcome.INCONCLUSIVE
+    note = ""
+    if outcome is Outcome.INCONCLUSIVE and n_baseline == 0:
+        note = "no baseline traffic in this stage to compare with"
+    extra: dict[str, float | None] = {}
+    for name, q in QUANTILES:
+        extra[f"candidate_{name}"] = _quantile(state.candidate, q)
+        extra[f"baseline_{name}"] = _quantile(state.baseline, q)
+    return Verdict(
+        gate=config.key,
+        outcome=outcome,
+        estimate=shift,
+        interval=(state.lower, state.upper),
+        allowed=state.tolerance,
+        e_value=None,
+        p_value=state.min_p_value,
+        alpha=config.alpha,
+        counts=counts,
+        metric=config.metric,
+        unit="shift",
+        note=note,
+        extra=extra,
+    )
+
+
+def _shift(
+    candidate: tuple[tuple[float, int], ...], baseline: tuple[tuple[float, int], ...]
+) -> tuple[float, int, int]:
+    """(D_t, candidate samples, baseline samples) at the edges both histograms share."""
+    n_candidate = max((c for _, c in candidate), default=0)
+    n_baseline = max((c for _, c in baseline), default=0)
+    base = dict(baseline)
+    common = [(edge, count, base[edge]) for edge, count in candidate if edge in base]
+    if not common or n_candidate == 0 or n_baseline == 0:
+        return 0.0, n_candidate, n_baseline
+    cand_counts = np.array([c for _, c, _ in common], dtype=np.float64) / n_candidate
+    base_counts = np.array([b for _, _, b in common], dtype=np.float64) / n_baseline
+    return float(cdf.slower_shift(base_counts, cand_counts)), n_candidate, n_baseline
+
+
+def _added(
+    total: tuple[tuple[float, int], ...], more: tuple[tuple[float, int], ...]
+) -> tuple[tuple[float, int], ...]:
+    """Add one look's histogram to the stage's; the edges are the first ones seen."""
+    if not more:
+        return total
+    if not total:
+        return tuple(sorted((float(e), int(c)) for e, c in more))
+    extra = dict(more)
+    return tuple((edge, count + int(extra.get(edge, 0))) for edge, count in total)
+
+
+def _quantile(histogram: tuple[tuple[float, int], ...], q: float) -> float | None:
+    """The upper edge of the bucket holding the q-quantile."""
+    total = max((c for _, c in histogram), default=0)
+    if total == 0:
+        return None
+    for edge, count in histogram:
+        if count >= q * total:
+            return edge
+    return math.inf
+
+
+def _histogram(rows: list[list[Any]]) -> tuple[tuple[float, int], ...]:
+    return tuple((float(number_in(e) or 0.0), int(c)) for e, c in rows)

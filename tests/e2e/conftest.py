@@ -1,0 +1,133 @@
+"""A live stack per test: a private sqlite registry, a real gateway, real traffic."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+TOKEN = "e2e-token"
+
+PLAN = """\
+name: e2e-{name}
+model: {{name: fraud, baseline: "@champion", candidate: "@{alias}", preprocessor: {{artifact: preprocessor}}}}
+registry: {{uri: "{registry}"}}
+router: {{type: gateway, url: "{url}", token: "${{GRAY_GATEWAY_TOKEN}}"}}
+interval: 1s
+gates:
+  - {{metric: error_rate, max_increase: 50%, max_increase_abs: 2%, min_samples: 60}}
+  - {{metric: latency, slo: 50ms, max_increase: 50%, max_increase_abs: 5%, min_samples: 60}}
+stages:
+{stages}
+policies:
+  inconclusive: {{extend: 4s, max_extensions: 3, then: fail}}
+promote: {{alias: champion, keep_previous_as: previous-champion}}
+"""
+SHORT_STAGES = "  - {weight: 30%, dwell: 5s}\n  - {weight: 100%, dwell: 4s}"
+LONG_STAGES = (
+    "  - {weight: 30%, dwell: 6s}\n  - {weight: 60%, dwell: 60s}\n  - {weight: 100%, dwell: 4s}"
+)
+
+
+@dataclass
+class Stack:
+    registry_uri: str
+    versions: dict[str, str]
+    url: str
+    home: Path
+    root: Path
+
+    def plan(self, name: str, alias: str, stages: str = SHORT_STAGES) -> Path:
+        path = self.root / f"plan-{name}.yaml"
+        path.write_text(
+            PLAN.format(
+                name=name, alias=alias, registry=self.registry_uri, url=self.url, stages=stages
+            )
+        )
+        return path
+
+    def gray(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gray.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=os.environ.copy(),
+        )
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gray.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+
+    def stats(self) -> dict:
+        response = httpx.get(
+            f"{self.url}/admin/stats", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def served(self, version: str) -> int:
+        return int(self.stats()["versions"].get(version, {}).get("requests", 0))
+
+    def route(self) -> dict:
+        response = httpx.get(
+            f"{self.url}/admin/route", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        response.raise_for_status()
+        return response.json()
+
+
+def read_events(process: subprocess.Popen[str], until: str, timeout: float = 120) -> list[dict]:
+    """JSON lines from a controller's stdout until an event named `until` arrives."""
+    assert process.stdout is not None
+    events: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"controller exited {process.returncode}: {process.stderr.read()}"
+                )  # type: ignore[union-attr]
+            continue
+        if not line.startswith("{"):
+            continue
+        event = json.loads(line)
+        events.append(event)
+        if event.get("event") == until:
+            return events
+    raise AssertionError(f"no {until} event in {timeout}s: {[e.get('event') for e in events]}")
+
+
+@pytest.fixture
+def stack(fresh_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    from gray.demo.models import demo_dataset
+    from gray.demo.traffic import TrafficGenerator
+    from gray.gateway.testing import start_gateway
+
+    home = tmp_path / "gray-home"
+    monkeypatch.setenv("GRAY_HOME", str(home))
+    monkeypatch.setenv("GRAY_GATEWAY_TOKEN", TOKEN)
+    gateway = start_gateway(
+        fresh_registry.uri, "fraud", tmp_path / "gateway", token=TOKEN, slo_edges=(0.05,)
+    )
+    features, labels = demo_dataset()
+    traffic = TrafficGenerator(gateway.url, TOKEN, features, labels, rps=60, workers=3).start()
+    try:
+        yield Stack(fresh_registry.uri, fresh_registry.versions, gateway.url, home, tmp_path)
+    finally:
+        traffic.stop()
+        gateway.stop()

@@ -1,0 +1,107 @@
+"""Whole rollouts against a real gateway and a real sqlite registry, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from gray.controller.registry import Registry
+
+from .conftest import LONG_STAGES, Stack, read_events
+
+pytestmark = pytest.mark.slow
+
+
+def test_bad_candidate_is_rolled_back_automatically(stack: Stack) -> None:
+    plan = stack.plan("bad", "bad-raises")
+    result = stack.gray("rollout", "start", str(plan), "--output", "json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    kinds = [e.get("event") for e in events]
+    assert "gate_failed" in kinds and kinds[-2] == "rolled_back"
+    failed = next(e for e in events if e.get("event") == "gate_failed")
+    assert "error rate" in failed["reason"] and "FAIL" in failed["reason"]
+    route = stack.route()["route"]
+    assert route["weight"] == 0 and route["mirror"] == 0
+    assert route["baseline"] == stack.versions["baseline"]
+    assert (
+        Registry(stack.registry_uri).resolve("fraud", "@champion").version
+        == stack.versions["baseline"]
+    )
+
+
+def test_good_candidate_is_promoted_and_the_alias_moves(stack: Stack) -> None:
+    plan = stack.plan("good", "challenger")
+    result = stack.gray("rollout", "start", str(plan), "--output", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    registry = Registry(stack.registry_uri)
+    assert registry.resolve("fraud", "@champion").version == stack.versions["good"]
+    assert registry.resolve("fraud", "@previous-champion").version == stack.versions["baseline"]
+    assert stack.route()["route"]["baseline"] == stack.versions["good"]
+    history = stack.gray("registry", "history", "fraud", "--registry-uri", stack.registry_uri)
+    assert "champion" in history.stdout
+
+
+def test_preflight_refuses_a_broken_plan_target_and_changes_nothing(stack: Stack) -> None:
+    plan = stack.plan("missing", "no-such-alias")
+    before = stack.route()
+    result = stack.gray("rollout", "start", str(plan))
+    assert result.returncode == 2
+    assert "no-such-alias" in result.stdout + result.stderr
+    assert stack.route() == before
+
+
+def test_operator_rollback_beats_a_running_controller(stack: Stack) -> None:
+    plan = stack.plan("race", "challenger", LONG_STAGES)
+    controller = stack.spawn("rollout", "start", str(plan), "--output", "json")
+    try:
+        events = read_events(controller, "stage_started")
+        # Wait until the second stage is in force, then pull the big red button.
+        events += read_events(controller, "stage_started")
+        rollout_id = events[0]["rollout_id"]
+        candidate = stack.versions["good"]
+        result = stack.gray("rollback", rollout_id, "--reason", "pager", "--output", "json")
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        assert answer["route"]["weight"] == 0
+        after = stack.served(candidate)
+        time.sleep(4)  # the controller keeps looking; it must not push traffic back
+        assert stack.served(candidate) == after
+        assert controller.wait(timeout=30) == 1
+        out = controller.stdout.read()  # type: ignore[union-attr]
+        assert "superseded" in out
+        route = stack.route()
+        assert route["route"]["weight"] == 0
+        assert route["lease"]["epoch"] == answer["lease"]["epoch"]
+        status = json.loads(stack.gray("rollout", "status", rollout_id, "-o", "json").stdout)
+        assert status["state"]["phase"] == "rolled_back"
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+
+
+def test_kill_9_then_resume_finishes_without_repeating_a_stage(stack: Stack) -> None:
+    plan = stack.plan("crash", "challenger", LONG_STAGES.replace("60s", "8s"))
+    controller = stack.spawn("rollout", "start", str(plan), "--output", "json")
+    events = read_events(controller, "stage_started")
+    events += read_events(controller, "stage_started")
+    rollout_id = events[0]["rollout_id"]
+    time.sleep(2)
+    os.kill(controller.pid, signal.SIGKILL)
+    controller.wait(timeout=10)
+    weight_at_crash = stack.route()["route"]["weight"]
+    assert weight_at_crash == pytest.approx(0.6)
+    result = stack.gray("rollout", "resume", rollout_id, "--output", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    resumed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    kinds = [e.get("event") for e in resumed]
+    assert kinds[0] == "resumed" and "route_verified" in kinds
+    # Only the last stage starts after the resume: stage two carried on, it did not restart.
+    assert kinds.count("stage_started") == 1
+    assert (
+        Registry(stack.registry_uri).resolve("fraud", "@champion").version == stack.versions["good"]
+    )
