@@ -51,8 +51,12 @@ def serve(
     forwarded_allow_ips: str = typer.Option(
         "127.0.0.1", "--forwarded-allow-ips", help="Proxies trusted for X-Forwarded-For."
     ),
-    predict_threads: int = typer.Option(8, "--predict-threads"),
-    mirror_threads: int = typer.Option(2, "--mirror-threads"),
+    predict_threads: int = typer.Option(
+        1,
+        "--predict-threads",
+        help="Worker threads per version. Keep 1 for CPU-bound models (the GIL makes more "
+        "threads slower); raise it for models that wait on I/O.",
+    ),
     mirror_queue: int = typer.Option(
         256, "--mirror-queue", help="Mirrored requests in flight before more are dropped."
     ),
@@ -85,7 +89,6 @@ def serve(
             override_cidrs=tuple(override_cidr),
             forwarded_allow_ips=forwarded_allow_ips,
             predict_threads=predict_threads,
-            mirror_threads=mirror_threads,
             mirror_queue=mirror_queue,
             log_max_bytes=log_max_bytes,
             log_backups=log_backups,

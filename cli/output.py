@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gray.controller.errors import GrayError, PlanError
 
@@ -48,7 +49,7 @@ def fail(error: GrayError, output: OutputFormat = OutputFormat.text) -> NoReturn
     elif isinstance(error, PlanError):
         print_plan_error(error)
     else:
-        error_console.print(f"[red]error:[/] {error.message}", soft_wrap=True)
+        error_console.print(f"[red]error:[/] {escape(error.message)}", soft_wrap=True)
     raise typer.Exit(error.exit_code)
 
 

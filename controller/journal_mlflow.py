@@ -33,6 +33,7 @@ class MlflowJournal:
 
     def __init__(self, registry: Registry) -> None:
         self.uri = registry.uri
+        self.registry = registry
         self.client = registry.client
         self._experiment_id: str | None = None
         self._runs: dict[str, str] = {}
@@ -134,18 +135,7 @@ class MlflowJournal:
 
     def _experiment(self) -> str:
         if self._experiment_id is None:
-            found = self.client.get_experiment_by_name(EXPERIMENT)
-            if found is None:
-                try:
-                    self._experiment_id = self.client.create_experiment(EXPERIMENT)
-                except Exception:
-                    # Another controller created it between our two calls.
-                    found = self.client.get_experiment_by_name(EXPERIMENT)
-                    if found is None:
-                        raise
-                    self._experiment_id = found.experiment_id
-            else:
-                self._experiment_id = found.experiment_id
+            self._experiment_id = self.registry.experiment_id(EXPERIMENT)
         return self._experiment_id
 
     def _find_run(self, rollout_id: str) -> str | None:

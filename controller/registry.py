@@ -176,17 +176,17 @@ class ServingBundle:
 
 
 def _as_frame(transformed: Any, raw: Any) -> Any:
-    """Keep column names: a pyfunc model enforces its signature by column name."""
+    """Give an array output the raw column names when the widths match: a pyfunc model
+    enforces its signature by column name, and most transformers return bare arrays."""
+    import numpy as np
     import pandas as pd
 
-    if isinstance(transformed, pd.DataFrame):
+    if isinstance(transformed, pd.DataFrame) or not isinstance(raw, pd.DataFrame):
         return transformed
-    width = getattr(transformed, "shape", (0, 0))[1] if getattr(transformed, "ndim", 0) == 2 else 0
-    names: Any = None
-    get_names = getattr(raw, "columns", None)
-    if width and get_names is not None and len(raw.columns) == width:
-        names = list(raw.columns)
-    return pd.DataFrame(transformed, columns=names, index=getattr(raw, "index", None))
+    array = np.asarray(transformed)
+    if array.ndim == 2 and array.shape[1] == len(raw.columns):
+        return pd.DataFrame(array, columns=raw.columns, index=raw.index)
+    return transformed
 
 
 def binding_label(binding: PreprocessorBinding) -> str:
@@ -258,6 +258,29 @@ class Registry:
         """Run `action` against MLflow with gray's bounded retries and error mapping."""
         return self._call(what, action, missing=missing)
 
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment `name`, created on first use. With a sqlite registry its
+        artifacts go beside the database file, not to ./mlruns of whatever folder gray runs in."""
+        found = self.call(
+            f"read experiment {name!r}", lambda: self._client.get_experiment_by_name(name)
+        )
+        if found is not None:
+            return str(found.experiment_id)
+        location = None
+        if self.uri.startswith("sqlite:///"):
+            database = Path(self.uri.removeprefix("sqlite:///").split("?", 1)[0])
+            location = (database.parent / "artifacts").resolve().as_uri()
+        try:
+            return str(self._client.create_experiment(name, artifact_location=location))
+        except Exception:
+            # Another writer created it between our two calls.
+            found = self.call(
+                f"read experiment {name!r}", lambda: self._client.get_experiment_by_name(name)
+            )
+            if found is None:
+                raise
+            return str(found.experiment_id)
+
     @property
     def _client(self) -> Any:
         with self._client_lock:
@@ -312,6 +335,10 @@ class Registry:
 
                 failure = exc
                 transient = isinstance(exc, requests.RequestException)
+            except GrayError:
+                raise
+            except Exception as exc:  # the boundary: whatever else MLflow raises, one error tree
+                failure, transient = exc, False
             if not transient or attempt >= self._retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 raise RegistryError(
@@ -640,6 +667,9 @@ class Registry:
         self._record(move)
         return move
 
+    def alias_points_at(self, name: str, alias: str, version: str) -> bool:
+        return self._alias_target(name, alias) == str(version)
+
     def _alias_target(self, name: str, alias: str) -> str | None:
         target = (self._registered_model(name).aliases or {}).get(alias)
         return None if target is None else str(target)
@@ -688,14 +718,19 @@ class Registry:
         self._model_version(name, candidate_version)
         moves: list[AliasMove] = []
         if current != candidate_version:
-            if promote.keep_previous_as and current is not None:
+            kept = (
+                self._alias_target(name, promote.keep_previous_as)
+                if promote.keep_previous_as
+                else None
+            )
+            if promote.keep_previous_as and current is not None and kept != current:
                 # Written first: if the next step fails, the way back is already recorded.
                 moves.append(
                     self.set_alias(
                         name,
                         promote.keep_previous_as,
                         current,
-                        expected_from=self._alias_target(name, promote.keep_previous_as),
+                        expected_from=kept,
                         rollout_id=rollout_id,
                         reason=f"rollout {rollout_id}: keep the replaced @{promote.alias}",
                     )
@@ -972,7 +1007,11 @@ def _ref_suffix(ref: str) -> str:
 
 def _cause(exc: BaseException) -> str:
     """A one-line cause: the OS error when there is one, else the first line, shortened."""
+    from mlflow.exceptions import MlflowException
+
     text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    if not isinstance(exc, MlflowException | OSError):
+        text = f"{type(exc).__name__}: {text}"
     errno = _ERRNO.search(str(text))
     if errno:
         return errno.group(0).strip()

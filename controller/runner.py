@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from gray.controller import loop
 from gray.controller.errors import (
+    AliasConflictError,
     GrayError,
     LeaseConflictError,
     MetricsError,
@@ -259,23 +260,35 @@ class Runner:
         return loop.RolledBack(self.clock.now(), applied)
 
     def _promote(self) -> loop.Observation:
+        """Move the alias first (refused if it moved during the rollout: nothing changes),
+        then make the candidate the endpoint's baseline. Both steps are idempotent."""
         assert self.state is not None
         state = self.state
+        moves: list[dict[str, Any]] = []
+        if self.plan.promote is not None and self.registry is not None:
+            try:
+                done = self.registry.promote(
+                    state.model,
+                    state.candidate,
+                    self.plan.promote,
+                    state.rollout_id,
+                    expect_current=state.baseline,
+                )
+            except AliasConflictError as exc:
+                if not self.registry.alias_points_at(
+                    state.model, self.plan.promote.alias, state.candidate
+                ):
+                    return loop.EndpointLost(self.clock.now(), f"registry refused: {exc.message}")
+                done = []  # a resumed promotion: the alias moved already, by us
+            except RegistryError as exc:
+                return loop.EndpointLost(self.clock.now(), f"registry: {exc.message}")
+            moves = [m.to_dict() if hasattr(m, "to_dict") else dict(m) for m in done]
         try:
             self._write_and_verify(RouteSpec(baseline=state.candidate))
         except LeaseConflictError as exc:
             return loop.LeaseLost(self.clock.now(), self._read_or_none(), exc.message)
         except RouterError as exc:
             return loop.EndpointLost(self.clock.now(), f"serving endpoint: {exc.message}")
-        moves: list[dict[str, Any]] = []
-        if self.plan.promote is not None and self.registry is not None:
-            try:
-                done = self.registry.promote(
-                    state.model, state.candidate, self.plan.promote, state.rollout_id
-                )
-            except RegistryError as exc:
-                return loop.EndpointLost(self.clock.now(), f"registry: {exc.message}")
-            moves = [m.to_dict() if hasattr(m, "to_dict") else dict(m) for m in done]
         return loop.Promoted(self.clock.now(), tuple(moves))
 
     def _read_or_none(self) -> Applied | None:

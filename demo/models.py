@@ -250,13 +250,13 @@ def register_demo_models(
 
 
 def demo_experiment(client: Any, registry_uri: str, artifact_location: str | None) -> str:
+    if artifact_location is None:
+        from gray.controller.registry import Registry
+
+        return Registry(registry_uri).experiment_id(DEMO_EXPERIMENT)
     existing = client.get_experiment_by_name(DEMO_EXPERIMENT)
     if existing is not None:
         return str(existing.experiment_id)
-    if artifact_location is None and registry_uri.startswith("sqlite:///"):
-        # Without this MLflow writes artifacts to ./mlruns of whatever directory we run in.
-        database = Path(registry_uri.removeprefix("sqlite:///"))
-        artifact_location = (database.parent / "artifacts").resolve().as_uri()
     return str(client.create_experiment(DEMO_EXPERIMENT, artifact_location=artifact_location))
 
 

@@ -48,11 +48,14 @@ class VersionLoader(Protocol):
 
 @dataclass(frozen=True)
 class LoadedVersion:
+    """A ready version with its own worker threads, so a slow version queues only itself."""
+
     version: str
     servable: Servable
     contract: InputContract | None
     load_seconds: float
     warmup_seconds: float
+    pool: ThreadPoolExecutor
 
 
 @dataclass
@@ -68,9 +71,12 @@ class _Entry:
 class ModelManager:
     """Owns every loaded version; the request path only calls `ready`."""
 
-    def __init__(self, loader: VersionLoader, warmup_rounds: int = 3) -> None:
+    def __init__(
+        self, loader: VersionLoader, warmup_rounds: int = 3, threads_per_version: int = 1
+    ) -> None:
         self._loader = loader
         self._warmup_rounds = warmup_rounds
+        self._threads_per_version = threads_per_version
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._generation = 0
@@ -120,6 +126,9 @@ class ModelManager:
             self._changed.notify_all()
         if entry is None:
             return False
+        if entry.loaded is not None:
+            # Requests already queued on the version still finish; then its threads end.
+            entry.loaded.pool.shutdown(wait=False)
         entry.loaded = None
         self._after(release_memory)
         return True
@@ -137,6 +146,10 @@ class ModelManager:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for entry in self._entries.values():
+                if entry.loaded is not None:
+                    entry.loaded.pool.shutdown(wait=False, cancel_futures=True)
 
     def _load(self, version: str, generation: int) -> None:
         started = time.perf_counter()
@@ -150,6 +163,9 @@ class ModelManager:
                 contract=contract,
                 load_seconds=loaded_at - started,
                 warmup_seconds=warmup_seconds,
+                pool=ThreadPoolExecutor(
+                    self._threads_per_version, thread_name_prefix=f"gray-predict-{version}"
+                ),
             )
         except Exception as error:
             reason = error.message if isinstance(error, GatewayError) else repr(error)
@@ -166,6 +182,7 @@ class ModelManager:
                 loaded.warmup_seconds,
             )
         else:
+            loaded.pool.shutdown(wait=False)
             self._after(release_memory)
 
     def _after(self, task: Any) -> None:

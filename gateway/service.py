@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +64,7 @@ class Gateway:
     def __init__(self, settings: GatewaySettings, loader: VersionLoader) -> None:
         self.settings = settings
         self.stats = GatewayStats(settings.slo_edges)
-        self.models = ModelManager(loader, settings.warmup_rounds)
+        self.models = ModelManager(loader, settings.warmup_rounds, settings.predict_threads)
         restored = RouteStore.restore(settings.route_file, settings.model_name)
         if restored is None:
             baseline = loader.resolve(settings.baseline)
@@ -79,12 +79,6 @@ class Gateway:
         self.feedback = FeedbackStore(self.stats, settings.feedback_window)
         self._override_networks = parse_networks(settings.override_cidrs)
         self._routing_header = settings.routing_header.lower()
-        self._predict_pool = ThreadPoolExecutor(
-            settings.predict_threads, thread_name_prefix="gray-predict"
-        )
-        self._mirror_pool = ThreadPoolExecutor(
-            settings.mirror_threads, thread_name_prefix="gray-mirror"
-        )
         self._mirror_lock = threading.Lock()
         self._mirror_inflight = 0
 
@@ -96,8 +90,6 @@ class Gateway:
             self.models.request_load(version)
 
     def stop(self) -> None:
-        self._mirror_pool.shutdown(wait=False, cancel_futures=True)
-        self._predict_pool.shutdown(wait=False, cancel_futures=True)
         self.models.shutdown()
         self.prediction_log.stop()
 
@@ -137,7 +129,7 @@ class Gateway:
             return self._unavailable(request_id, decision)
         loop = asyncio.get_running_loop()
         computed = await loop.run_in_executor(
-            self._predict_pool, compute, loaded, request.body, request.content_type
+            loaded.pool, compute, loaded, request.body, request.content_type
         )
         latency = time.perf_counter() - request.started
         self.stats.record(decision.version, decision.role, latency, computed.outcome)
@@ -201,40 +193,47 @@ class Gateway:
     # --- mirroring --------------------------------------------------------------
 
     def mirror(self, answer: PredictionAnswer) -> None:
-        """Send a mirrored request to the candidate off the response path, or drop it."""
-        if answer.mirror is None:
+        """Queue a mirrored request on the candidate's own threads, or drop it when full."""
+        if answer.mirror is None or answer.version is None:
             return
+        candidate, request, baseline = answer.mirror
+        loaded = self.models.ready(candidate)
         with self._mirror_lock:
-            if self._mirror_inflight >= self.settings.mirror_queue:
+            if loaded is None or self._mirror_inflight >= self.settings.mirror_queue:
                 self.stats.count_shadow_dropped()
                 return
             self._mirror_inflight += 1
-        candidate, request, baseline = answer.mirror
         try:
-            self._mirror_pool.submit(
-                self._run_mirror, answer.request_id, answer.version, candidate, request, baseline
-            )
-        except RuntimeError:  # shutting down
+            future = loaded.pool.submit(compute, loaded, request.body, request.content_type)
+        except RuntimeError:  # the version was unloaded meanwhile
             self._mirror_done()
+            self.stats.count_shadow_dropped()
+            return
+        baseline_version = answer.version
+        future.add_done_callback(
+            lambda done: self._mirror_finished(
+                answer.request_id, baseline_version, candidate, request, baseline, done
+            )
+        )
 
     def _mirror_done(self) -> None:
         with self._mirror_lock:
             self._mirror_inflight -= 1
 
-    def _run_mirror(
+    def _mirror_finished(
         self,
         request_id: str,
         baseline_version: str,
         candidate: str,
         request: PredictionRequest,
         baseline: Computed,
+        done: Future[Computed],
     ) -> None:
         try:
-            loaded = self.models.ready(candidate)
-            if loaded is None:
+            if done.cancelled():
                 self.stats.count_shadow_dropped()
                 return
-            shadow = compute(loaded, request.body, request.content_type)
+            shadow = done.result()
             both_ok = baseline.outcome == Outcome.OK and shadow.outcome == Outcome.OK
             agreed = same_output(baseline.outputs, shadow.outputs) if both_ok else None
             self.stats.record_shadow(
@@ -257,7 +256,7 @@ class Gateway:
                 }
             )
         except Exception:
-            log.exception("mirroring request %s failed", request_id)
+            log.exception("recording mirrored request %s failed", request_id)
         finally:
             self._mirror_done()
 

@@ -29,8 +29,7 @@ class GatewaySettings:
     routing_header: str = "X-User-Id"
     override_cidrs: tuple[str, ...] = ()
     forwarded_allow_ips: str = "127.0.0.1"
-    predict_threads: int = 8
-    mirror_threads: int = 2
+    predict_threads: int = 1
     mirror_queue: int = 256
     log_max_bytes: int = 50 * 1024 * 1024
     log_backups: int = 5
@@ -61,7 +60,6 @@ class GatewaySettings:
                 raise ConfigError(f"--override-cidr {cidr!r} is not a network") from None
         for name, value in (
             ("--predict-threads", self.predict_threads),
-            ("--mirror-threads", self.mirror_threads),
             ("--mirror-queue", self.mirror_queue),
             ("--log-backups", self.log_backups),
             ("--feedback-window", self.feedback_window),

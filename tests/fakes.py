@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gray.controller.errors import LeaseConflictError, MetricsError, RouterError
+from gray.controller.errors import AliasConflictError, LeaseConflictError, MetricsError, RouterError
 from gray.controller.types import (
     Applied,
     Lease,
@@ -167,11 +167,17 @@ class FakeRegistry:
     rolled_back: list[tuple[str, str, str]] = field(default_factory=list)
 
     def promote(
-        self, name: str, candidate_version: str, promote: Any, rollout_id: str
+        self,
+        name: str,
+        candidate_version: str,
+        promote: Any,
+        rollout_id: str,
+        *,
+        expect_current: str | None = None,
     ) -> list[dict[str, Any]]:
         previous = self.aliases.get(promote.alias)
-        if previous == candidate_version:
-            return []
+        if expect_current is not None and previous != expect_current:
+            raise AliasConflictError(f"@{promote.alias} points at {previous}, not {expect_current}")
         self.aliases[promote.alias] = candidate_version
         moves = [
             {"alias": promote.alias, "from_version": previous, "to_version": candidate_version}
@@ -182,6 +188,9 @@ class FakeRegistry:
                 {"alias": promote.keep_previous_as, "from_version": None, "to_version": previous}
             )
         return moves
+
+    def alias_points_at(self, name: str, alias: str, version: str) -> bool:
+        return self.aliases.get(alias) == version
 
     def mark_rolled_back(self, name: str, version: str, rollout_id: str) -> None:
         self.rolled_back.append((name, version, rollout_id))

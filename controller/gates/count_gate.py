@@ -38,6 +38,9 @@ class CountGateState:
     baseline_rate_bounds: tuple[float, float] = (0.0, 1.0)
     slow_seen: bool = False  # the source counted this gate's latency edge at least once
     slow_missing: bool = False  # a look had requests but no count at this gate's edge
+    # The baseline's counts before the stage: its rate while the stage gives it no traffic.
+    reference_events: int = 0
+    reference_exposure: int = 0
 
     family = "count"
 
@@ -58,6 +61,8 @@ class CountGateState:
             "baseline_rate_bounds": list(self.baseline_rate_bounds),
             "slow_seen": self.slow_seen,
             "slow_missing": self.slow_missing,
+            "reference_events": self.reference_events,
+            "reference_exposure": self.reference_exposure,
         }
 
     @classmethod
@@ -77,6 +82,8 @@ class CountGateState:
             baseline_rate_bounds=_pair(data["baseline_rate_bounds"]),
             slow_seen=bool(data.get("slow_seen", False)),
             slow_missing=bool(data.get("slow_missing", False)),
+            reference_events=int(data.get("reference_events", 0)),
+            reference_exposure=int(data.get("reference_exposure", 0)),
         )
 
 
@@ -90,9 +97,18 @@ def rule_for(config: GateConfig) -> CountRule:
     )
 
 
-def start(config: GateConfig) -> CountGateState:
+def start(config: GateConfig, baseline_before: VersionCounters) -> CountGateState:
+    """A fresh gate; `baseline_before` is the baseline's counters when the stage began."""
     grid = rule_for(config).grid
-    return CountGateState(config=config, loglik=(0.0,) * grid.size, upper_index=grid.size)
+    reference = events_and_exposures(config, VersionCounters(), baseline_before)
+    _, _, reference_events, reference_exposure = reference or (0, 0, 0, 0)
+    return CountGateState(
+        config=config,
+        loglik=(0.0,) * grid.size,
+        upper_index=grid.size,
+        reference_events=reference_events,
+        reference_exposure=reference_exposure,
+    )
 
 
 def update(state: CountGateState, seen: Increment) -> CountGateState:
@@ -161,10 +177,17 @@ def verdict(state: CountGateState) -> Verdict:
     passed = bool(track.passes()[0]) and state.candidate_exposure >= config.min_samples
     outcome = Outcome.FAIL if failed else Outcome.PASS if passed else Outcome.INCONCLUSIVE
     note = ""
-    if outcome is Outcome.INCONCLUSIVE and state.baseline_exposure == 0:
-        note = "no baseline traffic in this stage to compare with"
-    p_value = min(1.0, exp_or_inf(-state.max_log_e))
     extra = _rates(state)
+    if state.baseline_exposure == 0:
+        if state.reference_exposure > 0:
+            note = (
+                "no baseline traffic in this stage: compared with the baseline's "
+                f"{state.reference_exposure:,} {_exposure_word(config)} before it"
+            )
+            extra["baseline_rate"] = _share(state.reference_events, state.reference_exposure)
+        elif outcome is Outcome.INCONCLUSIVE:
+            note = "no baseline traffic in this stage to compare with"
+    p_value = min(1.0, exp_or_inf(-state.max_log_e))
     rule = track.rule
     if rule.has_allowance:
         low, high = (float(x[0]) for x in track.difference_bounds())
@@ -223,7 +246,12 @@ def verdict(state: CountGateState) -> Verdict:
 
 
 def _track(state: CountGateState) -> CountTrack:
-    track = CountTrack(rule_for(state.config), runs=1)
+    track = CountTrack(
+        rule_for(state.config),
+        runs=1,
+        reference_events=state.reference_events,
+        reference_exposure=state.reference_exposure,
+    )
     track.loglik = np.asarray(state.loglik, dtype=np.float64)[None, :]
     track.lower_index = np.array([state.lower_index])
     track.upper_index = np.array([state.upper_index])
@@ -282,6 +310,10 @@ def _counts(state: CountGateState) -> dict[str, int]:
         f"baseline_{exposure}": state.baseline_exposure,
         "min_samples": config.min_samples,
     }
+
+
+def _exposure_word(config: GateConfig) -> str:
+    return "labelled predictions" if config.metric in LABEL_METRICS else "requests"
 
 
 def _rates(state: CountGateState) -> dict[str, float | None]:

@@ -5,21 +5,34 @@ and, when given, an absolute allowance d in rate units (`max_increase_abs`, or
 `max_decrease` for accuracy, whose events are wrong predictions). In ratio terms
 the candidate may reach r_allow = max(1 + m, 1 + d / p_b).
 
-Evidence on the ratio comes from the conditional test in `ratio.py`. With an
-absolute allowance, r_allow depends on the unknown baseline rate, so a
-confidence sequence on each version's own rate (`proportion.py`) brackets it;
-those rates also decide on their own when the ratio says nothing (neither
-version has had an event yet: the candidate passes once its own rate is shown
-to be below the allowance). Alpha is then spent as 80 % on the ratio and 10 %
-on each version's rate, so that FAIL still errs with probability at most alpha:
+Two kinds of evidence, with the gate's alpha spent 80 % / 10 % / 10 %:
+
+- the ratio, from the conditional test in `ratio.py` (80 %). It needs both
+  versions serving at the same time, and cancels any drift common to both;
+- each version's own rate, from `proportion.py` (10 % each). With an absolute
+  allowance, r_allow depends on the unknown p_b, so these bracket it; and they
+  decide on their own when the ratio cannot: when neither version has had an
+  event yet (the candidate passes once its own rate is shown to be below the
+  allowance), or when the stage gives the baseline no traffic at all (weight
+  100 %), where the baseline's counts from before the stage stand in for it.
 
     FAIL  if the ratio's lower bound >= max(1 + m, 1 + d / L_b)
-          or (d given) L_c > max((1 + m) U_b, U_b + d)
+          or L_c > max((1 + m) U_b, U_b + d)   (only where the ratio is mute)
     PASS  if the ratio's upper bound <= max(1 + m, 1 + d / U_b)
-          or (d given) U_c < max((1 + m) L_b, L_b + d)
+          or U_c < max((1 + m) L_b, L_b + d)
 
-where [L_c, U_c] and [L_b, U_b] are the rates' confidence sequences. Every bound
-is a running intersection over the looks, so a decision never flips back.
+with [L_c, U_c], [L_b, U_b] the rates' confidence sequences and d = 0 when no
+absolute allowance is given. A FAIL therefore errs with probability at most
+alpha. Every bound is a running intersection over the looks, so a decision
+never flips back.
+
+Unlike the ratio, a version's pooled rate is only comparable with the other's
+when the share stays steady within the stage (the loop keeps it so): if the
+share and the base rate moved together, pooled rates would mislead (Simpson).
+So the rates fail a candidate only where the ratio is mute: when the stage has
+no concurrent baseline, or the baseline has had no event at all (then
+1 + d / L_b is unbounded and only the candidate's own rate can show it is
+past the allowance).
 
 `CountTrack` holds many independent stages at once (numpy rows), so the
 benchmark runs thousands of simulated stages through exactly this code.
@@ -36,8 +49,8 @@ from numpy.typing import ArrayLike
 from gray.controller.gates import proportion, ratio
 from gray.controller.gates.special import Array
 
-RATIO_SHARE_WITH_ALLOWANCE = 0.8  # of the gate's alpha, when an absolute allowance is given
-RATE_SHARE_WITH_ALLOWANCE = 0.1  # for each version's own rate
+RATIO_SHARE = 0.8  # of a gate's alpha, for the ratio
+RATE_SHARE = 0.1  # for each version's own rate
 
 
 @dataclass(frozen=True)
@@ -57,12 +70,16 @@ class CountRule:
         return self.max_increase_abs is not None
 
     @property
+    def allowance(self) -> float:
+        return float(self.max_increase_abs or 0.0)
+
+    @property
     def ratio_alpha(self) -> float:
-        return self.alpha * (RATIO_SHARE_WITH_ALLOWANCE if self.has_allowance else 1.0)
+        return self.alpha * RATIO_SHARE
 
     @property
     def rate_alpha(self) -> float:
-        return self.alpha * RATE_SHARE_WITH_ALLOWANCE
+        return self.alpha * RATE_SHARE
 
     @property
     def grid(self) -> ratio.RatioGrid:
@@ -70,10 +87,22 @@ class CountRule:
 
 
 class CountTrack:
-    """Everything a count gate accumulates, for `runs` independent stages (rows)."""
+    """Everything a count gate accumulates, for `runs` independent stages (rows).
 
-    def __init__(self, rule: CountRule, runs: int = 1) -> None:
+    `reference_events` / `reference_exposure`: the baseline's counts from before
+    the stage, used for its rate only while the stage has given it no traffic.
+    """
+
+    def __init__(
+        self,
+        rule: CountRule,
+        runs: int = 1,
+        reference_events: ArrayLike = 0,
+        reference_exposure: ArrayLike = 0,
+    ) -> None:
         self.rule = rule
+        self.reference_events = np.broadcast_to(np.asarray(reference_events, float), (runs,))
+        self.reference_exposure = np.broadcast_to(np.asarray(reference_exposure, float), (runs,))
         grid = rule.grid
         self.loglik = np.zeros((runs, grid.size))
         self.lower_index = np.full(runs, -1, dtype=np.int64)
@@ -105,23 +134,18 @@ class CountTrack:
         b = np.broadcast_to(np.asarray(baseline_events, dtype=np.float64), (self.runs,))
         nb = np.broadcast_to(np.asarray(baseline_exposure, dtype=np.float64), (self.runs,))
         self.loglik = ratio.add_look(self.loglik, grid, c, b, nc, nb)
+        had_baseline = self.baseline_exposure > 0
         self.candidate_events = self.candidate_events + c
         self.candidate_exposure = self.candidate_exposure + nc
         self.baseline_events = self.baseline_events + b
         self.baseline_exposure = self.baseline_exposure + nb
-        if rule.has_allowance:
-            self.candidate_rate_bounds = _narrowed(
-                self.candidate_rate_bounds,
-                proportion.confidence_bounds(
-                    self.candidate_events, self.candidate_exposure, rule.rate_alpha
-                ),
-            )
-            self.baseline_rate_bounds = _narrowed(
-                self.baseline_rate_bounds,
-                proportion.confidence_bounds(
-                    self.baseline_events, self.baseline_exposure, rule.rate_alpha
-                ),
-            )
+        self.candidate_rate_bounds = _narrowed(
+            self.candidate_rate_bounds,
+            proportion.confidence_bounds(
+                self.candidate_events, self.candidate_exposure, rule.rate_alpha
+            ),
+        )
+        self._update_baseline_rate(had_baseline)
         threshold = math.log(1.0 / rule.ratio_alpha)
         log_up = ratio.log_evidence_up(self.loglik, grid)
         log_down = ratio.log_evidence_down(self.loglik, grid)
@@ -129,6 +153,26 @@ class CountTrack:
         self.upper_index = np.minimum(self.upper_index, ratio.upper_index(log_down, threshold))
         self.log_e = ratio.prefix_min(log_up, self.fail_index())
         self.max_log_e = np.maximum(self.max_log_e, self.log_e)
+
+    def _update_baseline_rate(self, had_baseline: Array) -> None:
+        """The baseline's rate bounds: from the stage's own traffic once it has any,
+        from the reference counts while it has none."""
+        concurrent = self.baseline_exposure > 0
+        events = np.where(concurrent, self.baseline_events, self.reference_events)
+        exposure = np.where(concurrent, self.baseline_exposure, self.reference_exposure)
+        current = proportion.confidence_bounds(events, exposure, self.rule.rate_alpha)
+        # The first look with concurrent traffic starts a new sequence: forget the reference.
+        fresh = concurrent & ~had_baseline
+        previous = (
+            np.where(fresh, 0.0, self.baseline_rate_bounds[0]),
+            np.where(fresh, 1.0, self.baseline_rate_bounds[1]),
+        )
+        self.baseline_rate_bounds = _narrowed(previous, current)
+
+    @property
+    def uses_reference(self) -> Array:
+        """Rows whose baseline rate comes from before the stage (no concurrent traffic)."""
+        return (self.baseline_exposure <= 0) & (self.reference_exposure > 0)
 
     # --- the allowance in ratio terms ------------------------------------------------
 
@@ -144,7 +188,7 @@ class CountTrack:
         relative = np.full(self.runs, self.rule.margin_ratio)
         if not self.rule.has_allowance:
             return relative
-        d = float(self.rule.max_increase_abs or 0.0)
+        d = self.rule.allowance
         with np.errstate(divide="ignore"):
             absolute = np.where(baseline_rate > 0, 1.0 + d / baseline_rate, np.inf)
         return np.maximum(relative, absolute)
@@ -172,20 +216,19 @@ class CountTrack:
     def fails(self) -> Array:
         """Rows whose candidate is shown to exceed its allowance."""
         by_ratio = self.lower_index >= self.fail_index()
-        if not self.rule.has_allowance:
-            return by_ratio
-        m, d = self.rule.max_increase, float(self.rule.max_increase_abs or 0.0)
+        m, d = self.rule.max_increase, self.rule.allowance
         candidate_low = self.candidate_rate_bounds[0]
         baseline_high = self.baseline_rate_bounds[1]
         by_rates = candidate_low > np.maximum((1.0 + m) * baseline_high, baseline_high + d)
-        return by_ratio | by_rates
+        # The rates alone assume a steady share within the stage; they may fail a candidate
+        # only where the ratio cannot: no concurrent baseline, or no baseline event at all.
+        ratio_is_mute = self.uses_reference | (self.baseline_events <= 0)
+        return by_ratio | (by_rates & ratio_is_mute)
 
     def passes(self) -> Array:
         """Rows whose candidate is shown to be within its allowance (before min_samples)."""
         by_ratio = self.upper_index <= self.pass_index()
-        if not self.rule.has_allowance:
-            return by_ratio
-        m, d = self.rule.max_increase, float(self.rule.max_increase_abs or 0.0)
+        m, d = self.rule.max_increase, self.rule.allowance
         candidate_high = self.candidate_rate_bounds[1]
         baseline_low = self.baseline_rate_bounds[0]
         by_rates = candidate_high < np.maximum((1.0 + m) * baseline_low, baseline_low + d)

@@ -19,7 +19,7 @@ _STIRLING_FROM = 8.0
 
 
 def lgamma(x: ArrayLike) -> Array:
-    """log Γ(x) for x > 0, accurate to about 1e-13 (Stirling series after a shift)."""
+    """log Γ(x) for x > 0, accurate to about 1e-14 (Stirling series after a shift)."""
     x = np.asarray(x, dtype=np.float64)
     small = x < _STIRLING_FROM
     shift = np.zeros_like(x)
@@ -31,7 +31,14 @@ def lgamma(x: ArrayLike) -> Array:
         z[small] = xs + _STIRLING_FROM
     inv = 1.0 / z
     inv2 = inv * inv
-    series = inv * (1 / 12 - inv2 * (1 / 360 - inv2 * (1 / 1260 - inv2 * (1 / 1680))))
+    series = inv * (
+        1 / 12
+        - inv2
+        * (
+            1 / 360
+            - inv2 * (1 / 1260 - inv2 * (1 / 1680 - inv2 * (1 / 1188 - inv2 * 691 / 360360)))
+        )
+    )
     return (z - 0.5) * np.log(z) - z + _HALF_LOG_TWO_PI + series - shift
 
 

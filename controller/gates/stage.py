@@ -9,6 +9,11 @@ Which gates apply to a stage (decided once, at its start, so alpha is split once
   answers to the same mirrored requests (`snapshot.shadow`); the gateway scores
   feedback labels against both answers, so accuracy applies here too.
 
+A stage that gives the baseline no traffic at all (weight 100 %) has nothing to
+compare with at the same time; its rate gates then compare the candidate's own
+rate with the baseline's rate from before the stage (the origin snapshot's
+counters), which assumes the rates did not move in between.
+
 A gate with no data for the candidate is NODATA, never left out after the
 fact: a plan that asks for accuracy but never sends labels holds the stage
 rather than passing it unjudged.
@@ -28,7 +33,7 @@ from gray.controller.gates import count_gate, share_gate, shift_gate
 from gray.controller.gates.config import COUNT_METRICS, GateConfig, GateLike
 from gray.controller.gates.increments import EXPOSURES, increment
 from gray.controller.gates.verdict import StageVerdict, Verdict
-from gray.controller.types import Snapshot
+from gray.controller.types import Snapshot, VersionCounters
 
 GateState = count_gate.CountGateState | shift_gate.ShiftGateState | share_gate.ShareGateState
 STATE_VERSION = 1
@@ -102,8 +107,11 @@ def start_stage(
             applicable.append(gate)
     sharing = [gate for gate in applicable if gate.alpha is None]
     share = alpha / len(sharing) if sharing else alpha
+    before = origin.shadow.baseline if exposure == "shadow" else origin.baseline
     states = tuple(
-        _start_gate(GateConfig.from_spec(gate, gate.alpha if gate.alpha is not None else share))
+        _start_gate(
+            GateConfig.from_spec(gate, gate.alpha if gate.alpha is not None else share), before
+        )
         for gate in applicable
     )
     return JudgeState(
@@ -136,9 +144,9 @@ def _not_applicable(metric: str, exposure: str, mirrored: bool) -> str:
     return ""
 
 
-def _start_gate(config: GateConfig) -> GateState:
+def _start_gate(config: GateConfig, baseline_before: VersionCounters) -> GateState:
     if config.metric in COUNT_METRICS:
-        return count_gate.start(config)
+        return count_gate.start(config, baseline_before)
     if config.metric == "latency_distribution":
         return shift_gate.start(config)
     if config.metric == "disagreement":

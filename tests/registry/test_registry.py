@@ -493,3 +493,43 @@ def test_other_mlflow_writers_share_the_client_and_its_error_mapping(store: Any)
             lambda: registry.client.get_registered_model("no-such-model"),
             missing=lambda: ModelNotFoundError("gone"),
         )
+
+
+def test_a_preprocessor_returning_arrays_keeps_the_column_names(fresh_registry: Any) -> None:
+    from sklearn.preprocessing import StandardScaler
+
+    store = fresh_registry
+    features, labels = demo_dataset()
+    version = copy_version(store.uri, store.model_name, store.versions["good"])
+    log_preprocessor(
+        store.model_name,
+        version,
+        StandardScaler().fit(features),  # no set_output: transform returns a bare array
+        registry_uri=store.uri,
+        artifact_path="plain",
+    )
+    bundle = store.registry().load_serving_bundle(store.model_name, version)
+    predicted = np.asarray(bundle.predict(features))
+    assert float(np.mean(predicted == labels.to_numpy())) > 0.95
+
+
+def test_successive_promotions_keep_the_version_each_one_replaced(fresh_registry: Any) -> None:
+    store = fresh_registry
+    registry = store.registry()
+    name, baseline, good = store.model_name, store.versions["baseline"], store.versions["good"]
+    third = copy_version(store.uri, name, good)
+
+    registry.promote(name, good, PromoteSpec(), "r-1")
+    second = registry.promote(name, third, PromoteSpec(), "r-2", expect_current=good)
+
+    assert [(m.alias, m.from_version, m.to_version) for m in second] == [
+        ("previous-champion", baseline, good),
+        ("champion", good, third),
+    ]
+    # Promoting what is already the champion moves nothing.
+    assert registry.promote(name, third, PromoteSpec(), "r-3") == []
+    assert registry.resolve(name, third).tags["gray.rollout_id"] == "r-3"
+    without_previous = PromoteSpec(keep_previous_as=None)
+    moves = registry.promote(name, good, without_previous, "r-4")
+    assert [(m.alias, m.to_version) for m in moves] == [("champion", good)]
+    assert registry.resolve(name, "@previous-champion").version == good

@@ -1,0 +1,144 @@
+"""Counters, the fine latency histogram, the one-minute window and the Prometheus page."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import shutil
+import subprocess
+
+import pytest
+
+from gray.controller.types import Applied, Lease, RouteSpec
+from gray.gateway import prometheus
+from gray.gateway.stats import (
+    FINE_EDGE_COUNT,
+    GatewayStats,
+    Outcome,
+    fine_edges,
+    quantile_from_buckets,
+)
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_fine_edges_are_log_spaced_from_half_a_millisecond_to_a_minute() -> None:
+    edges = fine_edges()
+    assert len(edges) == FINE_EDGE_COUNT
+    assert edges[0] == pytest.approx(0.0005) and edges[-1] == pytest.approx(60.0)
+    ratios = [b / a for a, b in itertools.pairwise(edges)]
+    assert max(ratios) / min(ratios) < 1.01
+    assert 0.25 in fine_edges([0.25, -1.0, math.inf])
+
+
+def test_slow_counts_are_exact_at_configured_edges() -> None:
+    stats = GatewayStats(slo_edges=(0.1, 0.25), clock=Clock())
+    for latency in (0.05, 0.1, 0.1000001, 0.2, 0.25, 0.3, 2.0):
+        stats.record("1", "baseline", latency, Outcome.OK)
+    counters = stats.view().versions["1"]
+    assert counters.requests == 7
+    assert counters.slow_over(0.1) == 5  # strictly slower than the edge
+    assert counters.slow_over(0.25) == 2
+    assert counters.latency_buckets[-1] == (math.inf, 7)
+    cumulative = [count for _, count in counters.latency_buckets]
+    assert cumulative == sorted(cumulative)
+
+
+def test_outcomes_roles_and_labels_are_kept_apart() -> None:
+    stats = GatewayStats(slo_edges=(), clock=Clock())
+    stats.record("1", "baseline", 0.01, Outcome.OK)
+    stats.record("1", "baseline", 0.01, Outcome.ERROR)
+    stats.record("1", "baseline", 0.001, Outcome.BAD_REQUEST)
+    stats.record("2", "candidate", 0.01, Outcome.OK)
+    stats.record("2", "forced", 0.01, Outcome.OK)
+    stats.record_labels("1", "baseline", 3, 2)
+    stats.record_shadow("2", (0.01, Outcome.OK), (0.02, Outcome.OK), agreed=False)
+    stats.record_shadow("2", (0.01, Outcome.OK), (0.02, Outcome.ERROR), agreed=None)
+    stats.count_ignored_override()
+    view = stats.view()
+    one = view.versions["1"]
+    assert (one.requests, one.errors, one.bad_requests, one.labelled, one.correct) == (
+        3,
+        1,
+        1,
+        3,
+        2,
+    )
+    assert view.versions["2"].requests == 1
+    assert view.forced["2"].requests == 1
+    shadow = view.shadow["2"]
+    assert (shadow.pairs, shadow.disagreements) == (1, 1)
+    assert (shadow.baseline.requests, shadow.candidate.requests, shadow.candidate.errors) == (
+        2,
+        2,
+        1,
+    )
+    assert view.ignored_overrides == 1
+
+
+def test_health_window_forgets_traffic_older_than_a_minute() -> None:
+    clock = Clock()
+    stats = GatewayStats(slo_edges=(), clock=clock)
+    for _ in range(98):
+        stats.record("1", "baseline", 0.010, Outcome.OK)
+    stats.record("1", "baseline", 0.5, Outcome.ERROR)
+    stats.record("1", "baseline", 0.5, Outcome.ERROR)
+    recent = stats.recent("1")
+    assert recent.requests == 100 and recent.errors == 2
+    assert recent.error_rate == pytest.approx(0.02)
+    assert recent.mean_latency == pytest.approx((98 * 0.01 + 1.0) / 100)
+    assert 0.3 < recent.p99_latency <= 0.5 + 1e-9
+    clock.now += 59
+    assert stats.recent("1").requests == 100
+    clock.now += 1
+    assert stats.recent("1").requests == 0
+    assert stats.recent("unknown").error_rate is None
+
+
+def test_quantile_interpolates_inside_its_bucket() -> None:
+    edges = (1.0, 2.0, 4.0)
+    assert quantile_from_buckets([0, 10, 0, 0], edges, 0.5) == pytest.approx(1.5)
+    assert quantile_from_buckets([0, 0, 0, 5], edges, 0.99) == 4.0
+    assert quantile_from_buckets([0, 0, 0, 0], edges, 0.5) is None
+
+
+def metrics_page() -> str:
+    stats = GatewayStats(slo_edges=(0.25,), clock=Clock())
+    stats.record("1", "baseline", 0.01, Outcome.OK)
+    stats.record("2", "candidate", 0.3, Outcome.ERROR)
+    stats.record("2", "forced", 0.01, Outcome.OK)
+    stats.record_shadow('2"x', (0.01, Outcome.OK), (0.02, Outcome.OK), agreed=True)
+    applied = Applied(RouteSpec("1", "2", weight=0.2, mirror=0.1), Lease("r", 3))
+    return prometheus.render(stats.view(), applied, {"1": "ready", "2": "loading"})
+
+
+def test_prometheus_page_carries_version_labels_and_histograms() -> None:
+    page = metrics_page()
+    assert 'gray_requests_total{version="1",traffic="live"} 1' in page
+    assert 'gray_errors_total{version="2",traffic="live"} 1' in page
+    assert 'gray_requests_total{version="2",traffic="forced"} 1' in page
+    assert 'gray_slow_requests_total{version="2",traffic="live",slo_seconds="0.25"} 1' in page
+    assert 'gray_request_duration_seconds_bucket{version="1",traffic="live",le="+Inf"} 1' in page
+    assert 'gray_request_duration_seconds_count{version="2",traffic="live"} 1' in page
+    assert 'gray_shadow_pairs_total{version="2\\"x"} 1' in page
+    assert "gray_route_epoch 3" in page
+    assert 'gray_version_ready{version="2"} 0' in page
+    assert page.endswith("\n")
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_prometheus_page_passes_promtool() -> None:
+    result = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=metrics_page(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
