@@ -17,7 +17,14 @@ from gray.controller.gates.config import LABEL_METRICS, GateConfig
 from gray.controller.gates.counts import CountRule, CountTrack
 from gray.controller.gates.increments import Increment, slow_requests
 from gray.controller.gates.special import exp_or_inf
-from gray.controller.gates.verdict import Outcome, Verdict, number_in, number_out
+from gray.controller.gates.verdict import (
+    Outcome,
+    Verdict,
+    join_notes,
+    number_in,
+    number_out,
+    ordered_interval,
+)
 from gray.controller.types import VersionCounters
 from gray.controller.units import format_duration
 
@@ -204,11 +211,12 @@ def verdict(state: CountGateState) -> Verdict:
         }
         estimate = _difference(extra.get("candidate_accuracy"), extra.get("baseline_accuracy"))
         low, high = extra["difference_low"], extra["difference_high"]
+        interval, crossed = ordered_interval(_negate(high), _negate(low))
         return Verdict(
             gate=config.key,
             outcome=outcome,
             estimate=estimate,
-            interval=(_negate(high), _negate(low)),
+            interval=interval,
             allowed=-float(config.max_decrease or 0.0),
             e_value=exp_or_inf(state.log_e),
             p_value=p_value,
@@ -216,10 +224,11 @@ def verdict(state: CountGateState) -> Verdict:
             counts=counts,
             metric=config.metric,
             unit="difference",
-            note=note,
+            note=join_notes(note, crossed),
             extra=extra,
         )
     lower, upper = (float(x[0]) for x in track.ratio_bounds())
+    interval, crossed = ordered_interval(lower, upper)
     if rule.has_allowance:
         if config.max_increase:
             extra["margin_ratio"] = rule.margin_ratio
@@ -229,7 +238,7 @@ def verdict(state: CountGateState) -> Verdict:
         gate=config.key,
         outcome=outcome,
         estimate=None if math.isnan(estimate) else estimate,
-        interval=(lower, upper),
+        interval=interval,
         allowed=float(track.fail_ratio()[0]),
         e_value=exp_or_inf(state.log_e),
         p_value=p_value,
@@ -237,7 +246,7 @@ def verdict(state: CountGateState) -> Verdict:
         counts=counts,
         metric=config.metric,
         unit="ratio",
-        note=note,
+        note=join_notes(note, crossed),
         extra=extra,
     )
 

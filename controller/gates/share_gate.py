@@ -11,7 +11,14 @@ from gray.controller.gates import proportion
 from gray.controller.gates.config import GateConfig
 from gray.controller.gates.increments import Increment
 from gray.controller.gates.special import exp_or_inf
-from gray.controller.gates.verdict import Outcome, Verdict, number_in, number_out
+from gray.controller.gates.verdict import (
+    Outcome,
+    Verdict,
+    join_notes,
+    number_in,
+    number_out,
+    ordered_interval,
+)
 
 
 @dataclass(frozen=True)
@@ -103,11 +110,12 @@ def verdict(state: ShareGateState) -> Verdict:
     failed = state.max_log_e >= math.log(1.0 / config.alpha)
     passed = state.upper < state.limit and state.pairs >= config.min_samples
     outcome = Outcome.FAIL if failed else Outcome.PASS if passed else Outcome.INCONCLUSIVE
+    interval, crossed = ordered_interval(state.lower, state.upper)
     return Verdict(
         gate=config.key,
         outcome=outcome,
         estimate=state.disagreements / state.pairs,
-        interval=(state.lower, state.upper),
+        interval=interval,
         allowed=state.limit,
         e_value=exp_or_inf(state.log_e),
         p_value=min(1.0, exp_or_inf(-state.max_log_e)),
@@ -115,5 +123,6 @@ def verdict(state: ShareGateState) -> Verdict:
         counts=counts,
         metric=config.metric,
         unit="rate",
+        note=join_notes(crossed),
         extra={},
     )

@@ -12,7 +12,14 @@ import numpy as np
 from gray.controller.gates import cdf
 from gray.controller.gates.config import GateConfig
 from gray.controller.gates.increments import Increment
-from gray.controller.gates.verdict import Outcome, Verdict, number_in, number_out
+from gray.controller.gates.verdict import (
+    Outcome,
+    Verdict,
+    join_notes,
+    number_in,
+    number_out,
+    ordered_interval,
+)
 
 QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 
@@ -116,6 +123,8 @@ def verdict(state: ShiftGateState) -> Verdict:
     note = ""
     if outcome is Outcome.INCONCLUSIVE and n_baseline == 0:
         note = "no baseline traffic in this stage to compare with"
+    interval, crossed = ordered_interval(state.lower, state.upper)
+    note = join_notes(note, crossed)
     extra: dict[str, float | None] = {}
     for name, q in QUANTILES:
         extra[f"candidate_{name}"] = _quantile(state.candidate, q)
@@ -124,7 +133,7 @@ def verdict(state: ShiftGateState) -> Verdict:
         gate=config.key,
         outcome=outcome,
         estimate=shift,
-        interval=(state.lower, state.upper),
+        interval=interval,
         allowed=state.tolerance,
         e_value=None,
         p_value=state.min_p_value,

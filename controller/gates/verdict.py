@@ -127,6 +127,25 @@ class StageVerdict:
         )
 
 
+CROSSED = "its lower and upper confidence bounds crossed: it moved during the stage"
+
+
+def ordered_interval(low: float, high: float) -> tuple[tuple[float, float], str]:
+    """The interval to report, and a note when the two one-sided bounds crossed.
+
+    Each bound errs with probability at most alpha on its own; bounds that cross
+    say the quantity was not steady during the stage (or one bound erred). The
+    decision stands; the interval is shown in order with that note.
+    """
+    if low <= high:
+        return (low, high), ""
+    return (high, low), CROSSED
+
+
+def join_notes(*notes: str) -> str:
+    return "; ".join(note for note in notes if note)
+
+
 def number_out(value: float | None) -> float | str | None:
     """A float for JSON: infinities as "inf"/"-inf", NaN as null."""
     if value is None:

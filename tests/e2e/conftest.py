@@ -23,17 +23,17 @@ registry: {{uri: "{registry}"}}
 router: {{type: gateway, url: "{url}", token: "${{GRAY_GATEWAY_TOKEN}}"}}
 interval: 1s
 gates:
-  - {{metric: error_rate, max_increase: 50%, max_increase_abs: 2%, min_samples: 60}}
-  - {{metric: latency, slo: 50ms, max_increase: 50%, max_increase_abs: 5%, min_samples: 60}}
+  - {{metric: error_rate, max_increase: 50%, max_increase_abs: 5%, min_samples: 60}}
+  - {{metric: latency, slo: 50ms, max_increase: 50%, max_increase_abs: 8%, min_samples: 60}}
 stages:
 {stages}
 policies:
   inconclusive: {{extend: 4s, max_extensions: 3, then: fail}}
 promote: {{alias: champion, keep_previous_as: previous-champion}}
 """
-SHORT_STAGES = "  - {weight: 30%, dwell: 5s}\n  - {weight: 100%, dwell: 4s}"
+SHORT_STAGES = "  - {weight: 30%, dwell: 8s}\n  - {weight: 100%, dwell: 4s}"
 LONG_STAGES = (
-    "  - {weight: 30%, dwell: 6s}\n  - {weight: 60%, dwell: 60s}\n  - {weight: 100%, dwell: 4s}"
+    "  - {weight: 30%, dwell: 8s}\n  - {weight: 60%, dwell: 60s}\n  - {weight: 100%, dwell: 4s}"
 )
 
 
@@ -99,9 +99,9 @@ def read_events(process: subprocess.Popen[str], until: str, timeout: float = 120
         line = process.stdout.readline()
         if not line:
             if process.poll() is not None:
-                raise AssertionError(
-                    f"controller exited {process.returncode}: {process.stderr.read()}"
-                )  # type: ignore[union-attr]
+                reasons = [f"{e.get('event')}: {e.get('reason')}" for e in events]
+                stderr = process.stderr.read() if process.stderr else ""
+                raise AssertionError(f"controller exited {process.returncode}: {reasons} {stderr}")
             continue
         if not line.startswith("{"):
             continue

@@ -62,7 +62,7 @@ def test_operator_rollback_beats_a_running_controller(stack: Stack) -> None:
         events = read_events(controller, "stage_started")
         # Wait until the second stage is in force, then pull the big red button.
         events += read_events(controller, "stage_started")
-        rollout_id = events[0]["rollout_id"]
+        rollout_id = next(e["rollout_id"] for e in events if e.get("rollout_id"))
         candidate = stack.versions["good"]
         result = stack.gray("rollback", rollout_id, "--reason", "pager", "--output", "json")
         assert result.returncode == 0, result.stderr
@@ -89,7 +89,7 @@ def test_kill_9_then_resume_finishes_without_repeating_a_stage(stack: Stack) -> 
     controller = stack.spawn("rollout", "start", str(plan), "--output", "json")
     events = read_events(controller, "stage_started")
     events += read_events(controller, "stage_started")
-    rollout_id = events[0]["rollout_id"]
+    rollout_id = next(e["rollout_id"] for e in events if e.get("rollout_id"))
     time.sleep(2)
     os.kill(controller.pid, signal.SIGKILL)
     controller.wait(timeout=10)

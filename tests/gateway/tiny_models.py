@@ -28,6 +28,7 @@ class TinyModel:
 
     factor: float = 1.0
     raises: bool = False
+    raise_above: float | None = None
     sleep: float = 0.0
     input_example: Any = field(default_factory=example_frame)
     calls: int = 0
@@ -36,6 +37,8 @@ class TinyModel:
         self.calls += 1
         if self.raises:
             raise RuntimeError("this version is broken")
+        if self.raise_above is not None and (frame["amount"] > self.raise_above).any():
+            raise ValueError("amount outside the training range")
         if self.sleep:
             time.sleep(self.sleep)
         if list(frame.columns) != ["amount", "count", "country"]:
@@ -77,5 +80,7 @@ def default_loader() -> TinyLoader:
             "3": TinyModel(raises=True),
             "4": TinyModel(input_example=None),
             "5": TinyModel(factor=1.0),
+            "6": TinyModel(factor=1.0, raise_above=1000.0),
+            "7": TinyModel(factor=0.0, sleep=0.5),
         }
     )

@@ -1,0 +1,95 @@
+"""`gray gateway serve` refuses unsafe or broken settings before it listens; `samples` reads."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gray.cli.gateway import gateway_app
+from gray.controller.errors import ConfigError
+from gray.gateway.settings import GatewaySettings, parse_slo_edges
+
+runner = CliRunner()
+
+
+def serve(*args: str, token: str | None = None) -> tuple[int, str]:
+    env = {"GRAY_GATEWAY_TOKEN": token} if token is not None else {}
+    result = runner.invoke(
+        gateway_app,
+        ["serve", "--model", "fraud", "--registry-uri", "sqlite:///x.db", *args],
+        env=env,
+    )
+    return result.exit_code, result.output
+
+
+@pytest.fixture(autouse=True)
+def _no_token_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRAY_GATEWAY_TOKEN", raising=False)
+
+
+def test_without_a_token_the_gateway_refuses_to_start() -> None:
+    code, output = serve()
+    assert code == 2
+    assert "GRAY_GATEWAY_TOKEN" in output and "--insecure-no-auth" in output
+
+
+def test_insecure_mode_is_for_loopback_only() -> None:
+    code, output = serve("--insecure-no-auth", "--host", "0.0.0.0")
+    assert code == 2
+    assert "only allowed on a loopback address" in output
+
+
+def test_an_empty_token_is_refused() -> None:
+    code, output = serve(token="  ")
+    assert code == 2 and "empty" in output
+
+
+def test_bad_slo_edges_and_networks_are_refused() -> None:
+    assert serve("--slo-edges", "250", token="t")[0] == 2
+    code, output = serve("--override-cidr", "10.0.0.0/33", token="t")
+    assert code == 2 and "not a network" in output
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, output = serve("--port", str(port), "--state-dir", str(tmp_path), token="t")
+    assert code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in output
+
+
+def test_settings_checks() -> None:
+    assert parse_slo_edges("250ms, 100ms,1s,100ms") == (0.1, 0.25, 1.0)
+    assert parse_slo_edges(None) == ()
+    GatewaySettings(model_name="m", state_dir=Path("."), insecure_no_auth=True, host="::1").check()
+    GatewaySettings(model_name="m", state_dir=Path("."), insecure_no_auth=True).check()
+    with pytest.raises(ConfigError, match="--predict-threads"):
+        GatewaySettings(model_name="m", state_dir=Path("."), token="t", predict_threads=0).check()
+    with pytest.raises(ConfigError, match="--port"):
+        GatewaySettings(model_name="m", state_dir=Path("."), token="t", port=70000).check()
+
+
+def test_samples_prints_the_newest_lines(tmp_path: Path) -> None:
+    directory = tmp_path / "predictions"
+    directory.mkdir()
+    lines = [
+        {"kind": "prediction", "request_id": "a", "version": "1"},
+        {"kind": "shadow", "request_id": "b", "agree": False, "candidate": {"version": "2"}},
+        {"kind": "shadow", "request_id": "c", "agree": True, "candidate": {"version": "2"}},
+    ]
+    (directory / "predictions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    result = runner.invoke(
+        gateway_app, ["samples", "--state-dir", str(tmp_path), "--disagreements"]
+    )
+    assert result.exit_code == 0, result.output
+    assert [json.loads(x)["request_id"] for x in result.output.splitlines()] == ["b"]
+    result = runner.invoke(gateway_app, ["samples", "--state-dir", str(tmp_path), "-n", "2"])
+    assert [json.loads(x)["request_id"] for x in result.output.splitlines()] == ["b", "c"]
+    missing = runner.invoke(gateway_app, ["samples", "--state-dir", str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "no prediction log" in missing.output
