@@ -500,7 +500,7 @@ def _print_list(states: list[RolloutState], output: OutputFormat) -> None:
         return
     table = Table()
     for column in ("id", "model", "versions", "phase", "stage", "updated", "reason"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column == "id")
     for s in states:
         table.add_row(
             s.rollout_id,

@@ -241,6 +241,10 @@ class Journal:
                 return
             self._unsynced.pop(0)
 
+    def _warn(self, text: str) -> None:
+        if self.on_remote_error:
+            self.on_remote_error(text)
+
     def flush(self) -> bool:
         """Try once more to write what the shared journal misses; True when nothing is left."""
         self._sync()
@@ -248,7 +252,14 @@ class Journal:
 
     def load(self, rollout_id: str) -> RolloutRecord:
         local = self.local.load(rollout_id)
-        remote = self._remote_load(rollout_id) if self.remote is not None else None
+        remote = None
+        if self.remote is not None:
+            try:
+                remote = self._remote_load(rollout_id)
+            except JournalError as exc:
+                if local is None:
+                    raise
+                self._warn(f"{exc.message}; showing the local journal only")
         records = [r for r in (local, remote) if r is not None]
         if not records:
             raise RolloutNotFoundError(f"no rollout {rollout_id!r} in the local or MLflow journal")
@@ -274,8 +285,8 @@ class Journal:
                     mine = states.get(state.rollout_id)
                     if mine is None or state.updated_at > mine.updated_at or state.phase.terminal:
                         states[state.rollout_id] = state
-            except Exception as exc:
-                raise JournalError(f"cannot list rollouts in MLflow: {exc}") from None
+            except Exception as exc:  # the local journal still answers
+                self._warn(f"cannot list rollouts in MLflow ({exc}); showing local ones only")
         return sorted(states.values(), key=lambda s: s.started_at, reverse=True)
 
     def active_for(self, model: str) -> list[RolloutState]:

@@ -44,6 +44,15 @@ def test_good_candidate_is_promoted_and_the_alias_moves(stack: Stack) -> None:
     assert stack.route()["route"]["baseline"] == stack.versions["good"]
     history = stack.gray("registry", "history", "fraud", "--registry-uri", stack.registry_uri)
     assert "champion" in history.stdout
+    # From another machine (no local journal), the rollout is found in MLflow.
+    rollout_id = json.loads(result.stdout.splitlines()[-1])["rollout_id"]
+    os.environ["GRAY_HOME"] = str(stack.root / "another-machine")
+    seen = stack.gray(
+        "rollout", "status", rollout_id, "--registry-uri", stack.registry_uri, "-o", "json"
+    )
+    assert seen.returncode == 0, seen.stderr
+    state = json.loads(seen.stdout)["state"]
+    assert state["phase"] == "promoted" and state["candidate"] == stack.versions["good"]
 
 
 def test_preflight_refuses_a_broken_plan_target_and_changes_nothing(stack: Stack) -> None:

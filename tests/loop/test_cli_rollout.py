@@ -1,0 +1,87 @@
+"""`gray rollout` commands through the real Typer app, over a journal the fake loop wrote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gray.cli.app import app
+from gray.controller.state import Phase
+
+from .conftest import Harness
+
+runner = CliRunner()
+NO_REGISTRY = ["--registry-uri", "sqlite:////nonexistent/gray-tests/mlflow.db"]
+
+
+@pytest.fixture
+def held(harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
+    """A rollout held after its first stage, as `--until-stage 1` leaves it."""
+    monkeypatch.setenv("GRAY_HOME", str(tmp_path / "home"))
+    result = harness.runner().run(harness.start(until_stage=0))
+    assert result.state.phase is Phase.HELD
+    return harness
+
+
+def test_status_json_shows_state_and_recent_events(held: Harness) -> None:
+    result = runner.invoke(
+        app, ["rollout", "status", "fraud-test-0001", "-o", "json", *NO_REGISTRY]
+    )
+    assert result.exit_code == 3, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["state"]["phase"] == "held"
+    assert payload["events"][-1]["event"] == "held"
+
+
+def test_status_text_renders_the_panel(held: Harness) -> None:
+    result = runner.invoke(app, ["rollout", "status", "fraud-test-0001", *NO_REGISTRY])
+    assert result.exit_code == 3
+    assert "fraud-test-0001" in result.output and "held" in result.output
+
+
+def test_list_and_status_without_id(held: Harness) -> None:
+    listed = runner.invoke(app, ["rollout", "list", "-o", "json", *NO_REGISTRY])
+    assert listed.exit_code == 0, listed.output
+    ids = [r["rollout_id"] for r in json.loads(listed.stdout.strip().splitlines()[-1])["rollouts"]]
+    assert ids == ["fraud-test-0001"]
+    active = runner.invoke(app, ["rollout", "status", *NO_REGISTRY])
+    assert "fraud-test-0001" in active.output
+
+
+def test_commands_are_journaled_for_the_controller(held: Harness) -> None:
+    result = runner.invoke(
+        app, ["rollout", "approve", "fraud-test-0001", "--reason", "ok", *NO_REGISTRY]
+    )
+    assert result.exit_code == 0, result.output
+    assert "no controller is running" in result.output
+    commands = held.journal.commands("fraud-test-0001")
+    assert [c.command for c in commands] == ["approve"]
+    assert commands[0].reason == "ok"
+
+
+def test_promote_needs_skip_remaining(held: Harness) -> None:
+    result = runner.invoke(app, ["rollout", "promote", "fraud-test-0001", *NO_REGISTRY])
+    assert result.exit_code == 2
+    assert "--skip-remaining" in result.output
+
+
+def test_unknown_rollout_exits_2(held: Harness) -> None:
+    result = runner.invoke(app, ["rollout", "status", "nope-1", *NO_REGISTRY])
+    assert result.exit_code == 2
+    assert "no rollout 'nope-1'" in result.output
+
+
+def test_commands_on_an_ended_rollout_are_refused(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRAY_HOME", str(tmp_path / "home"))
+    from tests.fakes import VersionBehaviour
+
+    harness.metrics.behaviour["2"] = VersionBehaviour(error_rate=0.2)
+    harness.runner().run(harness.start())
+    result = runner.invoke(app, ["rollout", "pause", "fraud-test-0001", *NO_REGISTRY])
+    assert result.exit_code == 2
+    assert "already ended: rolled_back" in result.output
