@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import socket
+from pathlib import Path
+from typing import IO
 
 from gray.controller.errors import GatewayError
 from gray.gateway.models import VersionLoader
@@ -26,6 +29,21 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def lock_state_dir(state_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on the state directory: two gateways must not share a route file."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(state_dir / "gateway.lock", "w")  # noqa: SIM115 - held while serving
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise GatewayError(
+            f"another gateway is using the state directory {state_dir}; give each gateway "
+            "its own --state-dir"
+        ) from None
+    return handle
+
+
 def serve(
     settings: GatewaySettings,
     *,
@@ -42,7 +60,12 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    sock = bind(settings.host, settings.port)
+    lock = lock_state_dir(settings.state_dir)
+    try:
+        sock = bind(settings.host, settings.port)
+    except GatewayError:
+        lock.close()
+        raise
     try:
         app = create_app(settings, loader)
         config = uvicorn.Config(
@@ -56,3 +79,4 @@ def serve(
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+        lock.close()

@@ -17,7 +17,7 @@ from gray.controller.errors import PredictionInputError
 from gray.controller.types import Applied, Lease, RouteSpec
 from gray.gateway.feedback import FeedbackStore
 from gray.gateway.inputs import parse_request, same_output, to_jsonable
-from gray.gateway.models import READY, LoadedVersion, ModelManager, VersionLoader
+from gray.gateway.models import READY, LoadedVersion, ModelManager, VersionLoader, settle_heap
 from gray.gateway.predlog import PredictionLog
 from gray.gateway.route_state import RouteStore
 from gray.gateway.routing import Decision, address_in, parse_address, parse_networks
@@ -88,6 +88,7 @@ class Gateway:
         self.prediction_log.start()
         for version in self.routed_versions(self.routes.applied.route):
             self.models.request_load(version)
+        settle_heap()  # the imported libraries never need collecting
 
     def stop(self) -> None:
         self.models.shutdown()
@@ -128,9 +129,13 @@ class Gateway:
         if loaded is None:
             return self._unavailable(request_id, decision)
         loop = asyncio.get_running_loop()
-        computed = await loop.run_in_executor(
-            loaded.pool, compute, loaded, request.body, request.content_type
-        )
+        try:
+            pending = loop.run_in_executor(
+                loaded.pool, compute, loaded, request.body, request.content_type
+            )
+        except RuntimeError:  # unloaded between the lookup and now
+            return self._unavailable(request_id, decision)
+        computed = await pending
         latency = time.perf_counter() - request.started
         self.stats.record(decision.version, decision.role, latency, computed.outcome)
         if computed.outputs is not None:
@@ -152,17 +157,9 @@ class Gateway:
         mirror = None
         if decision.mirror_to and computed.outcome != Outcome.BAD_REQUEST:
             mirror = (decision.mirror_to, request, computed)
-        if computed.outcome == Outcome.OK:
-            payload: dict[str, Any] = {"predictions": computed.outputs}
-        elif computed.outcome == Outcome.BAD_REQUEST:
-            payload = {"error_code": "BAD_REQUEST", "error": "bad_request"}
-            payload["message"] = computed.message
-        else:
-            payload = {"error_code": "INTERNAL_ERROR", "error": "model_error"}
-            payload["message"] = f"version {decision.version} failed: {computed.message}"
         return PredictionAnswer(
             status=_status_of(computed.outcome),
-            payload=payload,
+            payload=_payload(decision.version, computed),
             request_id=request_id,
             version=decision.version,
             mirror=mirror,
@@ -305,6 +302,19 @@ def compute(loaded: LoadedVersion, body: bytes, content_type: str | None) -> Com
 
 def input_hash(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def _payload(version: str, computed: Computed) -> dict[str, Any]:
+    """The response body: MLflow's `predictions`, or an error in MLflow's shape plus ours."""
+    if computed.outcome == Outcome.OK:
+        return {"predictions": computed.outputs}
+    if computed.outcome == Outcome.BAD_REQUEST:
+        return {"error_code": "BAD_REQUEST", "error": "bad_request", "message": computed.message}
+    return {
+        "error_code": "INTERNAL_ERROR",
+        "error": "model_error",
+        "message": f"version {version} failed: {computed.message}",
+    }
 
 
 def _status_of(outcome: str) -> int:

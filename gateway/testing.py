@@ -146,7 +146,10 @@ def start_gateway(
 
 
 def wait_for_ping(gateway: RunningGateway, timeout: float = START_TIMEOUT_SECONDS) -> None:
-    """Block until the gateway's routed versions are loaded and warm (`/ping` is 200)."""
+    """Block until the gateway's routed versions are loaded and warm (`/ping` is 200).
+
+    Raises GatewayError at once when the process exits or a routed version failed to load.
+    """
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2.0) as client:
         while time.monotonic() < deadline:
@@ -155,10 +158,22 @@ def wait_for_ping(gateway: RunningGateway, timeout: float = START_TIMEOUT_SECOND
                     f"the gateway exited with {gateway.process.returncode}:\n{gateway.log_tail()}"
                 )
             try:
-                if client.get(f"{gateway.url}/ping").status_code == 200:
-                    return
+                response = client.get(f"{gateway.url}/ping")
             except httpx.HTTPError:
-                pass
+                response = None
+            if response is not None and response.status_code == 200:
+                return
+            if response is not None and response.status_code == 503:
+                failed = [
+                    version
+                    for version, state in (response.json().get("versions") or {}).items()
+                    if state == "failed"
+                ]
+                if failed:
+                    raise GatewayError(
+                        f"the gateway at {gateway.url} could not load version(s) "
+                        f"{', '.join(failed)}:\n{gateway.log_tail()}"
+                    )
             time.sleep(0.1)
     raise GatewayError(
         f"the gateway at {gateway.url} was not ready in {timeout:g}s:\n{gateway.log_tail()}"

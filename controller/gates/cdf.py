@@ -141,3 +141,41 @@ def always_valid_p_value(
             high = middle
     # Each sample's band holds at alpha / 2, so alpha is twice one band's crossing chance.
     return min(1.0, 2.0 * _crossing_probability(low, LEADING_CONSTANT))
+
+
+class ShiftTrack:
+    """The latency-distribution test for `runs` independent stages (rows).
+
+    Histograms are cumulative counts at shared edges (the last edge +inf), summed
+    over the looks. The interval on D is the running intersection over looks.
+    """
+
+    def __init__(self, alpha: float, tolerance: float, edges: int, runs: int = 1) -> None:
+        self.alpha = alpha
+        self.tolerance = tolerance
+        self.candidate = np.zeros((runs, edges))
+        self.baseline = np.zeros((runs, edges))
+        self.lower = np.zeros(runs)
+        self.upper = np.ones(runs)
+
+    def add(self, candidate_cumulative: ArrayLike, baseline_cumulative: ArrayLike) -> None:
+        self.candidate = self.candidate + np.asarray(candidate_cumulative, dtype=np.float64)
+        self.baseline = self.baseline + np.asarray(baseline_cumulative, dtype=np.float64)
+        shift, n_candidate, n_baseline = self.shift()
+        low, high = shift_interval(shift, n_baseline, n_candidate, self.alpha)
+        both = (n_candidate > 0) & (n_baseline > 0)
+        self.lower = np.where(both, np.maximum(self.lower, low), self.lower)
+        self.upper = np.where(both, np.minimum(self.upper, high), self.upper)
+
+    def shift(self) -> tuple[Array, Array, Array]:
+        """(D_t, candidate samples, baseline samples) per row."""
+        candidate_cdf, n_candidate = cdf_at_edges(self.candidate)
+        baseline_cdf, n_baseline = cdf_at_edges(self.baseline)
+        return slower_shift(baseline_cdf, candidate_cdf), n_candidate, n_baseline
+
+    def fails(self) -> Array:
+        return self.lower > self.tolerance
+
+    def passes(self) -> Array:
+        """Rows shown within tolerance (before the gate's min_samples)."""
+        return self.upper < self.tolerance

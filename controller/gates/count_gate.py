@@ -194,7 +194,10 @@ def verdict(state: CountGateState) -> Verdict:
             extra["baseline_rate"] = _share(state.reference_events, state.reference_exposure)
         elif outcome is Outcome.INCONCLUSIVE:
             note = "no baseline traffic in this stage to compare with"
-    p_value = min(1.0, exp_or_inf(-state.max_log_e))
+    # Without concurrent baseline traffic the ratio test has nothing to say: no e-value.
+    by_reference = bool(track.uses_reference[0])
+    e_value = None if by_reference else exp_or_inf(state.log_e)
+    p_value = None if by_reference else min(1.0, exp_or_inf(-state.max_log_e))
     rule = track.rule
     if rule.has_allowance:
         low, high = (float(x[0]) for x in track.difference_bounds())
@@ -218,7 +221,7 @@ def verdict(state: CountGateState) -> Verdict:
             estimate=estimate,
             interval=interval,
             allowed=-float(config.max_decrease or 0.0),
-            e_value=exp_or_inf(state.log_e),
+            e_value=e_value,
             p_value=p_value,
             alpha=config.alpha,
             counts=counts,
@@ -234,13 +237,16 @@ def verdict(state: CountGateState) -> Verdict:
             extra["margin_ratio"] = rule.margin_ratio
         extra["allowance_points"] = float(rule.max_increase_abs or 0.0)
     estimate = float(track.ratio_estimate()[0])
+    candidate_rate, baseline_rate = extra["candidate_rate"], extra["baseline_rate"]
+    if by_reference and candidate_rate is not None and baseline_rate:
+        estimate = candidate_rate / baseline_rate
     return Verdict(
         gate=config.key,
         outcome=outcome,
         estimate=None if math.isnan(estimate) else estimate,
         interval=interval,
         allowed=float(track.fail_ratio()[0]),
-        e_value=exp_or_inf(state.log_e),
+        e_value=e_value,
         p_value=p_value,
         alpha=config.alpha,
         counts=counts,

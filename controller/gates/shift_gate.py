@@ -70,21 +70,21 @@ def start(config: GateConfig) -> ShiftGateState:
 def update(state: ShiftGateState, seen: Increment) -> ShiftGateState:
     candidate = _added(state.candidate, seen.candidate.latency_buckets)
     baseline = _added(state.baseline, seen.baseline.latency_buckets)
-    shift, n_candidate, n_baseline = _shift(candidate, baseline)
-    lower, upper = state.lower, state.upper
+    edges, candidate_counts, baseline_counts = _aligned(candidate, baseline)
+    track = cdf.ShiftTrack(state.config.alpha, state.tolerance, len(edges))
+    track.lower[:], track.upper[:] = state.lower, state.upper
+    track.add(np.array([candidate_counts]), np.array([baseline_counts]))
+    shift, n_candidate, n_baseline = (float(x[0]) for x in track.shift())
     p_value = state.min_p_value
     if n_candidate > 0 and n_baseline > 0:
-        low, high = cdf.shift_interval(shift, n_baseline, n_candidate, state.config.alpha)
-        # Both bands hold at every look at once, so their running intersection does too.
-        lower, upper = max(lower, float(low)), min(upper, float(high))
         p_now = cdf.always_valid_p_value(shift, n_baseline, n_candidate, state.tolerance)
         p_value = min(p_value, p_now)
     return replace(
         state,
         candidate=candidate,
         baseline=baseline,
-        lower=lower,
-        upper=upper,
+        lower=float(track.lower[0]),
+        upper=float(track.upper[0]),
         min_p_value=p_value,
     )
 
@@ -152,13 +152,21 @@ def _shift(
     """(D_t, candidate samples, baseline samples) at the edges both histograms share."""
     n_candidate = max((c for _, c in candidate), default=0)
     n_baseline = max((c for _, c in baseline), default=0)
+    edges, candidate_counts, baseline_counts = _aligned(candidate, baseline)
+    if not edges:
+        return 0.0, n_candidate, n_baseline
+    candidate_cdf, _ = cdf.cdf_at_edges(np.array(candidate_counts, dtype=np.float64))
+    baseline_cdf, _ = cdf.cdf_at_edges(np.array(baseline_counts, dtype=np.float64))
+    return float(cdf.slower_shift(baseline_cdf, candidate_cdf)), n_candidate, n_baseline
+
+
+def _aligned(
+    candidate: tuple[tuple[float, int], ...], baseline: tuple[tuple[float, int], ...]
+) -> tuple[list[float], list[int], list[int]]:
+    """The edges both histograms have, with each one's cumulative counts there."""
     base = dict(baseline)
     common = [(edge, count, base[edge]) for edge, count in candidate if edge in base]
-    if not common or n_candidate == 0 or n_baseline == 0:
-        return 0.0, n_candidate, n_baseline
-    cand_counts = np.array([c for _, c, _ in common], dtype=np.float64) / n_candidate
-    base_counts = np.array([b for _, _, b in common], dtype=np.float64) / n_baseline
-    return float(cdf.slower_shift(base_counts, cand_counts)), n_candidate, n_baseline
+    return [e for e, _, _ in common], [c for _, c, _ in common], [b for _, _, b in common]
 
 
 def _added(

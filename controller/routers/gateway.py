@@ -25,7 +25,8 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_LOAD_TIMEOUT_SECONDS = 300.0
 DEFAULT_RETRIES = 3
 RETRY_BACKOFF_SECONDS = 0.5
-POLL_SECONDS = 0.25
+POLL_FIRST_SECONDS = 0.05
+POLL_MAX_SECONDS = 1.0
 
 
 class GatewayRouter:
@@ -73,6 +74,11 @@ class GatewayRouter:
                 return self._applied(response)
             error = _error_code(response)
             if response.status_code == 409 and error == "version_not_ready":
+                if self._clock() >= deadline:
+                    raise VersionNotLoadedError(
+                        f"the gateway at {self.url} still refuses the route after "
+                        f"{self._load_timeout:g}s: {_message(response)}"
+                    )
                 versions = list(_json(response).get("versions") or {})
                 self._wait_ready(versions or _route_versions(route), deadline)
                 continue
@@ -115,6 +121,7 @@ class GatewayRouter:
 
     def _wait_ready(self, versions: list[str], deadline: float) -> None:
         """Poll until every version is ready; a failed load or the deadline raises."""
+        pause = POLL_FIRST_SECONDS
         while True:
             known = self.versions()
             states = {v: (known.get(v) or {}).get("state") for v in versions}
@@ -136,7 +143,8 @@ class GatewayRouter:
                     f"the gateway at {self.url} did not load {waiting} within "
                     f"{self._load_timeout:g}s"
                 )
-            self._sleep(POLL_SECONDS)
+            self._sleep(pause)
+            pause = min(pause * 2, POLL_MAX_SECONDS)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One admin call, retried on transport errors and 5xx answers."""

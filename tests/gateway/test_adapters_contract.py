@@ -119,7 +119,7 @@ def test_apply_waits_for_a_loading_version_then_writes_again() -> None:
         ]
     )
     assert router(script, clock).apply(ROUTE, LEASE).lease == LEASE
-    assert clock.sleeps == [0.25]
+    assert clock.sleeps == [0.05]
 
 
 def test_apply_gives_up_on_a_failed_or_slow_load() -> None:
@@ -130,7 +130,7 @@ def test_apply_gives_up_on_a_failed_or_slow_load() -> None:
         router(script, Clock()).apply(ROUTE, LEASE)
 
     loading = ("GET /admin/versions", 200, {"versions": {"2": {"state": "loading"}}})
-    script = Script([("PUT /admin/route", 409, not_ready)] + [loading] * 5)
+    script = Script([("PUT /admin/route", 409, not_ready)] + [loading] * 6)
     with pytest.raises(VersionNotLoadedError, match=r"did not load 2 \(loading\) within 1s"):
         router(script, Clock(), load_timeout=1.0).apply(ROUTE, LEASE)
 

@@ -64,6 +64,19 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in output
 
 
+def test_two_gateways_cannot_share_a_state_directory(tmp_path: Path) -> None:
+    from gray.gateway.server import lock_state_dir
+
+    held = lock_state_dir(tmp_path)
+    try:
+        code, output = serve("--state-dir", str(tmp_path), token="t")
+    finally:
+        held.close()
+    assert code == 2
+    assert "another gateway is using the state directory" in output
+    lock_state_dir(tmp_path).close()  # free again once the holder is gone
+
+
 def test_settings_checks() -> None:
     assert parse_slo_edges("250ms, 100ms,1s,100ms") == (0.1, 0.25, 1.0)
     assert parse_slo_edges(None) == ()

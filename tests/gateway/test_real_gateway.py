@@ -85,8 +85,16 @@ def body_of(frame: pd.DataFrame) -> dict[str, Any]:
     return {"dataframe_split": json.loads(frame.to_json(orient="split"))}
 
 
-def ask(client: httpx.Client, frame: pd.DataFrame, **headers: str) -> httpx.Response:
-    return client.post("/invocations", json=body_of(frame), headers=headers)
+def ask(client: httpx.Client, frame: pd.DataFrame | bytes, **headers: str) -> httpx.Response:
+    """POST one frame (or a body already encoded with `encoded`)."""
+    body = frame if isinstance(frame, bytes) else encoded(frame)
+    return client.post(
+        "/invocations", content=body, headers={"Content-Type": "application/json", **headers}
+    )
+
+
+def encoded(frame: pd.DataFrame) -> bytes:
+    return json.dumps(body_of(frame)).encode()
 
 
 def test_mlflow_scoring_client_works_unchanged(
@@ -153,7 +161,7 @@ def test_split_proportions_stickiness_and_monotone_ramp(
 ) -> None:
     baseline, good = demo_registry.versions["baseline"], demo_registry.versions["good"]
     take_over(router, RouteSpec(baseline=baseline, candidate=good, weight=0.2))
-    row = features.iloc[[7]]
+    row = encoded(features.iloc[[7]])
     keys = [f"user-{i}" for i in range(2000)]
     seen = {k: ask(client, row, **{"X-User-Id": k}).headers["X-Model-Version"] for k in keys}
     hits = sum(v == good for v in seen.values())
@@ -297,7 +305,8 @@ def test_router_adapter_against_the_real_gateway(router: GatewayRouter, demo_reg
     slow = demo_registry.versions["bad_slow"]
     current = router.read().lease
     epoch = (current.epoch if current else 0) + 1
-    router.unload(slow) if slow in router.versions() else None
+    if slow in router.versions():
+        router.unload(slow)
     # The route names a version that is not loaded: apply loads it, waits, and writes.
     spec = RouteSpec(baseline=baseline, candidate=slow, weight=0.1, mirror=0.2)
     applied = router.apply(spec, Lease("rollout-a", epoch))
@@ -454,3 +463,19 @@ def test_loading_and_unloading_fifty_times_does_not_grow_the_process(
         assert grown < 50, f"the process grew by {grown:.1f} MB"
     finally:
         running.stop()
+
+
+def test_a_baseline_that_is_not_in_the_registry_stops_the_start(
+    demo_registry: Any, tmp_path: Path
+) -> None:
+    from gray.controller.errors import GatewayError
+
+    with pytest.raises(GatewayError, match="exited with 2") as failed:
+        start_gateway(
+            demo_registry.uri,
+            demo_registry.model_name,
+            tmp_path / "gw",
+            token=TOKEN,
+            extra_args=["--baseline", "@no-such-alias"],
+        )
+    assert "no alias @no-such-alias" in failed.value.message

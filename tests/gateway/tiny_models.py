@@ -81,6 +81,6 @@ def default_loader() -> TinyLoader:
             "4": TinyModel(input_example=None),
             "5": TinyModel(factor=1.0),
             "6": TinyModel(factor=1.0, raise_above=1000.0),
-            "7": TinyModel(factor=0.0, sleep=0.5),
+            "7": TinyModel(factor=0.0, sleep=0.3),
         }
     )
