@@ -179,7 +179,7 @@ def _summary(
                     f"gray registry history {model} --registry-uri {registry_uri}",
                     f"gray registry show {model} --registry-uri {registry_uri}",
                     f"mlflow ui --backend-store-uri {registry_uri}   # experiment gray-rollouts",
-                    f"less {workdir / 'gateway'}   # the gateway's log and prediction log",
+                    f"ls {workdir / 'gateway'}   # the gateway's log and prediction log",
                 ]
             ),
             title=f"look further (demo took {seconds:.0f} s; everything it started is stopped)",

@@ -61,7 +61,7 @@ def format_duration(seconds: float) -> str:
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
     if seconds != int(seconds) and seconds < 60:
-        return f"{seconds:g}s"
+        return f"{round(seconds, 1):g}s"
     whole = round(seconds)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
