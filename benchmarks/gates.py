@@ -130,6 +130,7 @@ class Detections:
     looks: dict[str, np.ndarray]
     requests: np.ndarray  # cumulative requests at the end of each look, (runs, looks)
     judge_names: tuple[str, ...] = field(default_factory=tuple)
+    gray_passed: np.ndarray | None = None  # gray's stage verdict is PASS at the last look
 
 
 # --- traffic ----------------------------------------------------------------------------
@@ -205,6 +206,7 @@ class Gray:
         judge = gates.start_stage(plan_gates, setup.alpha, origin, exposure="live")
         self.counts: dict[str, CountTrack] = {}
         self.shift: ShiftTrack | None = None
+        self.min_samples = {gate.config.metric: gate.config.min_samples for gate in judge.gates}
         for gate in judge.gates:
             config = gate.config
             if config.metric == "latency_distribution":
@@ -227,6 +229,16 @@ class Gray:
             self.shift.add(c["histogram"], b["histogram"])
             failed |= self.shift.fails()
         return failed
+
+    def passes(self) -> np.ndarray:
+        """Runs whose every gate passes now (the stage would pass at the end of its dwell)."""
+        passed = np.ones(next(iter(self.counts.values())).runs, dtype=bool)
+        for metric, track in self.counts.items():
+            passed &= track.passes() & (track.candidate_exposure >= self.min_samples[metric])
+        if self.shift is not None:
+            enough = self.shift.candidate[:, -1] >= self.min_samples["latency_distribution"]
+            passed &= self.shift.passes() & enough
+        return passed
 
 
 class Kayenta:
@@ -381,7 +393,8 @@ def run_stage(
         for name, judge in judges.items():
             failed = judge.look(look)
             first[name] = np.where((first[name] < 0) & failed, index, first[name])
-    return Detections(first, requests, tuple(judges))
+    passed = judges["gray"].passes() & (first["gray"] < 0)
+    return Detections(first, requests, tuple(judges), passed)
 
 
 def wilson(failures: int, runs: int, z: float = 1.959964) -> tuple[float, float]:
@@ -404,6 +417,12 @@ def aa(setup: Setup, rng: np.random.Generator) -> tuple[dict[str, Any], dict[str
             stage_failed = found.looks[name] >= 0
             failed[name] |= stage_failed
             by_share[f"{share:g}"][name] = _rate(int(stage_failed.sum()), setup.aa_runs)
+        # How often gray would already PASS the stage at the end of its dwell (the rest are
+        # INCONCLUSIVE and go to the plan's inconclusive policy).
+        assert found.gray_passed is not None
+        by_share[f"{share:g}"]["gray"]["passed_at_dwell_end"] = round(
+            float(found.gray_passed.mean()), 4
+        )
     summary = {name: _rate(int(failed[name].sum()), setup.aa_runs) for name in JUDGES}
     return summary, by_share
 

@@ -53,6 +53,13 @@ def test_good_candidate_is_promoted_and_the_alias_moves(stack: Stack) -> None:
     assert seen.returncode == 0, seen.stderr
     state = json.loads(seen.stdout)["state"]
     assert state["phase"] == "promoted" and state["candidate"] == stack.versions["good"]
+    # The on-call engineer undoes the promotion: alias back, endpoint serves the old version.
+    undo = stack.gray(
+        "rollback", "fraud", "--to", "previous", "--registry-uri", stack.registry_uri, "-o", "json"
+    )
+    assert undo.returncode == 0, undo.stderr
+    assert registry.resolve("fraud", "@champion").version == stack.versions["baseline"]
+    assert stack.route()["route"]["baseline"] == stack.versions["baseline"]
 
 
 def test_preflight_refuses_a_broken_plan_target_and_changes_nothing(stack: Stack) -> None:
