@@ -558,7 +558,7 @@ def print_tables(result: dict[str, Any]) -> None:
         "false rollbacks",
         "rate",
         "Wilson 95 %",
-        *(f"stage {s}" for s in result["aa_by_share"]),
+        *(f"stage {float(s):.0%}" for s in result["aa_by_share"]),
     ):
         table.add_column(column, justify="right")
     for name, row in result["aa"].items():

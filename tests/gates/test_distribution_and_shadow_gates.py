@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ from gray.controller.gates import Outcome
 
 from .conftest import Traffic, gate
 
-EDGES = tuple(float(f"{0.001 * 1.25**i:.4g}") for i in range(40)) + (math.inf,)
+EDGES = (*(float(f"{0.001 * 1.25**i:.4g}") for i in range(40)), math.inf)
 
 
 def histogram(median_seconds: float, requests: int, spread: float = 0.5) -> dict[float, int]:
@@ -99,7 +100,7 @@ def test_the_distribution_interval_only_narrows() -> None:
             }
         )
     intervals = [v.verdicts[0].interval for v in judge([spec], looks)]
-    for before, after in zip(intervals, intervals[1:], strict=False):
+    for before, after in itertools.pairwise(intervals):
         assert after[0] >= before[0] and after[1] <= before[1]
 
 

@@ -1,0 +1,59 @@
+"""The gates benchmark runs end to end (tiny settings) and prints the documented JSON shape."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "gates.py"
+
+
+def load_benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gates_benchmark", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_benchmark_prints_one_json_object_of_the_documented_shape(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    benchmark = load_benchmark()
+    args = ["--json", "--aa-runs", "40", "--ab-runs", "30", "--dwell", "480", "--seed", "3"]
+    assert benchmark.main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["alpha"] == 0.05
+    assert set(result["aa"]) == {"gray", "kayenta", "flagger"}
+    for row in result["aa"].values():
+        assert row["runs"] == 40
+        low, high = row["wilson"]
+        assert 0 <= low <= row["rate"] <= high <= 1
+    assert set(result["ab"]) == {
+        "errors-2x-1pct",
+        "errors-2x-0.1pct",
+        "latency+20pct",
+        "accuracy-1pt",
+    }
+    for judges in result["ab"].values():
+        assert {"gray", "kayenta", "flagger", "oracle"} <= set(judges)
+        for row in judges.values():
+            assert 0 <= row["power"] <= 1
+            assert {"median_requests", "p90_requests", "median_seconds"} <= set(row)
+    # A 2x error rate at 1 % and a 50 % share is found by gray within the short dwell.
+    assert result["ab"]["errors-2x-1pct"]["gray"]["power"] > 0.8
+
+
+def test_wilson_interval_matches_the_textbook_values() -> None:
+    benchmark = load_benchmark()
+    low, high = benchmark.wilson(31, 2000)
+    assert low == pytest.approx(0.01094, abs=5e-5)
+    assert high == pytest.approx(0.02192, abs=5e-5)
+    assert benchmark.wilson(0, 2000)[0] == pytest.approx(0.0, abs=1e-12)
