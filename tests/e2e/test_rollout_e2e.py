@@ -53,6 +53,17 @@ def test_good_candidate_is_promoted_and_the_alias_moves(stack: Stack) -> None:
     assert seen.returncode == 0, seen.stderr
     state = json.loads(seen.stdout)["state"]
     assert state["phase"] == "promoted" and state["candidate"] == stack.versions["good"]
+    # The rollout is an MLflow run: weight over time, status as tags.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=stack.registry_uri)
+    run = client.search_runs(
+        [client.get_experiment_by_name("gray-rollouts").experiment_id],
+        filter_string=f"tags.`gray.rollout_id` = '{rollout_id}'",
+    )[0]
+    assert run.data.tags["gray.phase"] == "promoted"
+    weights = [m.value for m in client.get_metric_history(run.info.run_id, "weight")]
+    assert weights[:2] == [0.3, 1.0]
     # The on-call engineer undoes the promotion: alias back, endpoint serves the old version.
     undo = stack.gray(
         "rollback", "fraud", "--to", "previous", "--registry-uri", stack.registry_uri, "-o", "json"
@@ -69,6 +80,11 @@ def test_preflight_refuses_a_broken_plan_target_and_changes_nothing(stack: Stack
     assert result.returncode == 2
     assert "no-such-alias" in result.stdout + result.stderr
     assert stack.route() == before
+    # A dry run of a good plan checks everything, prints the timeline and changes nothing.
+    dry = stack.gray("rollout", "start", str(stack.plan("dry", "challenger")), "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "candidate loaded" in dry.stdout and "dry run: nothing changed" in dry.stdout
+    assert stack.route()["route"] == before["route"]
 
 
 def test_operator_rollback_beats_a_running_controller(stack: Stack) -> None:
@@ -80,6 +96,9 @@ def test_operator_rollback_beats_a_running_controller(stack: Stack) -> None:
         events += read_events(controller, "stage_started")
         rollout_id = next(e["rollout_id"] for e in events if e.get("rollout_id"))
         candidate = stack.versions["good"]
+        # A second rollout of the same model is refused with the id of the running one.
+        second = stack.gray("rollout", "start", str(plan))
+        assert second.returncode == 2 and rollout_id in second.stdout + second.stderr
         result = stack.gray("rollback", rollout_id, "--reason", "pager", "--output", "json")
         assert result.returncode == 0, result.stderr
         answer = json.loads(result.stdout)

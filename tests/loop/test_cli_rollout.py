@@ -40,6 +40,7 @@ def test_status_text_renders_the_panel(held: Harness) -> None:
     result = runner.invoke(app, ["rollout", "status", "fraud-test-0001", *NO_REGISTRY])
     assert result.exit_code == 3
     assert "fraud-test-0001" in result.output and "held" in result.output
+    assert "error_rate" in result.output and "PASS" in result.output  # the gate table
 
 
 def test_list_and_status_without_id(held: Harness) -> None:
