@@ -17,7 +17,7 @@ from gray.cli.output import (
     print_plan_error,
 )
 from gray.controller.errors import PlanError
-from gray.controller.plan import Plan, StageSpec, load_plan
+from gray.controller.plan import GateSpec, Plan, StageSpec, load_plan
 from gray.controller.units import format_duration, format_share
 
 plan_app = typer.Typer(
@@ -119,22 +119,16 @@ def show(
     if any(stage.approval for stage in plan.stages):
         console.print("⏸ waits for `gray rollout approve ID` after its dwell, traffic held.")
     gate_table = Table(title="gates", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("gate", "allowed", "alpha", "min samples"):
+    for column in ("gate", "allowed", "alpha", "min samples", "stages"):
         gate_table.add_column(column)
-    seen: set[str] = set()
-    for index in range(len(plan.stages)):
-        gates = plan.stage_gates(index)
-        for gate in gates:
-            if gate.describe() in seen:
-                continue
-            seen.add(gate.describe())
-            alpha = gate.alpha if gate.alpha is not None else plan.alpha / len(gates)
-            gate_table.add_row(
-                gate.key,
-                gate.describe().removeprefix(gate.key).strip(),
-                f"{alpha:.3g}",
-                str(gate.min_samples),
-            )
+    for described, (gate, alphas, stages) in gate_alphas(plan).items():
+        gate_table.add_row(
+            gate.key,
+            described.removeprefix(gate.key).strip(),
+            " / ".join(f"{a:.3g}" for a in alphas),
+            str(gate.min_samples),
+            ", ".join(stages),
+        )
     console.print(gate_table)
     promote = (
         f"then {plan.promote.alias} → candidate"
@@ -149,6 +143,32 @@ def show(
     approvals = sum(1 for s in plan.stages if s.approval)
     waits = f" plus {approvals} approval wait(s)" if approvals else ""
     console.print(f"Total: {format_duration(total_dwell(plan))}{waits}; {promote}.")
+
+
+def gate_alphas(plan: Plan) -> dict[str, tuple[GateSpec, list[float], list[str]]]:
+    """Each distinct gate with the alpha it gets in the stages that use it, as the judge
+    splits it (gates that do not apply to a stage, such as disagreement without
+    mirrored traffic, are left out of that stage's split)."""
+    from gray.controller import gates
+    from gray.controller.types import Snapshot
+
+    found: dict[str, tuple[GateSpec, list[float], list[str]]] = {}
+    for index, stage in enumerate(plan.stages):
+        specs = {spec.key: spec for spec in plan.stage_gates(index)}
+        judge = gates.start_stage(
+            tuple(specs.values()),
+            plan.alpha,
+            Snapshot(taken_at=0.0),
+            exposure="shadow" if stage.is_shadow else "live",
+            mirrored=stage.mirror > 0,
+        )
+        for state in judge.gates:
+            spec = specs[state.config.key]
+            _, alphas, stages = found.setdefault(spec.describe(), (spec, [], []))
+            if not any(abs(a - state.config.alpha) < 1e-12 for a in alphas):
+                alphas.append(state.config.alpha)
+            stages.append(str(index + 1))
+    return found
 
 
 def total_dwell(plan: Plan) -> float:

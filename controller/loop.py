@@ -225,7 +225,11 @@ def _on_routed(plan: Plan, state: RolloutState, seen: StageRouted) -> Step:
         return Step(state.with_(reason=reason), (Record("route_verified", reason),))
     exposure = "shadow" if stage.is_shadow else "live"
     judge = gates.start_stage(
-        plan.stage_gates(state.stage), plan.alpha, seen.origin, exposure=exposure
+        plan.stage_gates(state.stage),
+        plan.alpha,
+        seen.origin,
+        exposure=exposure,
+        mirrored=stage.mirror > 0,
     )
     origin_requests = _candidate_requests(seen.origin, exposure)
     reason = (

@@ -44,7 +44,7 @@ stages:
   - {{weight: 50%, dwell: {dwell}}}
   - {{weight: 100%, dwell: {last_dwell}}}
 policies:
-  inconclusive: {{extend: {dwell}, max_extensions: 2, then: fail}}
+  inconclusive: {{extend: {dwell}, max_extensions: 1, then: pass}}
   no_data: {{hold: 10s}}
 promote: {{alias: champion, keep_previous_as: previous-champion}}
 """
