@@ -536,7 +536,6 @@ def _detach(
         rollout_id,
         "--output",
         "json",
-        "--exit-on-hold",
     ]
     if until_stage:
         args += ["--until-stage", until_stage]
