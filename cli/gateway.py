@@ -70,7 +70,18 @@ def serve(
 ) -> None:
     """Serve a registered model's versions and split traffic between them.
 
-    The admin token comes from $GRAY_GATEWAY_TOKEN.
+    The admin token comes from $GRAY_GATEWAY_TOKEN; without one the gateway
+    starts only on loopback with --insecure-no-auth. It serves the version of
+    --baseline (default @champion) until a rollout sets a route; the route in
+    force is kept in --state-dir and restored on restart.
+
+    Examples:
+
+    \b
+      GRAY_GATEWAY_TOKEN=s3cret gray gateway serve --model fraud --port 8080
+      gray gateway serve --model fraud --insecure-no-auth --slo-edges 100ms,250ms
+      gray gateway serve --model fraud --registry-uri http://mlflow:5000 \\
+          --host 0.0.0.0 --state-dir /var/lib/gray-gateway
     """
     from gray.gateway.settings import GatewaySettings, parse_slo_edges, token_from_env
 
@@ -112,7 +123,14 @@ def samples(
     ),
     count: int = typer.Option(20, "-n", "--count"),
 ) -> None:
-    """Print the newest lines of the prediction log, as JSON lines."""
+    """Print the newest lines of the prediction log, as JSON lines.
+
+    Examples:
+
+    \b
+      gray gateway samples --state-dir .gray/gateway -n 20
+      gray gateway samples --state-dir .gray/gateway --disagreements
+    """
     from gray.gateway.samples import read_samples
 
     try:

@@ -181,8 +181,16 @@ def status(
     with reported_errors(output):
         if rollout_id is None:
             journal, _ = _journal_for(None, registry_uri)
-            _print_list([s for s in journal.list_states() if not s.phase.terminal], output)
-            return
+            active = [s for s in journal.list_states() if not s.phase.terminal]
+            if not watch or output == OutputFormat.json:
+                _print_list(active, output)
+                return
+            with Live(_list_table(active), console=console, refresh_per_second=1) as live:
+                while True:  # until Ctrl-C: rollouts come and go
+                    time.sleep(2.0)
+                    live.update(
+                        _list_table([s for s in journal.list_states() if not s.phase.terminal])
+                    )
         journal, _ = _journal_for(rollout_id, registry_uri)
         record = journal.load(rollout_id)
         plan = parse_plan(record.plan_text, f"{rollout_id}/plan.yaml")
@@ -498,6 +506,10 @@ def _print_list(states: list[RolloutState], output: OutputFormat) -> None:
     if not states:
         console.print("no rollouts")
         return
+    console.print(_list_table(states))
+
+
+def _list_table(states: list[RolloutState]) -> Table:
     table = Table()
     for column in ("id", "model", "versions", "phase", "stage", "updated", "reason"):
         table.add_column(column, overflow="fold", no_wrap=column == "id")
@@ -511,7 +523,7 @@ def _print_list(states: list[RolloutState], output: OutputFormat) -> None:
             time.strftime("%m-%d %H:%M:%S", time.localtime(s.updated_at)),
             s.reason[:80],
         )
-    console.print(table)
+    return table
 
 
 def _detach(
