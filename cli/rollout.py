@@ -33,6 +33,7 @@ from gray.controller.units import format_duration
 if TYPE_CHECKING:
     from gray.controller import loop
     from gray.controller.registry import Registry
+    from gray.controller.rollouts import Check
     from gray.controller.runner import RunResult
 
 rollout_app = typer.Typer(
@@ -116,7 +117,7 @@ def start_rollout(
     try:
         report = rollouts.preflight(plan, registry, router, metrics, journal)
     except PreflightError as error:
-        _print_checks(getattr(error, "checks", []), output)
+        _print_checks(error.checks, output)
         raise
     _print_checks(report.checks, output)
     if dry_run:
@@ -467,7 +468,7 @@ def _recent(events: tuple[Event, ...]) -> list[tuple[float, str, str]]:
     return [(e.at, e.event, e.reason) for e in events if e.event != "look"][-6:]
 
 
-def _print_checks(checks: list, output: OutputFormat) -> None:  # type: ignore[type-arg]
+def _print_checks(checks: list[Check], output: OutputFormat) -> None:
     if output == OutputFormat.json:
         emit_json({"event": "preflight", "checks": [c.to_dict() for c in checks]})
         return

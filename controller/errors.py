@@ -31,6 +31,8 @@ Exit codes (the same for every command): 0 success, 1 rolled back or aborted,
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_ROLLED_BACK = 1
 EXIT_BAD_INPUT = 2
@@ -196,4 +198,16 @@ class RolloutActiveError(RolloutError):
 
 
 class PreflightError(RolloutError):
-    """A check made before any traffic moved failed; nothing was changed."""
+    """A check made before any traffic moved failed; nothing was changed.
+
+    `checks` holds every check made, passed or not, for the report.
+    """
+
+    def __init__(self, message: str, checks: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.checks = list(checks or [])
+
+    def to_dict(self) -> dict[str, object]:
+        data = super().to_dict()
+        data["checks"] = [c.to_dict() for c in self.checks if hasattr(c, "to_dict")]
+        return data

@@ -61,9 +61,9 @@ class PreflightReport:
     def failure(self) -> PreflightError:
         failed = [c for c in self.checks if not c.ok]
         lines = "; ".join(f"{c.name}: {c.detail}" for c in failed)
-        error = PreflightError(f"preflight refused the rollout, nothing was changed. {lines}")
-        error.checks = self.checks  # type: ignore[attr-defined]
-        return error
+        return PreflightError(
+            f"preflight refused the rollout, nothing was changed. {lines}", self.checks
+        )
 
 
 def open_registry(plan: Plan | None, cli_uri: str | None) -> Registry:
