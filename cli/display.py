@@ -142,28 +142,60 @@ def stage_bar(plan: Plan, state: RolloutState) -> Text:
 
 def gate_table(verdicts: list[dict[str, Any]]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
-    for column in ("gate", "verdict", "estimate", "confidence", "allowed", "evidence"):
+    for column in ("gate", "verdict", "candidate vs baseline", "estimate", "confidence", "allowed"):
         table.add_column(column)
+    table.add_column("evidence", overflow="fold")
     for verdict in verdicts:
         outcome = str(verdict.get("outcome", ""))
+        extra = verdict.get("extra") or {}
+        unit = str(verdict.get("unit", ""))
         interval = verdict.get("interval")
         table.add_row(
             str(verdict.get("gate", "")),
             Text(outcome.upper(), OUTCOME_STYLE.get(outcome, "")),
-            _number(verdict.get("estimate")),
-            f"{_number(interval[0])} – {_number(interval[1])}" if interval else "-",
-            _number(verdict.get("allowed")),
+            _rates(extra, str(verdict.get("metric", ""))),
+            _number(verdict.get("estimate"), unit),
+            f"{_number(interval[0], unit)} – {_number(interval[1], unit)}" if interval else "-",
+            _allowed(verdict.get("allowed"), unit, extra),
             _counts(verdict.get("counts") or {}),
         )
     return table
 
 
-def _number(value: Any) -> str:
+def _rates(extra: dict[str, Any], metric: str) -> str:
+    candidate, baseline = extra.get("candidate_rate"), extra.get("baseline_rate")
+    if isinstance(candidate, int | float) and isinstance(baseline, int | float):
+        if metric == "accuracy":  # the gate counts wrong predictions; people read accuracy
+            candidate, baseline = 1 - candidate, 1 - baseline
+        return f"{candidate:.2%} vs {baseline:.2%}"
+    return "-"
+
+
+def _allowed(value: Any, unit: str, extra: dict[str, Any]) -> str:
+    ratio, points = extra.get("margin_ratio"), extra.get("allowance_points")
+    if isinstance(ratio, int | float):
+        text = f"{ratio:.3g}x"
+        if isinstance(points, int | float) and points > 0:
+            text += f" or +{points * 100:.3g}pt"
+        return text
+    return _number(value, unit)
+
+
+def _number(value: Any, unit: str = "") -> str:
+    """A verdict number for a person: ratios as 1.3x, differences in points, inf as ∞."""
     if value is None:
         return "-"
-    if isinstance(value, int | float):
-        return f"{value:.3g}"
-    return str(value)
+    if value in ("inf", "+inf", "Infinity"):
+        return "∞"
+    if value in ("-inf", "-Infinity"):
+        return "-∞"
+    if not isinstance(value, int | float):
+        return str(value)
+    if unit == "ratio":
+        return f"{value:.3g}x"
+    if unit == "difference":
+        return f"{value * 100:+.2f}pt"
+    return f"{value:.3g}"
 
 
 def _counts(counts: dict[str, Any]) -> str:
