@@ -142,20 +142,25 @@ def stage_bar(plan: Plan, state: RolloutState) -> Text:
 
 def gate_table(verdicts: list[dict[str, Any]]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
-    for column in ("gate", "verdict", "candidate vs baseline", "estimate", "confidence", "allowed"):
-        table.add_column(column)
-    table.add_column("evidence", overflow="fold")
+    table.add_column("gate", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("cand. vs base")
+    table.add_column("estimate (confidence)")
+    table.add_column("allowed")
+    table.add_column("evidence")
     for verdict in verdicts:
         outcome = str(verdict.get("outcome", ""))
         extra = verdict.get("extra") or {}
         unit = str(verdict.get("unit", ""))
         interval = verdict.get("interval")
+        estimate = _number(verdict.get("estimate"), unit)
+        if interval:
+            estimate += f" ({_number(interval[0], unit)} – {_number(interval[1], unit)})"
         table.add_row(
             str(verdict.get("gate", "")),
             Text(outcome.upper(), OUTCOME_STYLE.get(outcome, "")),
             _rates(extra, str(verdict.get("metric", ""))),
-            _number(verdict.get("estimate"), unit),
-            f"{_number(interval[0], unit)} – {_number(interval[1], unit)}" if interval else "-",
+            estimate,
             _allowed(verdict.get("allowed"), unit, extra),
             _counts(verdict.get("counts") or {}),
         )
@@ -199,5 +204,21 @@ def _number(value: Any, unit: str = "") -> str:
 
 
 def _counts(counts: dict[str, Any]) -> str:
+    """`events/requests` of each side, e.g. `10/27 vs 0/70`."""
+    sides = []
+    for side in ("candidate", "baseline"):
+        hits = next((counts[k] for k in (f"{side}_events", f"{side}_wrong") if k in counts), None)
+        total = next(
+            (
+                counts[k]
+                for k in (f"{side}_requests", f"{side}_labelled", f"{side}_pairs")
+                if k in counts
+            ),
+            None,
+        )
+        if total is not None:
+            sides.append(f"{hits:,}/{total:,}" if hits is not None else f"n={total:,}")
+    if sides:
+        return " vs ".join(sides)
     shown = [f"{k.replace('_', ' ')} {v:,}" for k, v in counts.items() if isinstance(v, int)]
-    return ", ".join(shown[:3])
+    return ", ".join(shown[:2])
