@@ -140,3 +140,24 @@ def test_kill_9_then_resume_finishes_without_repeating_a_stage(stack: Stack) -> 
     assert (
         Registry(stack.registry_uri).resolve("fraud", "@champion").version == stack.versions["good"]
     )
+
+
+def test_detached_rollout_runs_in_the_background(stack: Stack) -> None:
+    plan = stack.plan("detached", "challenger")
+    started = time.monotonic()
+    result = stack.gray("rollout", "start", str(plan), "--detach", "--output", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    rollout_id = answer["rollout_id"]
+    assert time.monotonic() - started < 60
+    deadline = time.monotonic() + 120
+    phase = ""
+    while time.monotonic() < deadline:
+        status = stack.gray("rollout", "status", rollout_id, "-o", "json")
+        phase = json.loads(status.stdout)["state"]["phase"]
+        if phase in ("promoted", "rolled_back", "aborted"):
+            break
+        time.sleep(2)
+    assert phase == "promoted", (
+        stack.home / "rollouts" / rollout_id / "controller.log"
+    ).read_text()

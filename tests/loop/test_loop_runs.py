@@ -266,3 +266,32 @@ def test_journal_holds_every_decision_with_numbers(harness: Harness) -> None:
     failed = next(e for e in record.events if e.event == "gate_failed")
     assert any(ch.isdigit() for ch in failed.reason)
     assert record.state.phase is Phase.ROLLED_BACK
+
+
+def test_shadow_stage_is_judged_on_mirrored_pairs(tmp_path: Path) -> None:
+    text = PLAN.replace(
+        "  - {weight: 10%, dwell: 20s}\n",
+        "  - {name: shadow, mirror: 50%, dwell: 20s, gates: [{metric: disagreement, max: 5%}]}\n"
+        "  - {weight: 10%, dwell: 20s}\n",
+    )
+    harness = Harness(tmp_path, text)
+    result = harness.runner().run(harness.start())
+    assert result.exit_code == 0, result.reason
+    record = harness.journal.load("fraud-test-0001")
+    shadow_pass = next(e for e in record.events if e.event == "stage_passed")
+    gates = {v["gate"] for v in shadow_pass.data["verdict"]["verdicts"]}
+    assert "disagreement" in gates and "error_rate" in gates
+    assert [round(w.route.mirror, 2) for w in harness.router.writes][:2] == [0.5, 0.0]
+
+
+def test_a_shadow_candidate_that_crashes_is_rolled_back_before_users_see_it(tmp_path: Path) -> None:
+    text = PLAN.replace(
+        "  - {weight: 10%, dwell: 20s}\n",
+        "  - {name: shadow, mirror: 50%, dwell: 20s}\n  - {weight: 10%, dwell: 20s}\n",
+    )
+    harness = Harness(tmp_path, text)
+    harness.metrics.behaviour["2"] = VersionBehaviour(error_rate=0.2)
+    result = harness.runner().run(harness.start())
+    assert result.exit_code == 1
+    assert weights(harness) == [0.0, 0.0]  # it never answered a user
+    assert "shadow" in result.reason
