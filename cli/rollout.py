@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -114,8 +115,16 @@ def start_rollout(
     registry = rollouts.open_registry(plan, registry_uri)
     journal = rollouts.open_journal(registry, _warn)
     router, metrics = rollouts.build_router(plan), rollouts.build_metrics(plan)
+    waiting = (
+        console.status(
+            "preflight: pinning versions, checking preprocessors, loading the candidate…"
+        )
+        if output == OutputFormat.text
+        else contextlib.nullcontext()
+    )
     try:
-        report = rollouts.preflight(plan, registry, router, metrics, journal)
+        with waiting:
+            report = rollouts.preflight(plan, registry, router, metrics, journal)
     except PreflightError as error:
         _print_checks(error.checks, output)
         raise
