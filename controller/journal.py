@@ -263,11 +263,17 @@ class Journal:
         records = [r for r in (local, remote) if r is not None]
         if not records:
             raise RolloutNotFoundError(f"no rollout {rollout_id!r} in the local or MLflow journal")
-        if len(records) == 2:
+        if local is not None and remote is not None:
             events = {(e.seq, e.at, e.event): e for r in records for e in r.events}
             merged = tuple(sorted(events.values(), key=lambda e: (e.at, e.seq)))
-            plan_text = local.plan_text or remote.plan_text  # type: ignore[union-attr]
-            return RolloutRecord(current_state(merged), merged, plan_text)
+            state = current_state(merged)
+            if not state.phase.terminal:
+                # The newer side wins; the shared side's full state is `remote.state`
+                # (its per-event copies leave out the judge's working set).
+                remote_last = max((e.at for e in remote.events), default=0.0)
+                local_last = max((e.at for e in local.events), default=0.0)
+                state = remote.state if remote_last > local_last else local.state
+            return RolloutRecord(state, merged, local.plan_text or remote.plan_text)
         return records[0]
 
     def _remote_load(self, rollout_id: str) -> RolloutRecord | None:

@@ -60,7 +60,9 @@ class MlflowJournal:
 
         state = RolloutState.from_dict(event.state)
         run_id = self._run_id(state.rollout_id)
-        body = json.dumps(event.to_dict())
+        # The judge's state (kilobytes per gate) travels in state.json only: per-event
+        # artifacts keep the decision and its numbers, not the statistics' working set.
+        body = json.dumps({**event.to_dict(), "state": _without_judge(event.state)})
         self.client.log_text(run_id, body, f"events/{event.seq:06d}-{int(event.at * 1000)}.json")
         self.client.log_text(run_id, json.dumps(event.state), "state.json")
         if state.phase.terminal:
@@ -97,10 +99,10 @@ class MlflowJournal:
             latest = self._artifact_text(run_id, "state.json", Path(tmp))
         if final:
             state = RolloutState.from_dict(json.loads(final))
-        elif events:
-            state = current_state(events)
         elif latest:
             state = RolloutState.from_dict(json.loads(latest))
+        elif events:
+            state = current_state(events)
         else:
             return None
         return RolloutRecord(state, tuple(events), plan_text)
@@ -176,6 +178,10 @@ class MlflowJournal:
             return None
         file = Path(local)
         return file.read_text(encoding="utf-8") if file.is_file() else None
+
+
+def _without_judge(state: dict[str, object]) -> dict[str, object]:
+    return {**state, "judge": None}
 
 
 def _summary(state: RolloutState) -> str:
