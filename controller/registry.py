@@ -421,9 +421,13 @@ class Registry:
 
     def alias_drift(self, model: ModelSpec, pinned: PinnedPair) -> list[str]:
         """Messages for each plan alias that no longer points at the pinned version."""
+        return self.drift_from(model, pinned.baseline.version, pinned.candidate.version)
+
+    def drift_from(self, model: ModelSpec, baseline: str, candidate: str) -> list[str]:
+        """`alias_drift` for versions pinned earlier (a running rollout keeps only numbers)."""
         sides = (
-            ("baseline", model.baseline, pinned.baseline.version),
-            ("candidate", model.candidate, pinned.candidate.version),
+            ("baseline", model.baseline, str(baseline)),
+            ("candidate", model.candidate, str(candidate)),
         )
         if not any(ref.startswith("@") for _, ref, _ in sides):
             return []

@@ -87,6 +87,7 @@ class Runner:
         self.exit_on_hold = exit_on_hold
         self.state: RolloutState | None = None
         self._seen_commands: set[str] = set()
+        self._reported_drift: set[str] = set()
 
     # --- the outer loop -------------------------------------------------------
 
@@ -218,7 +219,26 @@ class Runner:
             )
         return seen
 
+    def _report_alias_drift(self) -> None:
+        """Say so when a plan alias moved after the pins: the rollout keeps its versions."""
+        assert self.state is not None
+        if self.registry is None:
+            return
+        try:
+            messages = self.registry.drift_from(
+                self.plan.model, self.state.baseline, self.state.candidate
+            )
+        except RegistryError as exc:
+            self.on_warning(f"could not check the aliases: {exc.message}")
+            return
+        for message in messages:
+            if message not in self._reported_drift:
+                self._reported_drift.add(message)
+                self.on_warning(message)
+                self.on_event(self.journal.append(self.state, "alias_moved", message, {}))
+
     def _apply_stage(self, action: loop.ApplyStage) -> loop.Observation:
+        self._report_alias_drift()
         try:
             applied = self._write_and_verify(action.route)
         except LeaseConflictError as exc:

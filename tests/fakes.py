@@ -189,6 +189,12 @@ class FakeRegistry:
             )
         return moves
 
+    def drift_from(self, model: Any, baseline: str, candidate: str) -> list[str]:
+        target = self.aliases.get(model.candidate.removeprefix("@"))
+        if model.candidate.startswith("@") and target is not None and target != candidate:
+            return [f"alias {model.candidate} moved from version {candidate} to {target}"]
+        return []
+
     def alias_points_at(self, name: str, alias: str, version: str) -> bool:
         return self.aliases.get(alias) == version
 

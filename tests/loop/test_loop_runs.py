@@ -295,3 +295,21 @@ def test_a_shadow_candidate_that_crashes_is_rolled_back_before_users_see_it(tmp_
     assert result.exit_code == 1
     assert weights(harness) == [0.0, 0.0]  # it never answered a user
     assert "shadow" in result.reason
+
+
+def test_an_alias_moved_mid_rollout_is_reported_and_the_pins_hold(harness: Harness) -> None:
+    runner = harness.runner()
+    warnings: list[str] = []
+    runner.on_warning = warnings.append
+
+    def move_alias_in_stage_one(event: object) -> None:
+        harness.events.append(event.event)  # type: ignore[attr-defined]
+        if event.event == "stage_started" and harness.events.count("stage_started") == 1:  # type: ignore[attr-defined]
+            harness.registry.aliases["challenger"] = "7"
+
+    runner.on_event = move_alias_in_stage_one
+    result = runner.run(harness.start())
+    assert result.exit_code == 0
+    assert harness.events.count("alias_moved") == 1
+    assert any("moved from version 2 to 7" in w for w in warnings)
+    assert {w.route.candidate for w in harness.router.writes[:3]} == {"2"}
