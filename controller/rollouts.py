@@ -327,7 +327,7 @@ def record_rollback(
             warnings.append(
                 f"traffic is back on the baseline, but the journal write failed: {exc.message}"
             )
-    if registry is not None and state is not None:
+    if registry is not None and state is not None and not state.phase.terminal:
         try:
             registry.mark_rolled_back(state.model, state.candidate, state.rollout_id)
         except RegistryError as exc:
