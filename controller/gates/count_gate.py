@@ -178,7 +178,8 @@ def verdict(state: CountGateState) -> Verdict:
             note = "no labelled candidate predictions yet"
         else:
             note = "no candidate requests yet"
-        return _bare(state, Outcome.NODATA, note, counts)
+        unit = "difference" if accuracy else "ratio"
+        return Verdict.no_data(config, allowed=None, unit=unit, counts=counts, note=note)
     track = _track(state)
     failed = bool(track.fails()[0])
     passed = bool(track.passes()[0]) and state.candidate_exposure >= config.min_samples
@@ -336,24 +337,6 @@ def _rates(state: CountGateState) -> dict[str, float | None]:
         "candidate_rate": _share(state.candidate_events, state.candidate_exposure),
         "baseline_rate": _share(state.baseline_events, state.baseline_exposure),
     }
-
-
-def _bare(state: CountGateState, outcome: Outcome, note: str, counts: dict[str, int]) -> Verdict:
-    config = state.config
-    return Verdict(
-        gate=config.key,
-        outcome=outcome,
-        estimate=None,
-        interval=None,
-        allowed=None,
-        e_value=None,
-        p_value=None,
-        alpha=config.alpha,
-        counts=counts,
-        metric=config.metric,
-        unit="difference" if config.metric == "accuracy" else "ratio",
-        note=note,
-    )
 
 
 def _share(part: int, whole: int) -> float | None:

@@ -93,19 +93,8 @@ def verdict(state: ShareGateState) -> Verdict:
         "min_samples": config.min_samples,
     }
     if state.pairs == 0:
-        return Verdict(
-            gate=config.key,
-            outcome=Outcome.NODATA,
-            estimate=None,
-            interval=None,
-            allowed=state.limit,
-            e_value=None,
-            p_value=None,
-            alpha=config.alpha,
-            counts=counts,
-            metric=config.metric,
-            unit="rate",
-            note="no mirrored pairs yet",
+        return Verdict.no_data(
+            config, allowed=state.limit, unit="rate", counts=counts, note="no mirrored pairs yet"
         )
     failed = state.max_log_e >= math.log(1.0 / config.alpha)
     passed = state.upper < state.limit and state.pairs >= config.min_samples

@@ -103,19 +103,8 @@ def verdict(state: ShiftGateState) -> Verdict:
             if not state.candidate and not state.baseline
             else "no candidate requests yet"
         )
-        return Verdict(
-            gate=config.key,
-            outcome=Outcome.NODATA,
-            estimate=None,
-            interval=None,
-            allowed=state.tolerance,
-            e_value=None,
-            p_value=None,
-            alpha=config.alpha,
-            counts=counts,
-            metric=config.metric,
-            unit="shift",
-            note=note,
+        return Verdict.no_data(
+            config, allowed=state.tolerance, unit="shift", counts=counts, note=note
         )
     failed = state.lower > state.tolerance
     passed = state.upper < state.tolerance and n_candidate >= config.min_samples

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gray.controller.gates.config import GateConfig
 
 
 class Outcome(StrEnum):
@@ -44,6 +47,32 @@ class Verdict:
     unit: str = "ratio"
     note: str = ""
     extra: dict[str, float | None] = field(default_factory=dict)
+
+    @classmethod
+    def no_data(
+        cls,
+        config: GateConfig,
+        *,
+        allowed: float | None,
+        unit: str,
+        counts: dict[str, int],
+        note: str,
+    ) -> Verdict:
+        """NODATA: nothing to estimate yet, with the reason in `note`."""
+        return cls(
+            gate=config.key,
+            outcome=Outcome.NODATA,
+            estimate=None,
+            interval=None,
+            allowed=allowed,
+            e_value=None,
+            p_value=None,
+            alpha=config.alpha,
+            counts=counts,
+            metric=config.metric,
+            unit=unit,
+            note=note,
+        )
 
     def sentence(self) -> str:
         from gray.controller.gates.wording import verdict_sentence
