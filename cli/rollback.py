@@ -71,19 +71,19 @@ def perform_rollback(
 ) -> None:
     """Write the endpoint first (found from the local journal when it can, without MLflow),
     then do the bookkeeping."""
-    from gray.cli.rollout import _journal_for
+    from gray.cli.rollout import journal_for
     from gray.controller import rollouts
 
     with reported_errors(output):
         state, plan = _find_rollout(LocalJournal(), model_or_id)
         journal = None
         if plan is None and not (router_url or os.environ.get("GRAY_GATEWAY_URL")):
-            journal, _ = _journal_for(model_or_id, registry_uri)
+            journal, _ = journal_for(model_or_id, registry_uri)
             state, plan = _find_rollout(journal, model_or_id)
         router = rollouts.build_router(plan) if plan else _router_from_flags(router_url)
         applied, seconds = rollouts.rollback_endpoint(router, state)
         if journal is None:
-            journal, _ = _journal_for(state.rollout_id if state else None, registry_uri)
+            journal, _ = journal_for(state.rollout_id if state else None, registry_uri)
             if state is None:
                 state, plan = _find_rollout(journal, model_or_id)
         registry = None

@@ -85,10 +85,12 @@ def start(
       gray rollout start plan.yaml --until-stage 1 --output json   # one CI job per stage
       gray rollout start plan.yaml --detach && gray rollout status --watch
     """
+    from gray.controller import rollouts
+
     with reported_errors(output):
         if detach and not dry_run:
             plan = load_plan(plan_path)
-            _stage(plan, until_stage)
+            rollouts.stage_number(plan, until_stage)
             _detach(plan_path, plan, until_stage, registry_uri, output)
             return
         result = start_rollout(
@@ -111,7 +113,7 @@ def start_rollout(
 
     plan = load_plan(plan_path)
     plan_text = plan_path.read_text(encoding="utf-8")
-    until = _stage(plan, until_stage)
+    until = rollouts.stage_number(plan, until_stage)
     registry = rollouts.open_registry(plan, registry_uri)
     journal = rollouts.open_journal(registry, _warn)
     router, metrics = rollouts.build_router(plan), rollouts.build_metrics(plan)
@@ -160,11 +162,8 @@ def resume(
     from gray.controller import rollouts
 
     with reported_errors(output):
-        journal, registry = _journal_for(rollout_id, registry_uri)
-        record = journal.load(rollout_id)
-        plan = parse_plan(record.plan_text, f"{rollout_id}/plan.yaml")
-        until = _stage(plan, until_stage)
-        plan, step = rollouts.prepare_resume(journal, rollout_id, until)
+        journal, registry = journal_for(rollout_id, registry_uri)
+        plan, step = rollouts.prepare_resume(journal, rollout_id, until_stage)
         result = _run(plan, step, registry, journal, output, exit_on_hold)
     raise typer.Exit(result.exit_code)
 
@@ -190,7 +189,7 @@ def status(
     """
     with reported_errors(output):
         if rollout_id is None:
-            journal, _ = _journal_for(None, registry_uri)
+            journal, _ = journal_for(None, registry_uri)
             active = [s for s in journal.list_states() if not s.phase.terminal]
             if not watch or output == OutputFormat.json:
                 _print_list(active, output)
@@ -201,9 +200,10 @@ def status(
                     live.update(
                         _list_table([s for s in journal.list_states() if not s.phase.terminal])
                     )
-        journal, _ = _journal_for(rollout_id, registry_uri)
-        record = journal.load(rollout_id)
-        plan = parse_plan(record.plan_text, f"{rollout_id}/plan.yaml")
+        from gray.controller.rollouts import load_rollout
+
+        journal, _ = journal_for(rollout_id, registry_uri)
+        record, plan = load_rollout(journal, rollout_id)
         if output == OutputFormat.json:
             emit_json(
                 {
@@ -240,7 +240,7 @@ def list_rollouts(
       gray rollout list --model fraud --output json
     """
     with reported_errors(output):
-        journal, _ = _journal_for(None, registry_uri)
+        journal, _ = journal_for(None, registry_uri)
         _print_list(journal.list_states(model), output)
 
 
@@ -250,9 +250,8 @@ def _command(
     from gray.controller import rollouts
 
     with reported_errors(output):
-        journal, _ = _journal_for(rollout_id, registry_uri)
-        state = rollouts.send_command(journal, rollout_id, command, reason)
-        _, plan = rollouts.load_rollout(journal, rollout_id)
+        journal, _ = journal_for(rollout_id, registry_uri)
+        state, plan = rollouts.send_command(journal, rollout_id, command, reason)
         alive = rollouts.controller_alive(state, plan.interval)
         hint = (
             "the running controller acts on it within a second or so"
@@ -372,16 +371,7 @@ def abort(
 # --- helpers ------------------------------------------------------------------
 
 
-def _stage(plan: Plan, ref: str | None) -> int | None:
-    if ref is None:
-        return None
-    try:
-        return plan.stage_index(ref)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _journal_for(
+def journal_for(
     rollout_id: str | None, registry_uri: str | None
 ) -> tuple[Journal, Registry | None]:
     """The journal to read: the registry named by the rollout's local plan, else by flags/env."""

@@ -227,33 +227,47 @@ def load_rollout(journal: Journal, rollout_id: str) -> tuple[RolloutRecord, Plan
     return record, plan
 
 
-def prepare_resume(
-    journal: Journal, rollout_id: str, until_stage: int | None, now: float | None = None
-) -> tuple[Plan, loop.Step]:
-    """Continue a rollout under a new epoch, which fences any controller still running it."""
-    record, plan = load_rollout(journal, rollout_id)
-    state = record.state
+def stage_number(plan: Plan, ref: str | None) -> int | None:
+    """`--until-stage` (a 1-based number or a name) as a stage index."""
+    if ref is None:
+        return None
+    try:
+        return plan.stage_index(ref)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _require_active(rollout_id: str, state: RolloutState) -> None:
     if state.phase.terminal:
         raise RolloutError(
             f"rollout {rollout_id} already ended: {state.phase.value}. {state.reason}"
         )
-    state = state.with_(epoch=state.epoch + 1)
-    return plan, loop.resume(plan, state, now if now is not None else time.time(), until_stage)
+
+
+def prepare_resume(
+    journal: Journal, rollout_id: str, until_stage: str | None, now: float | None = None
+) -> tuple[Plan, loop.Step]:
+    """Continue a rollout under a new epoch, which fences any controller still running it."""
+    record, plan = load_rollout(journal, rollout_id)
+    until = stage_number(plan, until_stage)
+    _require_active(rollout_id, record.state)
+    state = record.state.with_(epoch=record.state.epoch + 1)
+    return plan, loop.resume(plan, state, now if now is not None else time.time(), until)
 
 
 COMMANDS = ("approve", "pause", "unpause", "abort", "promote")
 
 
-def send_command(journal: Journal, rollout_id: str, command: str, reason: str = "") -> RolloutState:
+def send_command(
+    journal: Journal, rollout_id: str, command: str, reason: str = ""
+) -> tuple[RolloutState, Plan]:
+    """Post `command` for the rollout's controller; the rollout's state and plan as read."""
     if command not in COMMANDS:
         raise ConfigError(f"unknown command {command!r}; expected one of {', '.join(COMMANDS)}")
-    record = journal.load(rollout_id)
-    if record.state.phase.terminal:
-        raise RolloutError(
-            f"rollout {rollout_id} already ended: {record.state.phase.value}. {record.state.reason}"
-        )
+    record, plan = load_rollout(journal, rollout_id)
+    _require_active(rollout_id, record.state)
     journal.post_command(rollout_id, command, reason)
-    return record.state
+    return record.state, plan
 
 
 def _restore_previous(
