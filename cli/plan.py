@@ -159,7 +159,7 @@ def gate_alphas(plan: Plan) -> dict[str, tuple[GateSpec, list[float], list[str]]
             tuple(specs.values()),
             plan.alpha,
             Snapshot(taken_at=0.0),
-            exposure="shadow" if stage.is_shadow else "live",
+            exposure=stage.exposure,
             mirrored=stage.mirror > 0,
         )
         for state in judge.gates:

@@ -223,7 +223,7 @@ def _on_routed(plan: Plan, state: RolloutState, seen: StageRouted) -> Step:
         # and gate state carry on from the journal.
         reason = f"stage {label} route re-confirmed under epoch {state.epoch}"
         return Step(state.with_(reason=reason), (Record("route_verified", reason),))
-    exposure = "shadow" if stage.is_shadow else "live"
+    exposure = stage.exposure
     judge = gates.start_stage(
         plan.stage_gates(state.stage),
         plan.alpha,
@@ -276,7 +276,7 @@ def _on_look(plan: Plan, state: RolloutState, look: Look) -> Step:
         return Step(state)
     judge_state, verdict = gates.observe(gates.JudgeState.from_dict(state.judge), look.snapshot)
     stage = plan.stages[state.stage]
-    exposure = "shadow" if stage.is_shadow else "live"
+    exposure = stage.exposure
     requests = _candidate_requests(look.snapshot, exposure) - state.origin_candidate_requests
     state = state.with_(
         judge=judge_state.to_dict(),

@@ -187,6 +187,11 @@ class StageSpec(_Strict):
     def is_shadow(self) -> bool:
         return self.weight == 0 and self.mirror > 0
 
+    @property
+    def exposure(self) -> str:
+        """What the gates compare: `shadow` (mirrored pairs) or `live` (answered traffic)."""
+        return "shadow" if self.is_shadow else "live"
+
 
 class InconclusivePolicy(_Strict):
     """A stage whose gates have not decided at the end of its dwell.
