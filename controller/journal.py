@@ -12,19 +12,28 @@ source of truth for the controller that wrote it.
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
+import functools
 import getpass
 import json
 import os
 import socket
+import sys
 import time
+import types
+import typing
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gray.controller.errors import JournalError, RolloutNotFoundError
-from gray.controller.state import RolloutState
+from gray.controller.state import Phase, RolloutState
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,14 +56,18 @@ class Event:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Event:
+    def from_dict(cls, data: object) -> Event:
+        """An event as stored; raises ValueError saying what is wrong with a damaged one."""
+        record = _mapping(data, "a journal event")
+        state = _mapping(_required(record, "state"), "'state'")
+        check_state(state)
         return cls(
-            seq=int(data["seq"]),
-            at=float(data["at"]),
-            event=str(data["event"]),
-            reason=str(data.get("reason", "")),
-            data=dict(data.get("data") or {}),
-            state=dict(data["state"]),
+            seq=_typed(record, "seq", int),
+            at=float(_typed(record, "at", (int, float))),
+            event=_typed(record, "event", str),
+            reason=str(record.get("reason") or ""),
+            data=dict(_mapping(record.get("data") or {}, "'data'")),
+            state=dict(state),
         )
 
 
@@ -76,13 +89,15 @@ class Command:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Command:
+    def from_dict(cls, data: object) -> Command:
+        """A command as stored; raises ValueError saying what is wrong with a damaged one."""
+        record = _mapping(data, "a command")
         return cls(
-            id=str(data["id"]),
-            command=str(data["command"]),
-            actor=str(data.get("actor", "")),
-            reason=str(data.get("reason", "")),
-            at=float(data.get("at", 0.0)),
+            id=_typed(record, "id", str),
+            command=_typed(record, "command", str),
+            actor=str(record.get("actor") or ""),
+            reason=str(record.get("reason") or ""),
+            at=float(_typed(record, "at", (int, float)) if "at" in record else 0.0),
         )
 
 
@@ -123,13 +138,31 @@ def new_rollout_id(model: str) -> str:
 
 
 class LocalJournal:
-    """JSON lines under GRAY_HOME/rollouts/ID/: events, commands and the plan."""
+    """JSON lines under GRAY_HOME/rollouts/ID/: events, commands and the plan.
 
-    def __init__(self, root: Path | None = None) -> None:
+    Readers skip a damaged record (a line cut short by a kill -9, bytes that are
+    not UTF-8, a record missing its fields or naming an unknown phase) and warn
+    with the file and line, so one bad line never stops `gray rollback`, `list`
+    or `status`. Writers hold an exclusive lock on the events file while they
+    read the last sequence number and append, so concurrent writers (several
+    `gray rollback` commands, a controller and an operator) never share a number,
+    and a write after a torn last line starts on a fresh line.
+    """
+
+    def __init__(
+        self, root: Path | None = None, on_warning: Callable[[str], None] | None = None
+    ) -> None:
         self.root = (root or gray_home()) / "rollouts"
+        self._report = on_warning or print_warning
+        self._warned: set[str] = set()  # `status --watch` reloads every second: say it once
 
     def _dir(self, rollout_id: str) -> Path:
         return self.root / rollout_id
+
+    def on_warning(self, text: str) -> None:
+        if text not in self._warned:
+            self._warned.add(text)
+            self._report(text)
 
     def create(self, state: RolloutState, plan_text: str) -> None:
         folder = self._dir(state.rollout_id)
@@ -137,13 +170,41 @@ class LocalJournal:
         (folder / "plan.yaml").write_text(plan_text, encoding="utf-8")
 
     def append(self, event: Event) -> None:
-        folder = self._dir(event.state["rollout_id"])
-        folder.mkdir(parents=True, exist_ok=True)
-        _append_line(folder / "events.jsonl", event.to_dict())
+        """Write `event` as it is (its sequence number already chosen)."""
+        with self._locked(event.state["rollout_id"]) as events:
+            events.append(event)
+
+    def append_next(
+        self,
+        rollout_id: str,
+        build: Callable[[int], Event],
+        *,
+        floor: int = 0,
+        unless_terminal: bool = False,
+    ) -> tuple[Event, bool]:
+        """Append `build(seq)` with the next sequence number, under the file lock.
+
+        `seq` is one above both the last valid record and `floor`. With
+        `unless_terminal`, nothing is written when the journal already holds a
+        terminal state; the first such event is returned instead. Returns the
+        event now in force and whether this call wrote it.
+        """
+        with self._locked(rollout_id) as events:
+            if unless_terminal:
+                existing = events.first_terminal()
+                if existing is not None:
+                    return existing, False
+            event = build(max(events.last_seq(), floor) + 1)
+            events.append(event)
+            return event, True
+
+    def has_events(self, rollout_id: str) -> bool:
+        path = self._dir(rollout_id) / "events.jsonl"
+        return path.exists() and path.stat().st_size > 0
 
     def load(self, rollout_id: str) -> RolloutRecord | None:
         folder = self._dir(rollout_id)
-        events = [Event.from_dict(d) for d in _read_lines(folder / "events.jsonl")]
+        events = self._events(folder / "events.jsonl")
         if not events:
             return None
         plan_file = folder / "plan.yaml"
@@ -155,7 +216,12 @@ class LocalJournal:
             return []
         states = []
         for folder in sorted(self.root.iterdir()):
-            record = self.load(folder.name)
+            try:
+                record = self.load(folder.name)
+            except (OSError, UnicodeDecodeError) as exc:
+                # Another rollout's unreadable journal must not hide this machine's others.
+                self.on_warning(f"{folder}: skipped an unreadable rollout journal ({exc})")
+                continue
             if record and (model is None or record.state.model == model):
                 states.append(record.state)
         return states
@@ -166,7 +232,80 @@ class LocalJournal:
             _append_line(folder / "commands.jsonl", command.to_dict())
 
     def commands(self, rollout_id: str) -> list[Command]:
-        return [Command.from_dict(d) for d in _read_lines(self._dir(rollout_id) / "commands.jsonl")]
+        path = self._dir(rollout_id) / "commands.jsonl"
+        return [
+            command
+            for _, command in _parse_lines(
+                path, _read_bytes(path), Command.from_dict, self.on_warning
+            )
+        ]
+
+    def _events(self, path: Path) -> list[Event]:
+        return [
+            event
+            for _, event in _parse_lines(path, _read_bytes(path), Event.from_dict, self.on_warning)
+        ]
+
+    @contextmanager
+    def _locked(self, rollout_id: str) -> Iterator[_LockedEvents]:
+        folder = self._dir(rollout_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "events.jsonl"
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes
+            yield _LockedEvents(fd, path)
+        finally:
+            os.close(fd)
+
+
+class _LockedEvents:
+    """An events file open and exclusively locked: read its end, append a line."""
+
+    _CHUNK = 64 * 1024
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self.fd = fd
+        self.path = path
+
+    def last_seq(self) -> int:
+        """The sequence number of the last valid record, reading backwards from the end."""
+        end = os.fstat(self.fd).st_size
+        carry = b""  # the unread start of a line that began in an earlier chunk
+        while end > 0:
+            start = max(0, end - self._CHUNK)
+            pieces = (os.pread(self.fd, end - start, start) + carry).split(b"\n")
+            complete, carry = (pieces, b"") if start == 0 else (pieces[1:], pieces[0])
+            for raw in reversed(complete):
+                event = _quiet_event(raw)
+                if event is not None:
+                    return event.seq
+            end = start
+        return 0
+
+    def first_terminal(self) -> Event | None:
+        size = os.fstat(self.fd).st_size
+        raw = os.pread(self.fd, size, 0) if size else b""
+        events = [e for _, e in _parse_lines(self.path, raw, Event.from_dict, None)]
+        terminal = [e for e in events if e.state.get("phase") in _TERMINAL_PHASES]
+        return min(terminal, key=lambda e: (e.at, e.seq)) if terminal else None
+
+    def append(self, event: Event) -> None:
+        size = os.fstat(self.fd).st_size
+        # A line torn by a crash mid-write has no newline: end it, so this record
+        # is a line of its own instead of being glued to the fragment.
+        fresh = b"\n" if size and os.pread(self.fd, 1, size - 1) != b"\n" else b""
+        _write_all(self.fd, fresh + _encode(event.to_dict()))
+        os.fsync(self.fd)
+
+
+_TERMINAL_PHASES = frozenset(p.value for p in Phase if p.terminal)
+
+
+def print_warning(text: str) -> None:
+    """The default warning for damaged records: on stderr, as stdout may carry JSON."""
+    sys.stderr.write(f"warning: {text}\n")
+    sys.stderr.flush()
 
 
 def current_state(events: Iterable[Event]) -> RolloutState:
@@ -196,7 +335,7 @@ class Journal:
         self.remote = remote
         self.on_remote_error = on_remote_error
         self._unsynced: list[Event] = []
-        self._seq: dict[str, int] = {}
+        self._floor: dict[str, int] = {}
 
     def create(self, state: RolloutState, plan_text: str) -> None:
         self.local.create(state, plan_text)
@@ -207,26 +346,69 @@ class Journal:
                 raise JournalError(f"cannot create the rollout's MLflow run: {exc}") from None
 
     def append(self, state: RolloutState, event: str, reason: str, data: dict[str, Any]) -> Event:
-        seq = self._next_seq(state.rollout_id)
-        record = Event(seq, time.time(), event, reason, data, state.to_dict())
+        record, _ = self._append(state, event, reason, data, unless_terminal=False)
+        return record
+
+    def append_terminal(
+        self, state: RolloutState, event: str, reason: str, data: dict[str, Any]
+    ) -> tuple[Event, bool]:
+        """Append a terminal event unless the journal already holds one; idempotent.
+
+        For the rollback paths (`gray rollback`, `abort`, a controller's own
+        rollback): however many of them race on one rollout, in one process or
+        many, the local journal gets exactly one terminal event. The check and
+        the append happen under the events file's lock, so two callers cannot
+        both see "no terminal event yet".
+
+        `state.phase` must be terminal (else ValueError). Returns the terminal
+        event in force, and True when this call wrote it (False: an earlier
+        one, whose event is returned, already ended the rollout; nothing was
+        written and nothing goes to MLflow). The lock covers this machine's
+        journal: a rollback journaled only on another machine's disk is seen
+        through the MLflow journal, where the first terminal state also wins.
+        """
+        if not state.phase.terminal:
+            raise ValueError(f"append_terminal needs a terminal phase, got {state.phase.value}")
+        return self._append(state, event, reason, data, unless_terminal=True)
+
+    def _append(
+        self,
+        state: RolloutState,
+        event: str,
+        reason: str,
+        data: dict[str, Any],
+        *,
+        unless_terminal: bool,
+    ) -> tuple[Event, bool]:
+        floor = self._seq_floor(state.rollout_id)
+        snapshot = state.to_dict()
+
+        def build(seq: int) -> Event:
+            return Event(seq, time.time(), event, reason, data, snapshot)
+
         try:
-            self.local.append(record)
+            record, written = self.local.append_next(
+                state.rollout_id, build, floor=floor, unless_terminal=unless_terminal
+            )
         except OSError as exc:
             raise JournalError(
                 f"cannot write the local journal under {self.local.root}: {exc}"
             ) from None
-        self._unsynced.append(record)
-        self._sync()
-        return record
+        if written:
+            self._unsynced.append(record)
+            self._sync()
+        return record, written
 
-    def _next_seq(self, rollout_id: str) -> int:
-        if rollout_id not in self._seq:
-            record = self.local.load(rollout_id)
-            if record is None and self.remote is not None:
+    def _seq_floor(self, rollout_id: str) -> int:
+        """Sequence numbers continue the shared journal's when this machine has none yet
+        (a rollout resumed on another machine); the local file's own are read under its lock."""
+        if rollout_id not in self._floor:
+            floor = 0
+            if self.remote is not None and not self.local.has_events(rollout_id):
                 record = self._remote_load(rollout_id)
-            self._seq[rollout_id] = max((e.seq for e in record.events), default=0) if record else 0
-        self._seq[rollout_id] += 1
-        return self._seq[rollout_id]
+                floor = max((e.seq for e in record.events), default=0) if record else 0
+            self._floor[rollout_id] = floor
+        return self._floor[rollout_id]
 
     def _sync(self) -> None:
         if self.remote is None:
@@ -320,25 +502,129 @@ class Journal:
 
 
 def _append_line(path: Path, payload: dict[str, Any]) -> None:
-    line = json.dumps(payload, separators=(",", ":"), allow_nan=False) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line.encode("utf-8"))
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        fresh = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
+        _write_all(fd, fresh + _encode(payload))
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    items = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+def _encode(payload: dict[str, Any]) -> bytes:
+    return (json.dumps(payload, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def _parse_lines(
+    path: Path,
+    raw: bytes,
+    parse: Callable[[object], T],
+    on_warning: Callable[[str], None] | None,
+) -> list[tuple[int, T]]:
+    """Every valid record with its 1-based line number; each damaged one is skipped with
+    a warning that names the file and line."""
+    found: list[tuple[int, T]] = []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
         if not line.strip():
             continue
         try:
-            items.append(json.loads(line))
+            found.append((number, parse(json.loads(line.decode("utf-8")))))
+        except UnicodeDecodeError:
+            problem = "not UTF-8 text"
         except json.JSONDecodeError:
-            # A line cut short by a crash mid-write: everything before it is intact.
+            problem = "not JSON; a line cut short by a crash mid-write"
+        except ValueError as exc:
+            problem = str(exc)
+        else:
             continue
-    return items
+        if on_warning is not None:
+            on_warning(f"{path}:{number}: skipped a damaged journal record ({problem})")
+    return found
+
+
+def _quiet_event(raw: bytes) -> Event | None:
+    if not raw.strip():
+        return None
+    try:
+        return Event.from_dict(json.loads(raw.decode("utf-8")))
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors too
+        return None
+
+
+def _mapping(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _required(record: dict[str, Any], key: str) -> object:
+    if key not in record:
+        raise ValueError(f"missing {key!r}")
+    return record[key]
+
+
+def _typed(record: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = _required(record, key)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"{key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def check_state(data: dict[str, Any]) -> None:
+    """Raise ValueError when a stored state is not one `RolloutState.from_dict` can stand for:
+    a required field missing, a field of the wrong type, or a phase gray does not know."""
+    for name, kinds in _state_types().items():
+        if name not in data:
+            if name in _STATE_REQUIRED:
+                raise ValueError(f"state is missing {name!r}")
+            continue
+        value = data[name]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise ValueError(f"state.{name} has the wrong type ({type(value).__name__})")
+    phase = data.get("phase", Phase.STARTING.value)
+    if phase not in _PHASES:
+        raise ValueError(f"unknown phase {phase!r} (known: {', '.join(sorted(_PHASES))})")
+
+
+_PHASES = frozenset(p.value for p in Phase)
+_STATE_REQUIRED = frozenset(
+    f.name
+    for f in dataclasses.fields(RolloutState)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+)
+
+
+@functools.cache
+def _state_types() -> dict[str, tuple[type, ...]]:
+    """The JSON types each RolloutState field may hold, from its annotations."""
+    hints = typing.get_type_hints(RolloutState)
+    return {f.name: _json_types(hints[f.name]) for f in dataclasses.fields(RolloutState)}
+
+
+def _json_types(hint: Any) -> tuple[type, ...]:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return tuple(t for arg in typing.get_args(hint) for t in _json_types(arg))
+    if hint is float:
+        return (int, float)
+    base = origin or hint
+    if base is tuple:
+        return (list, tuple)
+    if isinstance(base, type) and issubclass(base, str):
+        return (str,)
+    return (base,) if isinstance(base, type) else (object,)
