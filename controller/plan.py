@@ -16,10 +16,27 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from gray.controller.errors import PlanError, PlanProblem
 from gray.controller.types import Audience
-from gray.controller.units import format_duration, format_share, parse_duration, parse_share
+from gray.controller.units import duration_between, format_duration, format_share, parse_share
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+# The durations a plan may give, in seconds (README: "Durations"). Outside them a
+# plan is a typo or hostile: a look every millisecond hammers the endpoint, a
+# dwell of a zillion days never ends and overflows every clock sum.
+DURATION_RANGES: dict[str, tuple[float, float]] = {
+    "any": (0.001, 365 * 86400.0),
+    "interval": (1.0, 3600.0),
+    "dwell": (1.0, 30 * 86400.0),  # also an inconclusive stage's `extend` and no-data `hold`
+    "slo": (0.001, 600.0),
+    "timeout": (0.1, 300.0),
+}
+
+Duration = Annotated[float, BeforeValidator(duration_between(*DURATION_RANGES["any"]))]
+Interval = Annotated[float, BeforeValidator(duration_between(*DURATION_RANGES["interval"]))]
+Dwell = Annotated[float, BeforeValidator(duration_between(*DURATION_RANGES["dwell"]))]
+LatencySlo = Annotated[float, BeforeValidator(duration_between(*DURATION_RANGES["slo"]))]
+Timeout = Annotated[float, BeforeValidator(duration_between(*DURATION_RANGES["timeout"]))]
 Share = Annotated[float, BeforeValidator(parse_share)]
+# Counts beyond these are typos; the gates' arithmetic turns them into floats.
+MAX_COUNT = 1_000_000_000
 
 METRICS = (
     "error_rate",
@@ -102,7 +119,7 @@ class RouterSpec(_Strict):
     type: Literal["gateway"] = "gateway"
     url: str = "http://127.0.0.1:8080"
     token: str | None = None
-    timeout: Duration = 10.0
+    timeout: Timeout = 10.0
 
 
 class MetricsSpec(_Strict):
@@ -115,14 +132,14 @@ class GateSpec(_Strict):
     """One gate: a metric, the margin the candidate may use, and its error budget."""
 
     metric: Metric
-    slo: Duration | None = None
+    slo: LatencySlo | None = None
     max_increase: Share | None = None
     max_increase_abs: Share | None = None
     max_decrease: Share | None = None
     max: Share | None = None
     tolerance: Share | None = None
     alpha: float | None = Field(default=None, gt=0, lt=0.5)
-    min_samples: int = Field(default=200, ge=1)
+    min_samples: int = Field(default=200, ge=1, le=MAX_COUNT)
     enabled: bool = True
 
     @property
@@ -151,14 +168,14 @@ class StageGate(_Strict):
     """A stage's change to one of the plan's gates (matched by metric and slo), or a new gate."""
 
     metric: Metric
-    slo: Duration | None = None
+    slo: LatencySlo | None = None
     max_increase: Share | None = None
     max_increase_abs: Share | None = None
     max_decrease: Share | None = None
     max: Share | None = None
     tolerance: Share | None = None
     alpha: float | None = Field(default=None, gt=0, lt=0.5)
-    min_samples: int | None = Field(default=None, ge=1)
+    min_samples: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     enabled: bool | None = None
 
 
@@ -177,8 +194,8 @@ class StageSpec(_Strict):
     weight: Share = 0.0
     mirror: Share = 0.0
     audience: AudienceSpec = Field(default_factory=AudienceSpec)
-    dwell: Duration
-    min_requests: int = Field(default=0, ge=0)
+    dwell: Dwell
+    min_requests: int = Field(default=0, ge=0, le=MAX_COUNT)
     approval: bool = False
     allow_decrease: bool = False
     gates: tuple[StageGate, ...] = ()
@@ -204,7 +221,7 @@ class InconclusivePolicy(_Strict):
     proof instead.
     """
 
-    extend: Duration | None = None
+    extend: Dwell | None = None
     max_extensions: int = Field(default=1, ge=0, le=100)
     then: Literal["fail", "pass"] = "pass"
 
@@ -212,7 +229,7 @@ class InconclusivePolicy(_Strict):
 class NoDataPolicy(_Strict):
     """A stage whose metrics source returns no data for the candidate."""
 
-    hold: Duration = 300.0
+    hold: Dwell = 300.0
 
 
 class Policies(_Strict):
@@ -237,7 +254,7 @@ class Plan(_Strict):
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     router: RouterSpec = Field(default_factory=RouterSpec)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
-    interval: Duration = 30.0
+    interval: Interval = 30.0
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     gates: tuple[GateSpec, ...] = ()
     stages: tuple[StageSpec, ...] = Field(min_length=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -12,12 +13,39 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def parse_duration(value: object) -> float:
     """`500ms`, `30s`, `5m`, `1h30m`, `1d` to seconds. A bare number is refused:
     `dwell: 30` is too easily meant as minutes."""
+    seconds = _seconds(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration of {shown(value)} is too long")
+    if seconds <= 0:
+        raise ValueError(f"a duration must be longer than zero, got {shown(value)}")
+    return seconds
+
+
+def duration_between(low: float, high: float) -> Callable[[object], float]:
+    """A parser for durations in [low, high] seconds: a plan's look interval of 1 ms
+    would hammer the endpoint, a dwell of a zillion days never ends."""
+
+    def parse(value: object) -> float:
+        seconds = _seconds(value)
+        if not low <= seconds <= high:  # an overflow to infinity lands here too
+            raise ValueError(
+                f"expected a duration from {format_duration(low)} to {format_duration(high)}, "
+                f"got {shown(value)}"
+            )
+        return seconds
+
+    return parse
+
+
+def _seconds(value: object) -> float:
+    """The sum of a duration's parts; infinite when a part overflows a float."""
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {value!r}")
     if isinstance(value, int | float):
-        raise ValueError(f"a duration needs a unit: write {value}s or {value}m, not {value}")
+        number = shown(value)
+        raise ValueError(f"a duration needs a unit: write {number}s or {number}m, not {number}")
     if not isinstance(value, str):
-        raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {value!r}")
+        raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {shown(value)}")
     text = value.strip().replace(" ", "")
     if not text:
         raise ValueError("expected a duration such as 30s, 5m or 1h30m, got an empty string")
@@ -29,10 +57,14 @@ def parse_duration(value: object) -> float:
         seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
     if position != len(text):
-        raise ValueError(f"expected a duration such as 500ms, 30s, 5m or 1h30m, got {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"a duration must be longer than zero, got {value!r}")
+        raise ValueError(f"expected a duration such as 500ms, 30s, 5m or 1h30m, got {shown(value)}")
     return seconds
+
+
+def shown(value: object) -> str:
+    """A value for an error message, shortened when a hostile plan makes it huge."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:24]}…{text[-10:]} ({len(text):,} characters)"
 
 
 def parse_share(value: object) -> float:
