@@ -1,20 +1,21 @@
-"""The `gray` entry point. Sub-apps are registered here; heavy imports stay inside commands."""
+"""The `gray` entry point. Sub-apps are built on first use; heavy imports stay inside commands.
+
+`gray rollback` is the one command where start-up time is user-facing: its
+endpoint write is made (by `rollback_first`) before the command line interface
+is even imported.
+"""
 
 from __future__ import annotations
 
+import sys
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-import typer
+if TYPE_CHECKING:
+    import typer
 
-from gray.cli.demo import demo
-from gray.cli.gateway import gateway_app
-from gray.cli.output import EXIT_CODES_HELP
-from gray.cli.plan import plan_app
-from gray.cli.registry import registry_app
-from gray.cli.rollback import rollback
-from gray.cli.rollout import rollout_app
-
-HELP = f"""gray rolls machine-learning models out stage by stage, judges each stage with
+HELP_TEMPLATE = """gray rolls machine-learning models out stage by stage, judges each stage with
 anytime-valid statistical gates, and rolls back on its own when the candidate is worse.
 
 Examples:
@@ -27,42 +28,72 @@ Examples:
   gray rollout status --watch                 follow the running rollouts
   gray rollback fraud --reason "p99 spike"    the big red button, from any machine
 
-{EXIT_CODES_HELP}
+{exit_codes}
 """
 
-app = typer.Typer(
-    name="gray",
-    help=HELP,
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-app.add_typer(plan_app, name="plan")
-app.add_typer(rollout_app, name="rollout")
-app.command("demo")(demo)
-app.add_typer(registry_app, name="registry")
-app.add_typer(gateway_app, name="gateway")
-app.command("rollback", help=rollback.__doc__)(rollback)
+
+@cache
+def build_app() -> typer.Typer:
+    """The whole command tree (imports Typer, Rich and every command module)."""
+    import typer
+
+    from gray.cli.demo import demo
+    from gray.cli.gateway import gateway_app
+    from gray.cli.output import EXIT_CODES_HELP
+    from gray.cli.plan import plan_app
+    from gray.cli.registry import registry_app
+    from gray.cli.rollback import rollback
+    from gray.cli.rollout import rollout_app
+
+    app = typer.Typer(
+        name="gray",
+        help=HELP_TEMPLATE.format(exit_codes=EXIT_CODES_HELP),
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.add_typer(plan_app, name="plan")
+    app.add_typer(rollout_app, name="rollout")
+    app.command("demo")(demo)
+    app.add_typer(registry_app, name="registry")
+    app.add_typer(gateway_app, name="gateway")
+    app.command("rollback", help=rollback.__doc__)(rollback)
+
+    def print_version(value: bool) -> None:
+        if value:
+            try:
+                typer.echo(f"gray {version('gray-rollout')}")
+            except PackageNotFoundError:
+                typer.echo("gray (not installed)")
+            raise typer.Exit(0)
+
+    @app.callback()
+    def root(
+        show_version: bool = typer.Option(
+            False,
+            "--version",
+            help="Print the version and exit.",
+            callback=print_version,
+            is_eager=True,
+        ),
+    ) -> None:
+        """gray: progressive rollouts for machine-learning models."""
+
+    return app
 
 
-def _version(value: bool) -> None:
-    if value:
-        try:
-            typer.echo(f"gray {version('gray-rollout')}")
-        except PackageNotFoundError:
-            typer.echo("gray (not installed)")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def root(
-    show_version: bool = typer.Option(
-        False, "--version", help="Print the version and exit.", callback=_version, is_eager=True
-    ),
-) -> None:
-    """gray: progressive rollouts for machine-learning models."""
+def __getattr__(name: str) -> object:
+    """`from gray.cli.app import app` builds the command tree on first use."""
+    if name == "app":
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    app()
+    arguments = sys.argv[1:]
+    if arguments[:1] == ["rollback"]:
+        from gray.cli.rollback_first import write_first
+
+        write_first(arguments[1:])
+    build_app()()

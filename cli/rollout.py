@@ -54,6 +54,12 @@ UntilOption = typer.Option(
 ExitOnHoldOption = typer.Option(
     False, "--exit-on-hold", help="Exit 3 instead of waiting when a stage waits for approval."
 )
+HoldTrafficOption = typer.Option(
+    False,
+    "--hold-traffic",
+    help="Keep each stage's traffic when no controller watches it (no lease expiry). Without "
+    "it the candidate's share returns to the baseline router.lease_ttl after the last look.",
+)
 
 
 def _warn(text: str) -> None:
@@ -67,6 +73,7 @@ def start(
     detach: bool = typer.Option(False, "--detach", help="Run the controller in the background."),
     until_stage: str | None = UntilOption,
     exit_on_hold: bool = ExitOnHoldOption,
+    hold_traffic: bool = HoldTrafficOption,
     registry_uri: str | None = RegistryOption,
     rollout_id: str | None = typer.Option(None, "--rollout-id", hidden=True),
     output: OutputFormat = OutputOption,
@@ -83,6 +90,7 @@ def start(
       gray rollout start plans/incremental.yaml
       gray rollout start plan.yaml --dry-run
       gray rollout start plan.yaml --until-stage 1 --output json   # one CI job per stage
+      gray rollout start plan.yaml --until-stage 1 --hold-traffic  # keep stage 1's traffic
       gray rollout start plan.yaml --detach && gray rollout status --watch
     """
     from gray.controller import rollouts
@@ -91,10 +99,17 @@ def start(
         if detach and not dry_run:
             plan = load_plan(plan_path)
             rollouts.stage_number(plan, until_stage)
-            _detach(plan_path, plan, until_stage, registry_uri, output)
+            _detach(plan_path, plan, until_stage, registry_uri, output, hold_traffic)
             return
         result = start_rollout(
-            plan_path, dry_run, until_stage, exit_on_hold, registry_uri, rollout_id, output
+            plan_path,
+            dry_run,
+            until_stage,
+            exit_on_hold,
+            registry_uri,
+            rollout_id,
+            output,
+            hold_traffic=hold_traffic,
         )
     raise typer.Exit(0 if result is None else result.exit_code)
 
@@ -107,6 +122,8 @@ def start_rollout(
     registry_uri: str | None,
     rollout_id: str | None,
     output: OutputFormat,
+    *,
+    hold_traffic: bool = False,
 ) -> RunResult | None:
     """Preflight, then run the rollout in this process with the live display (None: dry run)."""
     from gray.controller import rollouts
@@ -115,7 +132,7 @@ def start_rollout(
     plan_text = plan_path.read_text(encoding="utf-8")
     until = rollouts.stage_number(plan, until_stage)
     registry = rollouts.open_registry(plan, registry_uri)
-    journal = rollouts.open_journal(registry, _warn)
+    journal = rollouts.open_journal(registry, _warn, background=True)
     router, metrics = rollouts.build_router(plan), rollouts.build_metrics(plan)
     waiting = (
         console.status(
@@ -137,7 +154,7 @@ def start_rollout(
     step = rollouts.create_rollout(
         plan, plan_text, report, journal, rollout_id=rollout_id, until_stage=until
     )
-    return _run(plan, step, registry, journal, output, exit_on_hold)
+    return _run(plan, step, registry, journal, output, exit_on_hold, hold_traffic=hold_traffic)
 
 
 @rollout_app.command("resume")
@@ -162,7 +179,7 @@ def resume(
     from gray.controller import rollouts
 
     with reported_errors(output):
-        journal, registry = journal_for(rollout_id, registry_uri)
+        journal, registry = journal_for(rollout_id, registry_uri, background=True)
         plan, step = rollouts.prepare_resume(journal, rollout_id, until_stage)
         result = _run(plan, step, registry, journal, output, exit_on_hold)
     raise typer.Exit(result.exit_code)
@@ -368,13 +385,64 @@ def abort(
     perform_rollback(rollout_id, reason, False, registry_uri, None, output, kind="aborted")
 
 
+@rollout_app.command("sync")
+def sync(
+    rollout_id: str = typer.Argument(..., metavar="ID"),
+    tag_rolled_back: bool = typer.Option(
+        False, "--tag-rolled-back", hidden=True, help="Also tag a rolled-back candidate."
+    ),
+    registry_uri: str | None = RegistryOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Send the local journal's events that the MLflow journal lacks.
+
+    `gray rollback` runs this in the background, so that it never waits for MLflow;
+    run it by hand after a controller warned that MLflow did not take its last events.
+
+    Examples:
+
+    \b
+      gray rollout sync fraud-20261125-101500-3fa2
+    """
+    from gray.controller.errors import JournalError
+    from gray.controller.journal_sync import sync_to_remote
+    from gray.controller.state import Phase
+
+    with reported_errors(output):
+        journal, registry = journal_for(rollout_id, registry_uri)
+        if journal.remote is None:
+            raise JournalError("the MLflow journal is unavailable; nothing was sent")
+        try:
+            result = sync_to_remote(journal, rollout_id)
+        except JournalError:
+            raise
+        except Exception as exc:  # MLflow's own errors: the local journal still holds it all
+            raise JournalError(f"cannot write rollout {rollout_id} to MLflow: {exc}") from None
+        record = journal.local.load(rollout_id)
+        ended = record.state if record is not None else None
+        tagged = (
+            tag_rolled_back
+            and registry is not None
+            and ended is not None
+            and ended.phase in (Phase.ROLLED_BACK, Phase.ABORTED)
+        )
+        if tagged:
+            assert registry is not None and ended is not None
+            registry.mark_rolled_back(ended.model, ended.candidate, ended.rollout_id)
+        if output == OutputFormat.json:
+            emit_json({"ok": True, "rollout_id": rollout_id, "sent": result.sent, "tagged": tagged})
+        else:
+            console.print(f"[green]✓[/] {rollout_id}: {result.sent} event(s) sent to MLflow")
+
+
 # --- helpers ------------------------------------------------------------------
 
 
 def journal_for(
-    rollout_id: str | None, registry_uri: str | None
+    rollout_id: str | None, registry_uri: str | None, *, background: bool = False
 ) -> tuple[Journal, Registry | None]:
-    """The journal to read: the registry named by the rollout's local plan, else by flags/env."""
+    """The journal to read: the registry named by the rollout's local plan, else by flags/env.
+    `background` for a controller: its MLflow writes must never hold up a decision."""
     from gray.controller import rollouts
 
     plan = None
@@ -384,7 +452,7 @@ def journal_for(
             plan = parse_plan(local.plan_text, f"{rollout_id}/plan.yaml")
     registry = rollouts.open_registry(plan, registry_uri)
     try:
-        return rollouts.open_journal(registry, _warn), registry
+        return rollouts.open_journal(registry, _warn, background=background), registry
     except Exception as exc:  # the local journal still answers without MLflow
         _warn(f"MLflow journal unavailable ({exc}); using the local journal only")
         return Journal(LocalJournal()), None
@@ -397,6 +465,8 @@ def _run(
     journal: Journal,
     output: OutputFormat,
     exit_on_hold: bool,
+    *,
+    hold_traffic: bool = False,
 ) -> RunResult:
     from gray.controller import rollouts
     from gray.controller.notify import Notifier
@@ -416,7 +486,13 @@ def _run(
         on_event=on_event,
         on_warning=_warn,
         exit_on_hold=exit_on_hold,
+        hold_traffic=hold_traffic,
     )
+    if hold_traffic:
+        _warn(
+            "--hold-traffic: each stage's traffic stays in force when this controller stops, "
+            "with no lease expiry"
+        )
     try:
         if output == OutputFormat.text and console.is_terminal:
             with Live(view, console=console, refresh_per_second=4):
@@ -532,6 +608,7 @@ def _detach(
     until_stage: str | None,
     registry_uri: str | None,
     output: OutputFormat,
+    hold_traffic: bool = False,
 ) -> None:
     """Run the controller in a new session; return once it has started (or failed preflight)."""
     rollout_id = new_rollout_id(plan.model.name)
@@ -553,6 +630,8 @@ def _detach(
         args += ["--until-stage", until_stage]
     if registry_uri:
         args += ["--registry-uri", registry_uri]
+    if hold_traffic:
+        args.append("--hold-traffic")
     log = (log_dir / "controller.log").open("ab")
     process = subprocess.Popen(
         args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()

@@ -22,6 +22,7 @@
     │   └── RolloutNotFoundError   no rollout with that id (exit 2)
     └── RolloutError               a rollout command is not allowed now (exit 2)
         ├── RolloutActiveError     the model is already under an active rollout (exit 2)
+        ├── RolloutAlreadyPromotedError  a plain rollback of a promoted rollout (exit 2)
         └── PreflightError         a check before any traffic moved failed (exit 2)
 
 Exit codes (the same for every command): 0 success, 1 rolled back or aborted,
@@ -32,6 +33,8 @@ Exit codes (the same for every command): 0 success, 1 rolled back or aborted,
 from __future__ import annotations
 
 from typing import Any
+
+from gray.controller.redact import redact
 
 EXIT_OK = 0
 EXIT_ROLLED_BACK = 1
@@ -46,6 +49,7 @@ class GrayError(Exception):
     exit_code: int = EXIT_BAD_INPUT
 
     def __init__(self, message: str) -> None:
+        message = redact(message)  # credentials in URLs and tokens never reach a user or a log
         super().__init__(message)
         self.message = message
 
@@ -81,7 +85,7 @@ class PlanProblem:
         self.line = line
         self.column = column
         self.field = field
-        self.message = message
+        self.message = redact(message)
 
     def render(self) -> str:
         where = self.file
@@ -195,6 +199,10 @@ class RolloutError(GrayError):
 
 class RolloutActiveError(RolloutError):
     """The model is already under an active rollout."""
+
+
+class RolloutAlreadyPromotedError(RolloutError):
+    """`gray rollback` of a promoted rollout without `--to previous`: nothing to take back."""
 
 
 class PreflightError(RolloutError):

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from gray.controller.registry import Registry
 
 EXPERIMENT = "gray-rollouts"
-_RECENT_EVENTS = 200
+RECENT_EVENTS = 200  # how many of a run's newest events `load` reads
 _SUMMARY_DROP = ("judge", "last_verdict", "history")
 _METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-./ ]")
 
@@ -165,7 +165,7 @@ class MlflowJournal:
     def _recent_events(self, run_id: str, folder: Path) -> list[Event]:
         files = sorted(f.path for f in self.client.list_artifacts(run_id, "events"))
         events = []
-        for path in files[-_RECENT_EVENTS:]:
+        for path in files[-RECENT_EVENTS:]:
             text = self._artifact_text(run_id, path, folder)
             if text:
                 events.append(Event.from_dict(json.loads(text)))

@@ -262,7 +262,7 @@ def _on_routed(plan: Plan, state: RolloutState, seen: StageRouted) -> Step:
 
 
 def _on_look(plan: Plan, state: RolloutState, look: Look) -> Step:
-    if look.route is not None and _superseded(state, look.route):
+    if look.route is not None and superseded(state, look.route):
         return _on_lease_lost(
             state,
             LeaseLost(look.now, look.route, "the serving endpoint is held by a newer lease"),
@@ -504,10 +504,14 @@ def _on_lease_lost(state: RolloutState, lost: LeaseLost) -> Step:
         and lost.applied.route.weight == 0
         and lost.applied.route.mirror == 0
     )
+    if holder and holder.rollout_id == state.rollout_id:
+        who = (
+            f"epoch {holder.epoch} of this rollout (an operator's rollback or a resumed controller)"
+        )
     if rolled_back or (holder and holder.rollout_id == state.rollout_id):
         # An operator's `gray rollback` (or a resumed controller) took over.
         phase = Phase.ROLLED_BACK if rolled_back else state.phase
-        reason = f"{lost.reason}: now held by {who}; this controller stops writing"
+        reason = f"{lost.reason}; the endpoint is now held by {who}; this controller stops writing"
         new = state.with_(phase=phase, reason=reason, ended_at=lost.now if rolled_back else None)
         return Step(new, (Record("superseded", reason), Stop(1 if rolled_back else 4, reason)))
     reason = f"{lost.reason}: now held by {who}; stopping without touching the route"
@@ -532,7 +536,8 @@ def _on_metrics_failure(plan: Plan, state: RolloutState, look: Look) -> Step:
     )
 
 
-def _superseded(state: RolloutState, applied: Applied) -> bool:
+def superseded(state: RolloutState, applied: Applied) -> bool:
+    """Whether `applied` was written under a lease newer than this rollout's."""
     lease = applied.lease
     if lease is None:
         return False

@@ -15,22 +15,29 @@ from gray.controller import loop
 from gray.controller.errors import (
     ConfigError,
     GrayError,
-    JournalError,
     PreflightError,
     RegistryError,
     RolloutActiveError,
     RolloutError,
     RouterError,
 )
-from gray.controller.journal import Journal, LocalJournal, RolloutRecord, actor, new_rollout_id
+from gray.controller.journal import (
+    Journal,
+    LocalJournal,
+    RemoteJournal,
+    RolloutRecord,
+    new_rollout_id,
+)
 from gray.controller.metrics.base import MetricsSource
+from gray.controller.operator import Endpoint, save_endpoint
 from gray.controller.plan import Plan, parse_plan
+from gray.controller.redact import redact
 from gray.controller.routers.base import Router
 from gray.controller.state import Phase, RolloutState
-from gray.controller.types import Applied, Lease, Pair, RouteSpec
+from gray.controller.types import Applied, Pair
 
 if TYPE_CHECKING:
-    from gray.controller.registry import Registry
+    from gray.controller.registry import ModelVersionInfo, Registry
 
 
 @dataclass(frozen=True)
@@ -94,13 +101,22 @@ def build_metrics(plan: Plan) -> MetricsSource:
 
 
 def open_journal(
-    registry: Registry | None, on_warning: Callable[[str], None] | None = None
+    registry: Registry | None,
+    on_warning: Callable[[str], None] | None = None,
+    *,
+    background: bool = False,
 ) -> Journal:
-    remote = None
+    """The local journal plus the registry's MLflow one. A controller asks for
+    `background`: its MLflow writes and command reads then never hold up a decision."""
+    remote: RemoteJournal | None = None
     if registry is not None:
         from gray.controller.journal_mlflow import MlflowJournal
 
         remote = MlflowJournal(registry)
+        if background:
+            from gray.controller.journal_background import BackgroundRemote
+
+            remote = BackgroundRemote(remote, on_warning)
     return Journal(LocalJournal(), remote, on_remote_error=on_warning)
 
 
@@ -130,10 +146,17 @@ def preflight(
         except RegistryError as exc:
             report.add(f"{side} preprocessor", False, exc.message)
             continue
+        if verified is None:
+            report.add(
+                f"{side} preprocessor",
+                False,
+                f"v{info.version}: no preprocessor bound, so none can be verified and the "
+                f"gateway will not serve it; bind it: gray registry bind {info.name} "
+                f"{info.version} PATH",
+            )
+            continue
         detail = (
             f"v{info.version}: sha256 {verified.sha256[:12]}… matches its tag ({verified.binding})"
-            if verified
-            else f"v{info.version}: no preprocessor bound"
         )
         report.add(f"{side} preprocessor", True, detail)
     active = [s for s in journal.active_for(plan.model.name)]
@@ -147,7 +170,9 @@ def preflight(
         applied = router.read()
         report.route = applied
         report.add(
-            "endpoint", True, f"{plan.router.url} answers; serving v{applied.route.baseline}"
+            "endpoint",
+            True,
+            f"{redact(plan.router.url)} answers; serving v{applied.route.baseline}",
         )
         busy = applied.route.candidate and (applied.route.weight > 0 or applied.route.mirror > 0)
         if busy:
@@ -164,12 +189,9 @@ def preflight(
                 f"the endpoint serves v{applied.route.baseline} but the plan's baseline "
                 f"{plan.model.baseline} is v{pinned.baseline.version}; users would switch version",
             )
-        for side, version in (
-            ("baseline", pinned.baseline.version),
-            ("candidate", pinned.candidate.version),
-        ):
-            router.ensure_loaded(version)
-            report.add(f"{side} loaded", True, f"v{version} loaded and warm, no traffic yet")
+        for side, info in (("baseline", pinned.baseline), ("candidate", pinned.candidate)):
+            applied_sha = router.ensure_loaded(info.version)
+            report.add(f"{side} loaded", *_loaded_check(info.version, applied_sha, info))
     except RouterError as exc:
         report.add("endpoint", False, exc.message)
     if report.ok:
@@ -181,6 +203,22 @@ def preflight(
     if not report.ok:
         raise report.failure()
     return report
+
+
+def _loaded_check(version: str, applied: str | None, info: ModelVersionInfo) -> tuple[bool, str]:
+    """Whether the endpoint applies the preprocessor the registry tags for `version`."""
+    tagged = info.preprocessor_sha256
+    if tagged is None or applied != tagged:
+        return False, (
+            f"v{version} is loaded, but the endpoint applies preprocessor "
+            f"{_short(applied)} while the registry's tag is {_short(tagged)}: the endpoint "
+            "must load it again with its bound preprocessor before it takes traffic"
+        )
+    return True, f"v{version} loaded and warm, preprocessor sha256 {tagged[:12]}…, no traffic yet"
+
+
+def _short(sha256: str | None) -> str:
+    return "none" if sha256 is None else f"sha256 {sha256[:12]}…"
 
 
 def create_rollout(
@@ -211,6 +249,11 @@ def create_rollout(
         until_stage=until_stage,
     )
     journal.create(state, plan_text)
+    save_endpoint(
+        journal.local,
+        state.rollout_id,
+        Endpoint(plan.router.type, plan.router.url, plan.router.timeout),
+    )
     return loop.begin(plan, state)
 
 
@@ -268,88 +311,3 @@ def send_command(
     _require_active(rollout_id, record.state)
     journal.post_command(rollout_id, command, reason)
     return record.state, plan
-
-
-def _restore_previous(
-    router: Router,
-    registry: Registry,
-    plan: Plan | None,
-    state: RolloutState | None,
-    writer: str,
-    text: str,
-    moves: list[dict[str, Any]],
-) -> Applied:
-    """After a promotion: move the alias back and make the endpoint serve that version."""
-    from gray.controller.plan import PromoteSpec
-
-    promote = plan.promote if plan and plan.promote else PromoteSpec()
-    model = state.model if state else (plan.model.name if plan else "")
-    rollout_id = state.rollout_id if state else None
-    done = registry.restore_previous(model, promote, rollout_id=rollout_id, reason=text)
-    moves.extend(m.to_dict() for m in done)
-    target = next((m.to_version for m in done if m.alias == promote.alias), None)
-    if target is None:
-        return router.read()
-    router.ensure_loaded(target)
-    current = router.read().lease
-    lease = Lease(writer, (current.epoch if current else 0) + 1)
-    return router.apply(RouteSpec(baseline=target), lease)
-
-
-def rollback_endpoint(router: Router, state: RolloutState | None) -> tuple[Applied, float]:
-    """The one write that matters: baseline 100 %, under a lease newer than any in force."""
-    who = actor()
-    started = time.perf_counter()
-    current = router.read().lease
-    writer = state.rollout_id if state else f"operator:{who}"
-    applied = router.rollback(Lease(writer, current.epoch if current else 0))
-    return applied, time.perf_counter() - started
-
-
-def record_rollback(
-    applied: Applied,
-    *,
-    router: Router,
-    journal: Journal | None,
-    registry: Registry | None,
-    state: RolloutState | None,
-    plan: Plan | None,
-    reason: str,
-    to_previous: bool,
-    kind: str = "rolled_back",
-) -> tuple[Applied, tuple[str, ...], tuple[dict[str, Any], ...]]:
-    """Bookkeeping after the endpoint write: journal, registry tags, and `--to previous`.
-
-    Failures here are warnings: traffic is already back on the baseline.
-    """
-    who = actor()
-    warnings: list[str] = []
-    verb = "aborted" if kind == "aborted" else "rolled back"
-    text = f"{verb} by {who}" + (f": {reason}" if reason else "")
-    if state is not None and journal is not None and not state.phase.terminal:
-        final = state.with_(
-            phase=Phase.ABORTED if kind == "aborted" else Phase.ROLLED_BACK,
-            reason=f"{text}; baseline v{state.baseline} answers 100 %",
-            ended_at=time.time(),
-            updated_at=time.time(),
-            epoch=applied.lease.epoch if applied.lease else state.epoch,
-        )
-        try:
-            data = {"route": applied.to_dict(), "operator": who}
-            journal.append(final, kind, final.reason, data)
-        except JournalError as exc:
-            warnings.append(
-                f"traffic is back on the baseline, but the journal write failed: {exc.message}"
-            )
-    if registry is not None and state is not None and not state.phase.terminal:
-        try:
-            registry.mark_rolled_back(state.model, state.candidate, state.rollout_id)
-        except RegistryError as exc:
-            warnings.append(f"registry tag not written: {exc.message}")
-    moves: list[dict[str, Any]] = []
-    if to_previous:
-        if registry is None or (plan is None and state is None):
-            raise ConfigError("--to previous needs the registry and the model; pass --registry-uri")
-        writer = applied.lease.rollout_id if applied.lease else f"operator:{who}"
-        applied = _restore_previous(router, registry, plan, state, writer, text, moves)
-    return applied, tuple(warnings), tuple(moves)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,9 +19,11 @@ from gray.controller.errors import (
     RouterError,
     RouteVerificationError,
 )
-from gray.controller.journal import Event, Journal
+from gray.controller.journal import Event, Journal, current_state
+from gray.controller.journal_background import BackgroundRemote
 from gray.controller.metrics.base import MetricsSource
 from gray.controller.notify import Notifier
+from gray.controller.operator import append_terminal_once
 from gray.controller.plan import Plan
 from gray.controller.routers.base import Router
 from gray.controller.state import Phase, RolloutState
@@ -30,6 +33,24 @@ from gray.controller.types import Applied, Lease, RouteSpec, Snapshot
 # abort takes effect within about a second whatever the plan's interval.
 COMMAND_POLL_SECONDS = 1.0
 ORIGIN_SNAPSHOT_TRIES = 3
+# Without router.lease_ttl, candidate traffic outlives a silent controller by this many
+# intervals, and never by less than the floor.
+LEASE_TTL_INTERVALS = 3
+LEASE_TTL_FLOOR_SECONDS = 30.0
+
+
+def lease_ttl(plan: Plan) -> float:
+    """Seconds the endpoint keeps candidate traffic after the controller's last renewal."""
+    if plan.router.lease_ttl is not None:
+        return plan.router.lease_ttl
+    return max(LEASE_TTL_INTERVALS * plan.interval, LEASE_TTL_FLOOR_SECONDS)
+
+
+# How long a controller that lost its lease to a rollback waits for the operator's record.
+OPERATOR_RECORD_POLLS = 5
+OPERATOR_RECORD_POLL_SECONDS = 0.1
+# How long a finished controller waits for MLflow to take the journal's last events.
+MLFLOW_DRAIN_SECONDS = 20.0
 
 
 class Clock(Protocol):
@@ -52,6 +73,16 @@ class Promoter(Protocol):
         self, name: str, candidate_version: str, promote: Any, rollout_id: str
     ) -> list[Any]: ...
     def mark_rolled_back(self, name: str, version: str, rollout_id: str) -> None: ...
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        expected_from: str | None,
+        rollout_id: str | None,
+        reason: str,
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +105,8 @@ class Runner:
         on_event: Callable[[Event], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
         exit_on_hold: bool = False,
+        drain_seconds: float = MLFLOW_DRAIN_SECONDS,
+        hold_traffic: bool = False,
     ) -> None:
         self.plan = plan
         self.router = router
@@ -85,17 +118,33 @@ class Runner:
         self.on_event = on_event or (lambda event: None)
         self.on_warning = on_warning or (lambda text: None)
         self.exit_on_hold = exit_on_hold
+        self.drain_seconds = drain_seconds
+        self.hold_traffic = hold_traffic  # every stage's traffic kept with no lease expiry
         self.state: RolloutState | None = None
         self._seen_commands: set[str] = set()
         self._reported_drift: set[str] = set()
+        # MLflow work runs on the journal's background thread when there is one, so a hung
+        # tracking server never sits between a decision and the endpoint write.
+        remote = journal.remote
+        self.background = remote if isinstance(remote, BackgroundRemote) else None
+        self._deferred: list[tuple[str, Callable[[], None]]] = []
+        self._drift_lock = threading.Lock()
+        self._drift_found: list[str] = []
 
     # --- the outer loop -------------------------------------------------------
 
     def run(self, step: loop.Step) -> RunResult:
         self._seen_commands = set(self._consumed_commands(step.state))
+        try:
+            return self._run(step)
+        finally:
+            self._finish()
+
+    def _run(self, step: loop.Step) -> RunResult:
         result = self._apply(step)
         last_look = self.clock.now()
         while result is None:
+            self._report_drift_found()
             result = self._commands()
             if result is not None:
                 break
@@ -109,6 +158,31 @@ class Runner:
             wait = min(COMMAND_POLL_SECONDS, self.plan.interval - (self.clock.now() - last_look))
             self.clock.sleep(max(wait, 0.0))
         return result
+
+    def _after_write(self, what: str, chore: Callable[[], None]) -> None:
+        """MLflow bookkeeping that must not delay what follows: in the background when the
+        journal has a background thread, else when the run ends."""
+        if self.background is not None:
+            self.background.submit(what, chore)
+        else:
+            self._deferred.append((what, chore))
+
+    def _finish(self) -> None:
+        for what, chore in self._deferred:
+            try:
+                chore()
+            except GrayError as exc:
+                self.on_warning(f"{what} failed: {exc.message}")
+        self._deferred.clear()
+        if self.background is None:
+            return
+        if not self.background.close(self.drain_seconds):
+            rollout = self.state.rollout_id if self.state else "the rollout"
+            self.on_warning(
+                f"MLflow did not take {self.background.pending()} journal write(s) within "
+                f"{self.drain_seconds:g}s; the local journal holds every event. Send them with "
+                f"`gray rollout sync {rollout}` once MLflow answers"
+            )
 
     def _should_exit_on_hold(self) -> bool:
         state = self.state
@@ -148,15 +222,18 @@ class Runner:
                 return result
         return None
 
-    def _look(self) -> loop.Look:
+    def _look(self) -> loop.Look | loop.LeaseLost:
         assert self.state is not None
         now = self.clock.now()
         route: Applied | None
+        self._renew_lease()
         try:
             route = self.router.read()
         except RouterError as exc:
             self.on_warning(f"could not read the route: {exc.message}")
             route = None
+        if route is not None and loop.superseded(self.state, route):
+            return self._lease_lost("the serving endpoint is held by a newer lease", route)
         try:
             snapshot = self.metrics.snapshot(loop.pair_of(self.state))
         except MetricsError as exc:
@@ -185,6 +262,8 @@ class Runner:
         assert self.state is not None
         state = self.state
         match action:
+            case loop.Record() if state.phase.terminal:
+                return self._record_end(state, action)
             case loop.Record():
                 event = self.journal.append(state, action.event, action.reason, action.data)
                 self.on_event(event)
@@ -204,13 +283,44 @@ class Runner:
                 return loop.tick(self.plan, state, self._promote())
         raise TypeError(f"unknown action {action!r}")
 
+    def _record_end(self, state: RolloutState, action: loop.Record) -> RunResult | None:
+        """The first terminal event wins, across processes: when an operator's rollback
+        ended the rollout first, this controller adopts that end instead of adding its own."""
+        written = append_terminal_once(
+            self.journal, state, action.event, action.reason, action.data
+        )
+        if isinstance(written, Event):
+            self.on_event(written)
+            return None
+        self.state = written
+        return RunResult(written, written.exit_code or 0, written.reason)
+
     def _lease(self) -> Lease:
         assert self.state is not None
         return Lease(self.state.rollout_id, self.state.epoch)
 
+    def _lease_ttl(self) -> float | None:
+        """The stage's lease time-to-live; None when its traffic is held with no expiry."""
+        assert self.state is not None
+        if self.hold_traffic or self.plan.stages[self.state.stage].hold:
+            return None
+        return lease_ttl(self.plan)
+
+    def _renew_lease(self) -> None:
+        """Every look renews the lease; the route read that follows shows who holds it."""
+        ttl = self._lease_ttl()
+        if ttl is None:
+            return
+        try:
+            self.router.renew(self._lease(), ttl)
+        except LeaseConflictError as exc:
+            self.on_warning(exc.message)
+        except RouterError as exc:
+            self.on_warning(f"could not renew the lease: {exc.message}")
+
     def _write_and_verify(self, route: RouteSpec) -> Applied:
         lease = self._lease()
-        self.router.apply(route, lease)
+        self.router.apply(route, lease, ttl=self._lease_ttl())
         seen = self.router.read()
         if not seen.route.same_split(route) or seen.lease != lease:
             raise RouteVerificationError(
@@ -219,30 +329,47 @@ class Runner:
             )
         return seen
 
-    def _report_alias_drift(self) -> None:
-        """Say so when a plan alias moved after the pins: the rollout keeps its versions."""
+    def _check_alias_drift(self) -> None:
+        """Look (in the background when possible) whether a plan alias moved after the pins;
+        the rollout keeps its versions, and the move is reported at the next step."""
         assert self.state is not None
-        if self.registry is None:
+        registry = self.registry
+        if registry is None:
             return
-        try:
-            messages = self.registry.drift_from(
-                self.plan.model, self.state.baseline, self.state.candidate
-            )
-        except RegistryError as exc:
-            self.on_warning(f"could not check the aliases: {exc.message}")
-            return
-        for message in messages:
-            if message not in self._reported_drift:
-                self._reported_drift.add(message)
-                self.on_warning(message)
+        state = self.state
+
+        def check() -> None:
+            try:
+                messages = registry.drift_from(self.plan.model, state.baseline, state.candidate)
+            except RegistryError as exc:
+                messages = [f"could not check the aliases: {exc.message}"]
+            with self._drift_lock:
+                self._drift_found.extend(messages)
+
+        if self.background is not None:
+            self.background.submit("check the plan's aliases", check)
+        else:
+            check()
+            self._report_drift_found()
+
+    def _report_drift_found(self) -> None:
+        with self._drift_lock:
+            found, self._drift_found = self._drift_found, []
+        assert self.state is not None
+        for message in found:
+            if message in self._reported_drift:
+                continue
+            self._reported_drift.add(message)
+            self.on_warning(message)
+            if not message.startswith("could not check"):
                 self.on_event(self.journal.append(self.state, "alias_moved", message, {}))
 
     def _apply_stage(self, action: loop.ApplyStage) -> loop.Observation:
-        self._report_alias_drift()
+        self._check_alias_drift()
         try:
             applied = self._write_and_verify(action.route)
         except LeaseConflictError as exc:
-            return loop.LeaseLost(self.clock.now(), self._read_or_none(), exc.message)
+            return self._lease_lost(exc.message)
         except RouterError as exc:
             return loop.EndpointLost(self.clock.now(), f"serving endpoint: {exc.message}")
         origin = self._origin_snapshot()
@@ -268,15 +395,17 @@ class Runner:
         try:
             applied = self.router.rollback(self._lease())
         except LeaseConflictError as exc:
-            return loop.LeaseLost(self.clock.now(), self._read_or_none(), exc.message)
+            return self._lease_lost(exc.message)
         except RouterError as exc:
             reason = f"ROLLBACK NOT APPLIED, serving endpoint failed: {exc.message}"
             return loop.EndpointLost(self.clock.now(), reason)
-        if self.registry is not None:
-            try:
-                self.registry.mark_rolled_back(state.model, state.candidate, state.rollout_id)
-            except RegistryError as exc:
-                self.on_warning(f"traffic rolled back, but the registry tag failed: {exc.message}")
+        registry = self.registry
+        if registry is not None:
+            # After the write, never before it: the registry is MLflow, which may hang.
+            self._after_write(
+                f"tag v{state.candidate} as rolled back",
+                lambda: registry.mark_rolled_back(state.model, state.candidate, state.rollout_id),
+            )
         return loop.RolledBack(self.clock.now(), applied)
 
     def _promote(self) -> loop.Observation:
@@ -306,10 +435,68 @@ class Runner:
         try:
             self._write_and_verify(RouteSpec(baseline=state.candidate))
         except LeaseConflictError as exc:
-            return loop.LeaseLost(self.clock.now(), self._read_or_none(), exc.message)
+            # An operator rolled back while we promoted: the endpoint serves the baseline,
+            # so the aliases go back too, or the registry and the endpoint would disagree.
+            return self._lease_lost(f"{exc.message}; {self._undo_moves(moves)}")
         except RouterError as exc:
-            return loop.EndpointLost(self.clock.now(), f"serving endpoint: {exc.message}")
+            reason = f"serving endpoint: {exc.message}; {self._undo_moves(moves)}"
+            return loop.EndpointLost(self.clock.now(), reason)
         return loop.Promoted(self.clock.now(), tuple(moves))
+
+    def _undo_moves(self, moves: list[dict[str, Any]]) -> str:
+        """Put back the aliases a refused promotion moved, newest first; what happened, said."""
+        assert self.state is not None
+        if not moves or self.registry is None:
+            return "no alias had moved"
+        undone: list[str] = []
+        for move in reversed(moves):
+            alias, before, after = move["alias"], move.get("from_version"), move["to_version"]
+            if before is None:
+                continue  # a new keep-previous alias names the version that still serves
+            try:
+                self.registry.set_alias(
+                    self.state.model,
+                    alias,
+                    before,
+                    expected_from=after,
+                    rollout_id=self.state.rollout_id,
+                    reason=f"rollout {self.state.rollout_id}: promotion refused by the endpoint",
+                )
+            except RegistryError as exc:
+                return (
+                    f"ALIASES NOT RESTORED: @{alias} still points at v{after}, not v{before} "
+                    f"({exc.message}); fix with `gray rollback {self.state.model} --to previous`"
+                )
+            undone.append(f"@{alias} → v{before}")
+        return "aliases restored: " + (", ".join(undone) or "none needed")
+
+    def _lease_lost(self, reason: str, route: Applied | None = None) -> loop.LeaseLost:
+        """Someone took the endpoint: say who and why when the local journal knows (an
+        operator's `gray rollback` on this machine journals its reason before we look)."""
+        assert self.state is not None
+        applied = route if route is not None else self._read_or_none()
+        rolled_back = applied is not None and applied.route.weight == 0 == applied.route.mirror
+        ended = self._local_end()
+        # An operator's rollback journals its reason a moment after its write: wait for it.
+        for _ in range(OPERATOR_RECORD_POLLS if rolled_back else 0):
+            if ended is not None:
+                break
+            self.clock.sleep(OPERATOR_RECORD_POLL_SECONDS)
+            ended = self._local_end()
+        if ended is not None and ended.reason:
+            reason = f"{ended.reason} ({reason})"
+        return loop.LeaseLost(self.clock.now(), applied, reason)
+
+    def _local_end(self) -> RolloutState | None:
+        assert self.state is not None
+        try:
+            record = self.journal.local.load(self.state.rollout_id)
+        except (OSError, ValueError):
+            return None
+        if record is None:
+            return None
+        ended = current_state(record.events)
+        return ended if ended.phase.terminal else None
 
     def _read_or_none(self) -> Applied | None:
         try:

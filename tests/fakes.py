@@ -41,6 +41,8 @@ class FakeRouter:
         self.writes: list[Applied] = []
         self.fail_next: int = 0
         self.loaded: set[str] = {baseline}
+        self.renewals: list[tuple[Lease, float]] = []
+        self.ttls: list[float | None] = []  # the ttl of every write
 
     def _check(self, lease: Lease) -> None:
         current = self.applied.lease
@@ -51,7 +53,8 @@ class FakeRouter:
         ):
             raise LeaseConflictError(f"lease {lease} is older than {current}")
 
-    def apply(self, route: RouteSpec, lease: Lease) -> Applied:
+    def apply(self, route: RouteSpec, lease: Lease, ttl: float | None = None) -> Applied:
+        self.ttls.append(ttl)
         if self.fail_next:
             self.fail_next -= 1
             raise RouterError("connection refused")
@@ -61,6 +64,12 @@ class FakeRouter:
         return self.applied
 
     def read(self) -> Applied:
+        return self.applied
+
+    def renew(self, lease: Lease, ttl: float) -> Applied:
+        if self.applied.lease != lease:
+            raise LeaseConflictError(f"lease {lease} is not the one in force")
+        self.renewals.append((lease, ttl))
         return self.applied
 
     def rollback(self, lease: Lease | None) -> Applied:
@@ -200,3 +209,19 @@ class FakeRegistry:
 
     def mark_rolled_back(self, name: str, version: str, rollout_id: str) -> None:
         self.rolled_back.append((name, version, rollout_id))
+
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        expected_from: str | None,
+        rollout_id: str | None,
+        reason: str,
+    ) -> dict[str, Any]:
+        current = self.aliases.get(alias)
+        if current != expected_from:
+            raise AliasConflictError(f"@{alias} points at {current}, not {expected_from}")
+        self.aliases[alias] = version
+        return {"alias": alias, "from_version": current, "to_version": version}

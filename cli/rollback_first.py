@@ -1,0 +1,124 @@
+"""`gray rollback`'s endpoint write, done before the command line interface is even built.
+
+The time from typing `gray rollback` to users back on the baseline is mostly
+Python importing things. This module runs first (from `gray.cli.app.main`),
+imports only the journal, the gateway adapter and the value types, and makes
+the one fenced write, then the rollout's terminal event in the local journal,
+when everything it needs is at hand: a rollout of that id or model in the local
+journal, the endpoint address saved beside it, and the gateway token in the
+environment. Anything else (help, `--to`, a rollout known
+only to MLflow, a refused token) leaves the work to the full command, which
+does the same write the slow way. The full command then reports what was done
+here and leaves MLflow to a background `gray rollout sync`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from gray.controller.errors import GrayError, RolloutAlreadyPromotedError, RouterError
+from gray.controller.journal import Journal, LocalJournal
+from gray.controller.operator import (
+    Recorded,
+    find_local_rollout,
+    record_rollback,
+    rollback_endpoint,
+    saved_endpoint,
+)
+from gray.controller.state import RolloutState
+
+TOKEN_ENV = "GRAY_GATEWAY_TOKEN"
+# Options of `gray rollback` that take a value; any other option sends us to the full path.
+_VALUE_OPTIONS = ("--reason", "--output", "-o", "--registry-uri", "--router-url")
+
+
+@dataclass(frozen=True)
+class FirstWrite:
+    """The write done and journaled (or refused) before the CLI started, for the command
+    to report."""
+
+    target: str
+    state: RolloutState
+    recorded: Recorded | None
+    seconds: float
+    refused: GrayError | None = None
+
+
+_done: FirstWrite | None = None
+
+
+def taken(target: str) -> FirstWrite | None:
+    """The write made for `target` before the CLI started, if any."""
+    return _done if _done is not None and _done.target == target else None
+
+
+def write_first(argv: list[str]) -> FirstWrite | None:
+    """Do the rollback write for `gray rollback ARGS`, and journal it locally, if it can
+    be done cheaply."""
+    global _done
+    parsed = _plain_rollback(argv)
+    token = os.environ.get(TOKEN_ENV)
+    if parsed is None or not token:
+        return None
+    target, reason = parsed
+    local = LocalJournal()
+    try:
+        state = find_local_rollout(local, target)
+    except (GrayError, OSError, ValueError):
+        return None  # the full command reports a damaged journal properly
+    endpoint = saved_endpoint(local, state.rollout_id) if state else None
+    if state is None or endpoint is None or endpoint.type != "gateway":
+        return None
+    from gray.controller.routers.gateway import GatewayRouter
+
+    router = GatewayRouter(endpoint.url, token, timeout=endpoint.timeout)
+    try:
+        applied, seconds = rollback_endpoint(router, state)
+        # At once, so that a controller that looks next finds who rolled back and why.
+        recorded = record_rollback(
+            applied,
+            router=router,
+            journal=Journal(local),
+            registry=None,
+            state=state,
+            plan=None,
+            reason=reason,
+            to_previous=False,
+        )
+    except RolloutAlreadyPromotedError as exc:
+        _done = FirstWrite(target, state, None, 0.0, refused=exc)
+        return _done
+    except RouterError:
+        return None  # a refused token or an unreachable endpoint: the full path retries
+    finally:
+        router.close()
+    _done = FirstWrite(target, state, recorded, seconds)
+    return _done
+
+
+def _plain_rollback(argv: list[str]) -> tuple[str, str] | None:
+    """(MODEL_OR_ID, reason) when `argv` (after `rollback`) is a plain rollback, else None."""
+    target: str | None = None
+    reason = ""
+    pending: str | None = None  # the option whose value comes next
+    for arg in argv:
+        if pending is not None:
+            reason = arg if pending == "--reason" else reason
+            pending = None
+            continue
+        if arg.startswith("-"):
+            name, has_value, value = arg.partition("=")
+            if name not in _VALUE_OPTIONS:
+                return None  # --help, --to previous, or something the full parser judges
+            if has_value:
+                reason = value if name == "--reason" else reason
+            else:
+                pending = name
+            continue
+        if target is not None:
+            return None
+        target = arg
+    if pending is not None or target is None:
+        return None
+    return target, reason

@@ -1,0 +1,252 @@
+"""The operator's rollback (`gray rollback`, `gray rollout abort`): the write, then the record.
+
+The write comes first and needs nothing heavy: the rollout's state from the
+local journal, the endpoint's address, one fenced HTTP write. Everything else
+(the journal's terminal event, MLflow, registry tags, `--to previous`) follows
+with users already on the baseline. Repeated or concurrent rollbacks of one
+rollout are cheap and leave one terminal event: the event is appended under a
+lock on the rollout's folder, only when the journal has no terminal state yet.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gray.controller.errors import (
+    ConfigError,
+    JournalError,
+    RegistryError,
+    RolloutAlreadyPromotedError,
+)
+from gray.controller.journal import Event, Journal, LocalJournal, actor, current_state
+from gray.controller.routers.base import Router
+from gray.controller.state import Phase, RolloutState
+from gray.controller.types import Applied, Lease, RouteSpec
+
+if TYPE_CHECKING:
+    from gray.controller.plan import Plan
+    from gray.controller.registry import Registry
+
+ENDPOINT_FILE = "endpoint.json"
+TERMINAL_LOCK_FILE = "terminal.lock"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a rollout's serving endpoint is, kept beside its journal (never the token)."""
+
+    type: str
+    url: str
+    timeout: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "url": self.url, "timeout": self.timeout}
+
+
+def save_endpoint(local: LocalJournal, rollout_id: str, endpoint: Endpoint) -> None:
+    """Written at the start of a rollout so that `gray rollback` can reach the endpoint
+    without parsing the plan (which costs more than the write itself)."""
+    folder = local.root / rollout_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ENDPOINT_FILE).write_text(json.dumps(endpoint.to_dict()), encoding="utf-8")
+
+
+def saved_endpoint(local: LocalJournal, rollout_id: str) -> Endpoint | None:
+    try:
+        data = json.loads((local.root / rollout_id / ENDPOINT_FILE).read_text(encoding="utf-8"))
+        return Endpoint(str(data["type"]), str(data["url"]), float(data["timeout"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def find_local_rollout(local: LocalJournal, model_or_id: str) -> RolloutState | None:
+    """A rollout by id, else the model's newest active one, else its newest of all, from
+    the local journal. Only folders named after the model are read (ids start with it)."""
+    record = local.load(model_or_id)
+    if record is not None:
+        return record.state
+    if not local.root.is_dir():
+        return None
+    states = []
+    for folder in local.root.glob(f"{glob.escape(model_or_id)}-*"):
+        found = local.load(folder.name)
+        if found is not None and found.state.model == model_or_id:
+            states.append(found.state)
+    newest_first = sorted(states, key=lambda s: s.started_at, reverse=True)
+    active = [s for s in newest_first if not s.phase.terminal]
+    return (active or newest_first or [None])[0]
+
+
+def check_not_promoted(state: RolloutState | None, route: Applied | None) -> None:
+    """Refuse a plain rollback of a promoted rollout: it has no candidate share left to
+    take back, and reporting "baseline answers 100 %" would be false."""
+    if state is None:
+        return
+    serves_candidate = (
+        route is not None
+        and route.route.baseline == state.candidate
+        and state.candidate != state.baseline
+    )
+    if state.phase is Phase.PROMOTED or serves_candidate:
+        raise RolloutAlreadyPromotedError(
+            f"rollout {state.rollout_id} promoted v{state.candidate}: the endpoint serves it to "
+            "everyone and there is no candidate share to take back; nothing was changed. To go "
+            f"back to the previous version run `gray rollback {state.model} --to previous`"
+        )
+
+
+def rollback_endpoint(
+    router: Router, state: RolloutState | None, *, to_previous: bool = False
+) -> tuple[Applied, float]:
+    """The one write that matters: baseline 100 %, under a lease newer than any in force.
+
+    A promoted rollout is refused before anything is written, unless `to_previous`
+    (which moves the alias back and then the endpoint, in `record_rollback`)."""
+    started = time.perf_counter()
+    before = router.read()
+    if not to_previous:
+        check_not_promoted(state, before)
+    current = before.lease
+    writer = state.rollout_id if state else f"operator:{actor()}"
+    applied = router.rollback(Lease(writer, current.epoch if current else 0))
+    if not to_previous:
+        # The promotion's route write may have landed between the read and the rollback:
+        # then the rollback changed no traffic, and must not be reported (or journaled) as one.
+        check_not_promoted(state, applied)
+    return applied, time.perf_counter() - started
+
+
+@contextmanager
+def _terminal_lock(local: LocalJournal, rollout_id: str) -> Iterator[None]:
+    folder = local.root / rollout_id
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / TERMINAL_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _local_terminal(local: LocalJournal, rollout_id: str) -> RolloutState | None:
+    record = local.load(rollout_id)
+    if record is None:
+        return None
+    state = current_state(record.events)
+    return state if state.phase.terminal else None
+
+
+def append_terminal_once(
+    journal: Journal, state: RolloutState, event: str, reason: str, data: dict[str, Any]
+) -> Event | RolloutState:
+    """Append a terminal event unless the local journal already ends the rollout.
+
+    Returns the new event, or the terminal state found (another rollback won)."""
+    with _terminal_lock(journal.local, state.rollout_id):
+        ended = _local_terminal(journal.local, state.rollout_id)
+        if ended is not None:
+            return ended
+        return journal.append(state, event, reason, data)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the bookkeeping after the write did."""
+
+    applied: Applied
+    warnings: tuple[str, ...]
+    moves: tuple[dict[str, Any], ...]
+    event: Event | None  # the terminal event this command wrote
+    ended_before: RolloutState | None  # the rollout had ended already (by another rollback)
+
+
+def record_rollback(
+    applied: Applied,
+    *,
+    router: Router,
+    journal: Journal | None,
+    registry: Registry | None,
+    state: RolloutState | None,
+    plan: Plan | None,
+    reason: str,
+    to_previous: bool,
+    kind: str = "rolled_back",
+) -> Recorded:
+    """Bookkeeping after the endpoint write: journal, registry tag, and `--to previous`.
+
+    Failures here are warnings: traffic is already back on the baseline. With no
+    registry (the fast path) the tag is left to `gray rollout sync`."""
+    who = actor()
+    warnings: list[str] = []
+    verb = "aborted" if kind == "aborted" else "rolled back"
+    text = f"{verb} by {who}" + (f": {reason}" if reason else "")
+    event: Event | None = None
+    ended: RolloutState | None = None
+    if state is not None and journal is not None and not state.phase.terminal:
+        final = state.with_(
+            phase=Phase.ABORTED if kind == "aborted" else Phase.ROLLED_BACK,
+            reason=f"{text}; baseline v{state.baseline} answers 100 %",
+            ended_at=time.time(),
+            updated_at=time.time(),
+            epoch=applied.lease.epoch if applied.lease else state.epoch,
+        )
+        try:
+            data = {"route": applied.to_dict(), "operator": who}
+            written = append_terminal_once(journal, final, kind, final.reason, data)
+        except (JournalError, OSError) as exc:
+            text_error = exc.message if isinstance(exc, JournalError) else str(exc)
+            warnings.append(
+                f"traffic is back on the baseline, but the journal write failed: {text_error}"
+            )
+        else:
+            if isinstance(written, Event):
+                event = written
+            else:
+                ended = written
+    if registry is not None and event is not None and state is not None:
+        try:
+            registry.mark_rolled_back(state.model, state.candidate, state.rollout_id)
+        except RegistryError as exc:
+            warnings.append(f"registry tag not written: {exc.message}")
+    moves: list[dict[str, Any]] = []
+    if to_previous:
+        if registry is None or (plan is None and state is None):
+            raise ConfigError("--to previous needs the registry and the model; pass --registry-uri")
+        writer = applied.lease.rollout_id if applied.lease else f"operator:{who}"
+        applied = _restore_previous(router, registry, plan, state, writer, text, moves)
+    return Recorded(applied, tuple(warnings), tuple(moves), event, ended)
+
+
+def _restore_previous(
+    router: Router,
+    registry: Registry,
+    plan: Plan | None,
+    state: RolloutState | None,
+    writer: str,
+    text: str,
+    moves: list[dict[str, Any]],
+) -> Applied:
+    """After a promotion: move the alias back and make the endpoint serve that version."""
+    from gray.controller.plan import PromoteSpec
+
+    promote = plan.promote if plan and plan.promote else PromoteSpec()
+    model = state.model if state else (plan.model.name if plan else "")
+    rollout_id = state.rollout_id if state else None
+    done = registry.restore_previous(model, promote, rollout_id=rollout_id, reason=text)
+    moves.extend(m.to_dict() for m in done)
+    target = next((m.to_version for m in done if m.alias == promote.alias), None)
+    if target is None:
+        return router.read()
+    router.ensure_loaded(target)
+    current = router.read().lease
+    lease = Lease(writer, (current.epoch if current else 0) + 1)
+    return router.apply(RouteSpec(baseline=target), lease)
