@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gray.cli.output import OutputFormat, OutputOption, console, emit_json, reported_errors
+from gray.controller.redact import redact
 
 registry_app = typer.Typer(
     help="Inspect registered model versions, bind preprocessors, read gray's alias history.",
@@ -53,9 +54,11 @@ def show(
         versions = registry.versions(model)
     rows = [{**info.to_dict(), "last_rollout": last_rollout(info.tags)} for info in versions]
     if output == OutputFormat.json:
-        emit_json({"ok": True, "model": model, "registry_uri": registry.uri, "versions": rows})
+        emit_json(
+            {"ok": True, "model": model, "registry_uri": redact(registry.uri), "versions": rows}
+        )
         return
-    console.print(Text(f"{model}  ({registry.uri})", style="bold"), soft_wrap=True)
+    console.print(Text(f"{model}  ({redact(registry.uri)})", style="bold"), soft_wrap=True)
     table = Table(box=box.SIMPLE)
     for column, wraps in (
         ("version", False),
@@ -142,7 +145,7 @@ def history(
             {
                 "ok": True,
                 "model": model,
-                "registry_uri": registry.uri,
+                "registry_uri": redact(registry.uri),
                 "moves": [move.to_dict() for move in moves],
             }
         )
@@ -150,7 +153,8 @@ def history(
     if not moves:
         console.print(f"gray has not moved any alias of {model} yet.")
         return
-    console.print(Text(f"{model}: alias moves  ({registry.uri})", style="bold"), soft_wrap=True)
+    title = f"{model}: alias moves  ({redact(registry.uri)})"
+    console.print(Text(title, style="bold"), soft_wrap=True)
     for number, move in enumerate(moves, start=1):
         # One line per move, so the history greps and never wraps mid-word.
         line = Text()

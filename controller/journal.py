@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from gray.controller.errors import JournalError, RolloutNotFoundError
+from gray.controller.redact import redact, redact_data
 from gray.controller.state import Phase, RolloutState
 
 T = TypeVar("T")
@@ -381,7 +382,8 @@ class Journal:
         unless_terminal: bool,
     ) -> tuple[Event, bool]:
         floor = self._seq_floor(state.rollout_id)
-        snapshot = state.to_dict()
+        # Reasons quote errors, and errors quote URLs: the journal keeps no credentials.
+        snapshot, reason, data = redact_data(state.to_dict()), redact(reason), redact_data(data)
 
         def build(seq: int) -> Event:
             return Event(seq, time.time(), event, reason, data, snapshot)
@@ -418,14 +420,13 @@ class Journal:
             try:
                 self.remote.append(self._unsynced[0])
             except Exception as exc:  # retried with the next event; never stops the rollout
-                if self.on_remote_error:
-                    self.on_remote_error(f"MLflow journal write failed, will retry: {exc}")
+                self._warn(f"MLflow journal write failed, will retry: {exc}")
                 return
             self._unsynced.pop(0)
 
     def _warn(self, text: str) -> None:
         if self.on_remote_error:
-            self.on_remote_error(text)
+            self.on_remote_error(redact(text))
 
     def flush(self) -> bool:
         """Try once more to write what the shared journal misses; True when nothing is left."""
@@ -481,7 +482,7 @@ class Journal:
         return [s for s in self.list_states(model) if not s.phase.terminal]
 
     def post_command(self, rollout_id: str, command: str, reason: str = "") -> Command:
-        cmd = Command(uuid.uuid4().hex, command, actor(), reason, time.time())
+        cmd = Command(uuid.uuid4().hex, command, actor(), redact(reason), time.time())
         self.local.post_command(rollout_id, cmd)
         if self.remote is not None:
             try:
@@ -496,8 +497,7 @@ class Journal:
             try:
                 found.update({c.id: c for c in self.remote.commands(rollout_id)})
             except Exception as exc:  # a command will be seen at the next look
-                if self.on_remote_error:
-                    self.on_remote_error(f"cannot read commands from MLflow: {exc}")
+                self._warn(f"cannot read commands from MLflow: {exc}")
         return sorted(found.values(), key=lambda c: c.at)
 
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from gray.controller.errors import PlanError, PlanProblem
+from gray.controller.redact import register_secret
 from gray.controller.types import Audience
 from gray.controller.units import duration_between, format_duration, format_share, parse_share
+
+if TYPE_CHECKING:
+    from gray.controller.plan_source import PlanSource
 
 # The durations a plan may give, in seconds (README: "Durations"). Outside them a
 # plan is a typo or hostile: a look every millisecond hammers the endpoint, a
@@ -376,12 +380,14 @@ def parse_plan(text: str, filename: str = "<plan>", environ: dict[str, str] | No
         plan = Plan.model_validate(_default_stage_names(source.data))
     except ValidationError as exc:
         problems.extend(describe_validation_error(exc, source, filename, Plan))
-        raise PlanError(filename, _sorted(problems)) from None
+        raise PlanError(filename, _hidden(_sorted(problems), source)) from None
     for path, message in semantic_problems(plan):
         line, column = source.position(path)
         problems.append(PlanProblem(filename, line, column, _field_path(path), message))
     if problems:
-        raise PlanError(filename, _sorted(problems))
+        raise PlanError(filename, _hidden(_sorted(problems), source))
+    for secret in (plan.router.token, plan.metrics.token, *(n.url for n in plan.notify)):
+        register_secret(secret)  # masked in every message this process makes from now on
     return plan
 
 
@@ -400,6 +406,14 @@ def _field_path(path: tuple[str | int, ...]) -> str:
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text
+
+
+def _hidden(problems: list[PlanProblem], source: PlanSource) -> list[PlanProblem]:
+    """The problems with every value taken from the environment shown as its `${NAME}`."""
+    return [
+        PlanProblem(p.file, p.line, p.column, p.field, source.hide_substituted(p.message))
+        for p in problems
+    ]
 
 
 def _sorted(problems: list[PlanProblem]) -> list[PlanProblem]:

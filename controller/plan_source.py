@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from gray.controller.redact import redact
+
 Path_ = tuple[str | int, ...]
 
 MAX_PLAN_BYTES = 256 * 1024  # the largest shipped plan is 3 KB
 MAX_DEPTH = 32  # a real plan nests about 8 deep (stages, gates, audience headers)
 MAX_ALIASES = 100  # anchors for shared gates or audiences need a handful
 MAX_VALUES = 20_000  # values after aliases are expanded; a 100-stage plan has ~5,000
+MIN_HIDDEN_LENGTH = 4  # shorter environment values (`5m`, `true`) are shown as they are
 
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -45,6 +48,14 @@ class PlanSource:
     value_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     problems: list[SourceProblem] = field(default_factory=list)
+    # Values taken from the environment, with the `${NAME}` they came from: a
+    # problem message shows the reference, never the value (often a secret).
+    substituted: dict[str, str] = field(default_factory=dict)
+
+    def hide_substituted(self, message: str) -> str:
+        for value in sorted(self.substituted, key=len, reverse=True):
+            message = message.replace(value, self.substituted[value])
+        return message
 
     def position(self, path: Path_, *, key: bool = False) -> tuple[int | None, int | None]:
         """Line and column (1-based) of `path`, or of its nearest written parent."""
@@ -59,9 +70,12 @@ class PlanSource:
         return self.value_marks.get((), (1, 1))
 
 
-def substitute(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+def substitute(
+    text: str, environ: Mapping[str, str], used: dict[str, str] | None = None
+) -> tuple[str, list[str]]:
     """Replace `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`.
-    Returns the text and the names of unset variables that had no default."""
+    Returns the text and the names of unset variables that had no default; `used`
+    collects each variable taken from the environment with its value."""
     missing: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
@@ -74,6 +88,8 @@ def substitute(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
                 missing.append(name)
                 return ""
             return default
+        if used is not None:
+            used[name] = value
         return value
 
     return _VARIABLE.sub(replace, text), missing
@@ -266,7 +282,13 @@ class _Builder:
 
     def scalar(self, node: yaml.ScalarNode, path: Path_) -> object:
         if "$" in node.value:
-            value, missing = substitute(node.value, self.env)
+            used: dict[str, str] = {}
+            value, missing = substitute(node.value, self.env, used)
+            for name, text in used.items():
+                if len(text) >= MIN_HIDDEN_LENGTH:
+                    # Problems are redacted when made: hide the redacted form too.
+                    for shown in (text, redact(text)):
+                        self.source.substituted[shown] = f"${{{name}}}"
             for name in missing:
                 self.problem(
                     path,
