@@ -91,6 +91,9 @@ def __getattr__(name: str) -> object:
 
 
 def main() -> None:
+    from gray.controller.redact import install_log_redaction
+
+    install_log_redaction()  # no log line of this process (MLflow's, httpx's) shows a credential
     arguments = sys.argv[1:]
     if arguments[:1] == ["rollback"]:
         from gray.cli.rollback_first import write_first
