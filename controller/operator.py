@@ -4,19 +4,14 @@ The write comes first and needs nothing heavy: the rollout's state from the
 local journal, the endpoint's address, one fenced HTTP write. Everything else
 (the journal's terminal event, MLflow, registry tags, `--to previous`) follows
 with users already on the baseline. Repeated or concurrent rollbacks of one
-rollout are cheap and leave one terminal event: the event is appended under a
-lock on the rollout's folder, only when the journal has no terminal state yet.
+rollout are cheap and leave one terminal event (`Journal.append_terminal`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import json
-import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +21,7 @@ from gray.controller.errors import (
     RegistryError,
     RolloutAlreadyPromotedError,
 )
-from gray.controller.journal import Event, Journal, LocalJournal, actor, current_state
+from gray.controller.journal import Event, Journal, LocalJournal, actor
 from gray.controller.routers.base import Router
 from gray.controller.state import Phase, RolloutState
 from gray.controller.types import Applied, Lease, RouteSpec
@@ -36,7 +31,6 @@ if TYPE_CHECKING:
     from gray.controller.registry import Registry
 
 ENDPOINT_FILE = "endpoint.json"
-TERMINAL_LOCK_FILE = "terminal.lock"
 
 
 @dataclass(frozen=True)
@@ -124,40 +118,6 @@ def rollback_endpoint(
     return applied, time.perf_counter() - started
 
 
-@contextmanager
-def _terminal_lock(local: LocalJournal, rollout_id: str) -> Iterator[None]:
-    folder = local.root / rollout_id
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / TERMINAL_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def _local_terminal(local: LocalJournal, rollout_id: str) -> RolloutState | None:
-    record = local.load(rollout_id)
-    if record is None:
-        return None
-    state = current_state(record.events)
-    return state if state.phase.terminal else None
-
-
-def append_terminal_once(
-    journal: Journal, state: RolloutState, event: str, reason: str, data: dict[str, Any]
-) -> Event | RolloutState:
-    """Append a terminal event unless the local journal already ends the rollout.
-
-    Returns the new event, or the terminal state found (another rollback won)."""
-    with _terminal_lock(journal.local, state.rollout_id):
-        ended = _local_terminal(journal.local, state.rollout_id)
-        if ended is not None:
-            return ended
-        return journal.append(state, event, reason, data)
-
-
 @dataclass(frozen=True)
 class Recorded:
     """What the bookkeeping after the write did."""
@@ -201,17 +161,16 @@ def record_rollback(
         )
         try:
             data = {"route": applied.to_dict(), "operator": who}
-            written = append_terminal_once(journal, final, kind, final.reason, data)
-        except (JournalError, OSError) as exc:
-            text_error = exc.message if isinstance(exc, JournalError) else str(exc)
+            written, new = journal.append_terminal(final, kind, final.reason, data)
+        except JournalError as exc:
             warnings.append(
-                f"traffic is back on the baseline, but the journal write failed: {text_error}"
+                f"traffic is back on the baseline, but the journal write failed: {exc.message}"
             )
         else:
-            if isinstance(written, Event):
+            if new:
                 event = written
             else:
-                ended = written
+                ended = RolloutState.from_dict(written.state)
     if registry is not None and event is not None and state is not None:
         try:
             registry.mark_rolled_back(state.model, state.candidate, state.rollout_id)

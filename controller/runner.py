@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gray.controller import loop
+from gray.controller import hooks, loop
 from gray.controller.errors import (
     AliasConflictError,
     GrayError,
@@ -23,7 +23,6 @@ from gray.controller.journal import Event, Journal, current_state
 from gray.controller.journal_background import BackgroundRemote
 from gray.controller.metrics.base import MetricsSource
 from gray.controller.notify import Notifier
-from gray.controller.operator import append_terminal_once
 from gray.controller.plan import Plan
 from gray.controller.routers.base import Router
 from gray.controller.state import Phase, RolloutState
@@ -114,6 +113,7 @@ class Runner:
         self.registry = registry
         self.journal = journal
         self.notifier = notifier
+        self.hooks = hooks.HookCaller(plan.hooks)
         self.clock = clock or SystemClock()
         self.on_event = on_event or (lambda event: None)
         self.on_warning = on_warning or (lambda text: None)
@@ -281,19 +281,33 @@ class Runner:
                 return loop.tick(self.plan, state, self._rollback())
             case loop.Promote():
                 return loop.tick(self.plan, state, self._promote())
+            case loop.CallHook():
+                return self._call_hook(state, action)
         raise TypeError(f"unknown action {action!r}")
+
+    def _call_hook(self, state: RolloutState, action: loop.CallHook) -> loop.Step | None:
+        body = hooks.payload(self.plan, state, action.hook, action.stage)
+        answer = self.hooks.call(action.hook, body)
+        seen = loop.HookAnswered(self.clock.now(), action, answer.ok, answer.reason, answer.status)
+        if not state.phase.terminal:
+            return loop.tick(self.plan, state, seen)
+        # on_rollback: the rollout has ended; its answer is journaled and changes nothing.
+        if not answer.ok:
+            self.on_warning(answer.reason)
+        record = loop.hook_record(seen)
+        self.on_event(self.journal.append(state, record.event, record.reason, record.data))
+        return None
 
     def _record_end(self, state: RolloutState, action: loop.Record) -> RunResult | None:
         """The first terminal event wins, across processes: when an operator's rollback
         ended the rollout first, this controller adopts that end instead of adding its own."""
-        written = append_terminal_once(
-            self.journal, state, action.event, action.reason, action.data
-        )
-        if isinstance(written, Event):
+        written, new = self.journal.append_terminal(state, action.event, action.reason, action.data)
+        if new:
             self.on_event(written)
             return None
-        self.state = written
-        return RunResult(written, written.exit_code or 0, written.reason)
+        ended = RolloutState.from_dict(written.state)
+        self.state = ended
+        return RunResult(ended, ended.exit_code or 0, ended.reason)
 
     def _lease(self) -> Lease:
         assert self.state is not None
