@@ -168,11 +168,37 @@ class ServingBundle:
     preprocessor: Any | None
     input_example: Any | None
 
-    def predict(self, frame: Any) -> Any:
+    @property
+    def metadata(self) -> Any:
+        """The model's MLflow metadata (signature, params schema)."""
+        return getattr(self.model, "metadata", None)
+
+    @property
+    def raw_input_schema(self) -> Any:
+        """The MLflow schema requests must fit before anything is applied to them.
+
+        Without a preprocessor it is the model's own signature. With one, the signature
+        describes what the preprocessor produces, so the raw rows are described by the
+        input example (the rows the preprocessor was fitted on); None without an example.
+        """
+        if self.preprocessor is None:
+            return self.metadata.get_input_schema() if self.metadata is not None else None
+        if self.input_example is None:
+            return None
+        from mlflow.models import infer_signature
+
+        return infer_signature(self.input_example).inputs
+
+    @property
+    def checks_inputs(self) -> bool:
+        """Whether `predict` enforces `raw_input_schema` itself (the model's pyfunc does)."""
+        return self.preprocessor is None
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """Preprocess raw rows exactly as at training time, then predict."""
         if self.preprocessor is None:
-            return self.model.predict(frame)
-        return self.model.predict(_as_frame(self.preprocessor.transform(frame), frame))
+            return self.model.predict(data, params=params)
+        return self.model.predict(_as_frame(self.preprocessor.transform(data), data), params=params)
 
 
 def _as_frame(transformed: Any, raw: Any) -> Any:

@@ -1,39 +1,42 @@
 """The HTTP face of the gateway: MLflow's scoring protocol plus the admin API.
 
-Public: `POST /invocations`, `GET /ping`, `GET /version`, and `GET /health`
-without a `model` parameter (MLflow's alias of /ping). Everything else needs the
-admin bearer token unless the gateway runs with --insecure-no-auth on loopback.
+Public: `POST /invocations`, `GET /ping`, `GET /version`, `GET /health` without a
+`model` parameter (MLflow's alias of /ping) and `GET /openapi.json`. Everything
+else needs a bearer token of the right scope (`gateway/auth.py`) unless the
+gateway runs with --insecure-no-auth on loopback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 
 from gray.gateway import prometheus
-from gray.gateway.bodies import FeedbackBody, PutRouteBody, RollbackBody
+from gray.gateway.auth import Scope, Tokens, Unauthorized, refusal_message
+from gray.gateway.bodies import FeedbackBody, PutRouteBody, RenewBody, RollbackBody
 from gray.gateway.feedback import AlreadyLabelled, LabelShapeError, UnknownRequest
-from gray.gateway.inputs import json_default
+from gray.gateway.inputs import dumps, json_default
+from gray.gateway.limits import BodyLimit, BodyTooLarge, ConnectionCounters, too_large_payload
 from gray.gateway.models import READY, VersionLoader
-from gray.gateway.route_state import LeaseRefused
+from gray.gateway.route_state import LeaseRefused, TermsRequired
 from gray.gateway.service import Gateway, PredictionRequest
 from gray.gateway.settings import GatewaySettings
+from gray.gateway.upkeep import Upkeep
 
 JSON = "application/json"
-
-
-class Unauthorized(Exception):
-    pass
+# Registry versions are numbers; anything else in a path is refused before it is logged.
+VERSION_PATTERN = re.compile(r"^[0-9]{1,18}$")
 
 
 def _mlflow_version() -> str:
@@ -41,6 +44,18 @@ def _mlflow_version() -> str:
         return metadata.version("mlflow")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def _gray_version() -> str:
+    try:
+        return metadata.version("gray")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _describe_problem(problem: Any) -> str:
+    where = ".".join(str(part) for part in problem.get("loc", ()) if part != "body")
+    return f"{where or 'body'}: {problem.get('msg', 'invalid')}"
 
 
 def _dumps(payload: Any) -> bytes:
@@ -51,48 +66,80 @@ def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None
     return Response(_dumps(payload), status_code=status, media_type=JSON, headers=headers)
 
 
-def create_app(settings: GatewaySettings, loader: VersionLoader | None = None) -> FastAPI:
-    """The ASGI app. `loader` defaults to the MLflow registry named in `settings`."""
+def create_app(
+    settings: GatewaySettings,
+    loader: VersionLoader | None = None,
+    connections: ConnectionCounters | None = None,
+) -> FastAPI:
+    """The ASGI app. `loader` defaults to the MLflow registry named in `settings`;
+    `connections` are the server's connection counters, shown in /metrics."""
     if loader is None:
         from gray.gateway.registry_loader import RegistryLoader
 
         loader = RegistryLoader(settings.registry_uri, settings.model_name)
     gateway = Gateway(settings, loader)
+    upkeep = Upkeep(gateway.routes, gateway.models, settings.verify_interval)
+    tokens = Tokens(settings)
     admin_lock = asyncio.Lock()
     mlflow_version = _mlflow_version()
+    connection_counters = connections or ConnectionCounters()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         gateway.start()
+        upkeep.start()
         try:
             yield
         finally:
+            upkeep.stop()
             gateway.stop()
 
     app = FastAPI(
-        title="gray gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        title="gray gateway",
+        summary="Serves a registered model's versions, splits traffic, takes orders from gray.",
+        version=_gray_version(),
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
     )
     app.state.gateway = gateway
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     def holds_token(request: Request) -> bool:
-        if settings.token is None:
-            return False
-        header = request.headers.get("authorization", "")
-        scheme, _, offered = header.partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(offered.strip().encode(), settings.token.encode())
+        """The caller holds the admin token itself (may force a version)."""
+        return tokens.is_admin(request.headers)
 
     def require_admin(request: Request) -> None:
-        if settings.token is not None and not holds_token(request):
-            raise Unauthorized()
+        tokens.require(request.headers, Scope.ADMIN)
+
+    def require_feedback(request: Request) -> None:
+        tokens.require(request.headers, Scope.FEEDBACK)
+
+    def require_stats(request: Request) -> None:
+        tokens.require(request.headers, Scope.STATS)
 
     @app.exception_handler(Unauthorized)
-    async def _unauthorized(_: Request, __: Unauthorized) -> Response:
+    async def _unauthorized(_: Request, refused: Unauthorized) -> Response:
         return _json(
-            {"error": "unauthorized", "message": "send the admin token as 'Authorization: Bearer'"},
+            {"error": "unauthorized", "message": refusal_message(refused.scope)},
             401,
             {"WWW-Authenticate": "Bearer"},
+        )
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_: Request, error: BodyTooLarge) -> Response:
+        return _json(too_large_payload(error.limit), 413, {"Connection": "close"})
+
+    @app.exception_handler(RequestValidationError)
+    async def _unprocessable(_: Request, error: RequestValidationError) -> Response:
+        return _json(
+            {
+                "error": "bad_request",
+                "message": "; ".join(_describe_problem(p) for p in error.errors()),
+                "detail": json.loads(json.dumps(error.errors(), default=str)),
+            },
+            422,
         )
 
     def version_headers() -> dict[str, str]:
@@ -133,7 +180,7 @@ def create_app(settings: GatewaySettings, loader: VersionLoader | None = None) -
         if answer.mirror is not None:
             background = BackgroundTask(_schedule_mirror, gateway, answer)
         return Response(
-            _dumps(answer.payload),
+            dumps(answer.payload),
             status_code=answer.status,
             media_type=JSON,
             headers=headers,
@@ -141,10 +188,25 @@ def create_app(settings: GatewaySettings, loader: VersionLoader | None = None) -
         )
 
     @app.get("/health")
-    async def health(request: Request, model: str | None = None) -> Response:
+    async def health(
+        request: Request,
+        model: str | None = Query(
+            default=None,
+            description="baseline, candidate or a version number; without it, as /ping",
+        ),
+    ) -> Response:
         if model is None:
             return await ping()
-        require_admin(request)
+        require_stats(request)
+        if model not in ("baseline", "candidate") and not VERSION_PATTERN.match(model):
+            return _json(
+                {
+                    "error": "bad_request",
+                    "message": "model must be baseline, candidate or a version number, "
+                    f"got {model!r}",
+                },
+                400,
+            )
         route = gateway.routes.applied.route
         if model == "baseline":
             target: str | None = route.baseline
@@ -176,9 +238,25 @@ def create_app(settings: GatewaySettings, loader: VersionLoader | None = None) -
     # --- admin --------------------------------------------------------------------
 
     admin = [Depends(require_admin)]
+    reader = [Depends(require_stats)]
 
     def route_payload() -> dict[str, Any]:
-        return {**gateway.routes.applied.to_dict(), "loaded": gateway.models.states()}
+        return {
+            **gateway.routes.applied.to_dict(),
+            **gateway.routes.status(),
+            "loaded": gateway.models.states(),
+        }
+
+    def bad_version(version: str) -> Response | None:
+        if VERSION_PATTERN.match(version):
+            return None
+        return _json(
+            {
+                "error": "bad_version",
+                "message": "a version is a registry version number such as '3'",
+            },
+            400,
+        )
 
     def lease_conflict(refused: LeaseRefused) -> Response:
         return _json(
@@ -190,13 +268,17 @@ def create_app(settings: GatewaySettings, loader: VersionLoader | None = None) -
             409,
         )
 
-    @app.get("/admin/route", dependencies=admin)
+    @app.get("/admin/route", dependencies=reader)
     async def get_route() -> Response:
         return _json(route_payload())
 
     @app.put("/admin/route", dependencies=admin)
     async def put_route(body: PutRouteBody) -> Response:
         route, lease = body.route.to_spec(), body.lease.to_lease()
+        try:
+            gateway.routes.terms_for(route, body.ttl, body.hold)
+        except TermsRequired as missing:
+            return _json({"error": "lease_terms_required", "message": str(missing)}, 422)
         async with admin_lock:
             try:
                 gateway.routes.check(lease)
@@ -219,7 +301,16 @@ def create_app(settings: GatewaySettings, loader: VersionLoader | None = None) -
                     409,
                 )
             try:
-                await asyncio.to_thread(gateway.put_route, route, lease)
+                await asyncio.to_thread(gateway.put_route, route, lease, body.ttl, body.hold)
+            except LeaseRefused as refused:
+                return lease_conflict(refused)
+        return _json(route_payload())
+
+    @app.post("/admin/route/renew", dependencies=admin)
+    async def renew_lease(body: RenewBody) -> Response:
+        async with admin_lock:
+            try:
+                await asyncio.to_thread(gateway.routes.renew, body.lease.to_lease(), body.ttl)
             except LeaseRefused as refused:
                 return lease_conflict(refused)
         return _json(route_payload())
@@ -231,21 +322,30 @@ def create_app(settings: GatewaySettings, loader: VersionLoader | None = None) -
             applied = await asyncio.to_thread(gateway.rollback, lease)
         return _json(applied.to_dict())
 
-    @app.get("/admin/stats", dependencies=admin)
+    @app.get("/admin/stats", dependencies=reader)
     async def stats() -> Response:
         return _json(gateway.stats_payload())
 
-    @app.get("/admin/versions", dependencies=admin)
+    @app.get("/admin/versions", dependencies=reader)
     async def versions() -> Response:
         return _json({"versions": gateway.models.describe()})
 
     @app.post("/admin/versions/{version}/load", dependencies=admin)
     async def load_version(version: str) -> Response:
+        refused = bad_version(version)
+        if refused is not None:
+            return refused
+        # A ready version is checked against the registry's preprocessor tag first, so a
+        # binding made since it loaded makes it load again instead of serving as it was.
+        await asyncio.to_thread(gateway.models.revalidate, version)
         state = gateway.models.request_load(version)
         return _json({"version": version, "state": state}, 202)
 
     @app.delete("/admin/versions/{version}", dependencies=admin)
     async def unload_version(version: str) -> Response:
+        refused = bad_version(version)
+        if refused is not None:
+            return refused
         async with admin_lock:
             if version in gateway.routed_versions(gateway.routes.applied.route):
                 return _json(
@@ -261,12 +361,14 @@ def create_app(settings: GatewaySettings, loader: VersionLoader | None = None) -
 
     @app.get("/admin/samples", dependencies=admin)
     async def samples(
-        limit: int = 20, kind: str | None = None, version: str | None = None
+        limit: int = Query(default=20, ge=0, le=1000),
+        kind: str | None = Query(default=None, pattern="^(prediction|shadow)$"),
+        version: str | None = None,
     ) -> Response:
         records = gateway.prediction_log.recent(min(max(limit, 0), 1000), kind, version)
         return _json({"samples": records})
 
-    @app.post("/feedback", dependencies=admin)
+    @app.post("/feedback", dependencies=[Depends(require_feedback)])
     async def feedback(body: FeedbackBody) -> Response:
         if body.request_id is not None:
             try:
@@ -304,11 +406,19 @@ def create_app(settings: GatewaySettings, loader: VersionLoader | None = None) -
             }
         )
 
-    @app.get("/metrics", dependencies=admin)
+    @app.get("/metrics", dependencies=reader)
     async def metrics() -> Response:
         gateway.stats.set_log_dropped(gateway.prediction_log.dropped)
         text = prometheus.render(
-            gateway.stats.view(), gateway.routes.applied, gateway.models.states()
+            gateway.stats.view(),
+            gateway.routes.applied,
+            gateway.models.states(),
+            prometheus.Extras(
+                lease=gateway.routes.status(),
+                lease_expiries=gateway.routes.expiries,
+                connections_refused=connection_counters.refused,
+                header_timeouts=connection_counters.header_timeouts,
+            ),
         )
         return Response(text, media_type=prometheus.CONTENT_TYPE)
 

@@ -1,11 +1,19 @@
-"""The MLflow scoring protocol's request bodies, checked against a version's raw inputs.
+"""The MLflow scoring protocol: request bodies to model inputs, model outputs to JSON.
 
-Every version carries an `InputContract` taken from its input example (the raw
-frame its preprocessor was fitted on). A request is turned into a frame with
-exactly those columns, in that order and with those dtypes, so the preprocessor
-sees what it saw at training. Anything that does not fit is the client's
-mistake (PredictionInputError, answered 400); once the input fits, any failure
-is the version's own.
+A body is read the way `mlflow models serve` reads it, with MLflow's own parsing
+functions and the version's input schema, so every client of MLflow's scoring
+server gets the same answers here. Two things are gray's own:
+
+- a fast path for the commonest tabular bodies (`dataframe_split` and
+  `dataframe_records` with exactly the input example's columns and clean
+  values), which builds the typed frame directly instead of through pandas'
+  generic constructors; it never rejects a body, it only declines, and MLflow's
+  parser decides everything it declines;
+- stricter rules where MLflow's would let a client's mistake look like the
+  version's failure: non-finite numbers and non-UTF-8 bodies are refused.
+
+Anything that does not fit is the client's mistake (PredictionInputError,
+answered 400); once the input fits, any failure is the version's own.
 """
 
 from __future__ import annotations
@@ -16,12 +24,27 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from gray.controller.errors import PredictionInputError
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 PARAMS_KEY = "params"
+JSON_TYPE = "application/json"
+CSV_TYPE = "text/csv"
+PARQUET_TYPE = "application/vnd.apache.parquet"
+CONTENT_TYPES = (JSON_TYPE, CSV_TYPE, PARQUET_TYPE)
 
-Columns = dict[str, list[Any]]
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """What a version's `predict` gets: the data as MLflow would pass it, and the params."""
+
+    data: Any
+    params: dict[str, Any] | None = None
+
+
+# --- the fast path: a frame typed like the input example --------------------------------------
 
 
 @dataclass(frozen=True)
@@ -29,12 +52,11 @@ class ColumnRule:
     name: str
     kind: str  # "integer", "float", "bool", "string" or "any"
     dtype: Any
-    nullable: bool
 
 
 @dataclass(frozen=True)
 class InputContract:
-    """The raw columns a version expects, read off its input example."""
+    """The columns of a version's DataFrame input example, for the fast path."""
 
     rules: tuple[ColumnRule, ...]
 
@@ -44,253 +66,364 @@ class InputContract:
 
     @classmethod
     def from_example(cls, example: Any) -> InputContract | None:
-        """None when the example is not a DataFrame (then inputs go through unchecked)."""
+        """None when the example is not a DataFrame with plain columns (no fast path then)."""
         import pandas as pd
 
         if not isinstance(example, pd.DataFrame):
             return None
-        rules = []
-        for name in example.columns:
-            column = example[name]
-            rules.append(
-                ColumnRule(
-                    name=str(name),
-                    kind=_kind_of(column),
-                    dtype=column.dtype,
-                    nullable=bool(column.isna().any()),
-                )
-            )
-        return cls(tuple(rules))
+        rules = tuple(
+            ColumnRule(name=str(name), kind=_kind_of(example[name]), dtype=example[name].dtype)
+            for name in example.columns
+        )
+        if any(rule.kind == "any" for rule in rules) or len(set(rules)) != len(example.columns):
+            return None
+        return cls(rules)
 
-    def frame(self, columns: Columns, rows: int) -> Any:
-        import pandas as pd
+    def fast_frame(self, payload: dict[str, Any]) -> Any | None:
+        """The typed frame for a clean `dataframe_split`/`dataframe_records` body, else None."""
+        if len(payload) != 1:
+            return None
+        if "dataframe_split" in payload:
+            columns = _split_columns(payload["dataframe_split"], self.columns)
+        elif "dataframe_records" in payload:
+            columns = _records_columns(payload["dataframe_records"], self.columns)
+        else:
+            return None
+        if columns is None or not columns[self.columns[0]]:
+            return None
+        conformed = []
+        for rule in self.rules:
+            values = _conform(rule, columns[rule.name])
+            if values is None:
+                return None
+            conformed.append(values)
+        return _frame(list(self.columns), conformed, len(columns[self.columns[0]]))
 
-        missing = [rule.name for rule in self.rules if rule.name not in columns]
-        if missing:
-            raise PredictionInputError(
-                f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}; "
-                f"expected {list(self.columns)}"
-            )
-        import numpy as np
 
-        conformed = [_conform(rule, columns[rule.name]) for rule in self.rules]
-        names = list(self.columns)
-        dtypes = {getattr(c, "dtype", None) for c in conformed}
-        if len(dtypes) == 1 and all(isinstance(c, np.ndarray) for c in conformed):
-            # One block instead of one per column: several times faster for wide rows.
-            block = np.column_stack(conformed) if conformed else np.empty((rows, 0))
-            return pd.DataFrame(block, columns=names, index=pd.RangeIndex(rows), copy=False)
-        data = dict(zip(names, conformed, strict=True))
-        return pd.DataFrame(data, columns=names, index=pd.RangeIndex(rows))
+def _split_columns(value: Any, expected: tuple[str, ...]) -> dict[str, list[Any]] | None:
+    if not isinstance(value, dict) or set(value) != {"columns", "data"}:
+        return None
+    names, rows = value["columns"], value["data"]
+    if not isinstance(rows, list) or not isinstance(names, list) or len(names) != len(expected):
+        return None
+    if set(names) != set(expected):
+        return None
+    width = len(names)
+    for row in rows:
+        if type(row) is not list or len(row) != width:
+            return None
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
+def _records_columns(value: Any, expected: tuple[str, ...]) -> dict[str, list[Any]] | None:
+    if not isinstance(value, list):
+        return None
+    keys = set(expected)
+    for record in value:
+        if type(record) is not dict or record.keys() != keys:
+            return None
+    return {name: [record[name] for record in value] for name in expected}
 
 
 def _kind_of(column: Any) -> str:
     import pandas as pd
 
     dtype = column.dtype
+    if column.isna().any():
+        return "any"  # nullable columns follow MLflow's own rules
     if pd.api.types.is_bool_dtype(dtype):
         return "bool"
-    if pd.api.types.is_integer_dtype(dtype):
+    if pd.api.types.is_integer_dtype(dtype) and dtype.kind == "i" and dtype.itemsize == 8:
         return "integer"
-    if pd.api.types.is_float_dtype(dtype):
+    if pd.api.types.is_float_dtype(dtype) and dtype.itemsize == 8:
         return "float"
-    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-        values = column.dropna()
-        if len(values) and all(isinstance(v, str) for v in values):
-            return "string"
+    if (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)) and all(
+        isinstance(v, str) for v in column
+    ):
+        return "string"
     return "any"
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def _conform(rule: ColumnRule, values: list[Any]) -> Any | None:
+    """The column as the example's dtype when every value is plainly of its kind, else None."""
+    import numpy as np
+
+    if rule.kind == "float":
+        if not all(type(v) is float or type(v) is int for v in values):
+            return None
+        array = np.array(values, dtype=np.float64)
+        return array if np.isfinite(array).all() else None
+    if rule.kind == "integer":
+        if not all(type(v) is int for v in values):
+            return None
+        try:
+            return np.array(values, dtype=np.int64)
+        except OverflowError:
+            return None
+    if rule.kind == "bool":
+        return np.array(values, dtype=bool) if all(type(v) is bool for v in values) else None
+    if rule.kind == "string":
+        return np.array(values, dtype=object) if all(type(v) is str for v in values) else None
+    return None
 
 
-def _conform(rule: ColumnRule, values: list[Any]) -> Any:
-    """One column as the version's dtype, or PredictionInputError naming the bad value."""
+def _frame(names: list[str], columns: list[Any], rows: int) -> Any:
     import numpy as np
     import pandas as pd
 
-    if rule.kind == "any":
-        return pd.Series(values, dtype=object)
-    has_missing = False
-    for value in values:
-        if _is_missing(value):
-            has_missing = True
-            continue
-        if not _fits(rule.kind, value):
-            raise PredictionInputError(
-                f"column {rule.name!r} expects {_KIND_WORDS[rule.kind]}, got {value!r}"
-            )
-    if has_missing and not rule.nullable:
-        raise PredictionInputError(f"column {rule.name!r} has missing values")
-    if rule.kind in ("integer", "float"):
-        array = np.array([np.nan if _is_missing(v) else v for v in values], dtype=np.float64)
-        if rule.kind == "integer" and not has_missing and np.all(np.mod(array, 1) == 0):
-            return array.astype(rule.dtype)
-        if rule.kind == "float":
-            return array.astype(rule.dtype)
-        return array
-    if rule.kind == "bool":
-        return np.array(values, dtype=bool)
-    return pd.Series(values, dtype=rule.dtype)
+    if len({c.dtype for c in columns}) == 1 and columns[0].dtype != object:
+        # One block instead of one per column: several times faster for wide rows.
+        block = np.column_stack(columns)
+        return pd.DataFrame(block, columns=names, index=pd.RangeIndex(rows), copy=False)
+    return pd.DataFrame(dict(zip(names, columns, strict=True)), index=pd.RangeIndex(rows))
 
 
-_KIND_WORDS = {"integer": "numbers", "float": "numbers", "bool": "true/false", "string": "text"}
+# --- a version's reader ----------------------------------------------------------------------
 
 
-def _fits(kind: str, value: Any) -> bool:
-    if kind in ("integer", "float"):
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind == "bool":
-        return isinstance(value, bool)
-    return isinstance(value, str)
+@dataclass(frozen=True)
+class RequestReader:
+    """How one version reads request bodies.
+
+    `schema` is the MLflow schema of the raw inputs (the model's signature, or one
+    inferred from the input example when a preprocessor stands before the model).
+    With `enforce`, gray applies it itself (MLflow's `_enforce_schema`) because the
+    version's `predict` does not; then `positional` names the columns that inputs
+    without column names are given, in order.
+    """
+
+    schema: Any = None
+    metadata: Any = None
+    contract: InputContract | None = None
+    enforce: bool = False
+    positional: tuple[str, ...] | None = None
+
+    def read(self, body: bytes, content_type: str | None) -> ParsedRequest:
+        mime = media_type(content_type)
+        if mime == JSON_TYPE:
+            payload = load_json(body)
+            if self.contract is not None:
+                frame = self.contract.fast_frame(payload)
+                if frame is not None:
+                    return ParsedRequest(frame)
+            if self.positional is not None:
+                payload = _name_by_position(payload, self.positional)
+            parsed = _mlflow_json(payload, self.metadata, self.schema)
+        elif mime == CSV_TYPE:
+            parsed = ParsedRequest(_mlflow_csv(_utf8(body), self.schema))
+        else:
+            parsed = ParsedRequest(_mlflow_parquet(body))
+        _refuse_infinity(parsed.data)
+        if self.enforce and self.schema is not None:
+            return ParsedRequest(_enforce(parsed.data, self.schema), parsed.params)
+        return parsed
 
 
-def parse_request(body: bytes, content_type: str | None, contract: InputContract | None) -> Any:
-    """A scoring request body to the frame a version's `predict` takes."""
-    mime, charset = _media_type(content_type)
-    if charset not in ("utf-8", "utf8"):
-        raise PredictionInputError(f"only UTF-8 bodies are accepted, got charset={charset}")
-    if mime in ("application/json", ""):
-        columns, rows = columns_from_json(body, contract)
-    elif mime == "text/csv":
-        columns, rows = columns_from_csv(body)
-    else:
-        raise PredictionInputError(
-            f"unsupported content type {mime!r}; send application/json or text/csv"
-        )
-    if rows == 0:
-        raise PredictionInputError("the request has no rows")
-    if contract is None:
-        import pandas as pd
-
-        return pd.DataFrame(columns)
-    return contract.frame(columns, rows)
-
-
-def _media_type(content_type: str | None) -> tuple[str, str]:
+def media_type(content_type: str | None) -> str:
+    """The media type, after MLflow's rules on parameters; JSON when none is given."""
     if not content_type:
-        return "", "utf-8"
-    parts = [p.strip() for p in content_type.split(";")]
-    charset = "utf-8"
-    for parameter in parts[1:]:
+        return JSON_TYPE
+    mime, *parameters = (part.strip() for part in content_type.split(";"))
+    for parameter in parameters:
         key, _, value = parameter.partition("=")
-        if key.strip().lower() == "charset":
-            charset = value.strip().strip('"').lower()
-    return parts[0].lower(), charset
+        key = key.strip().lower()
+        if key != "charset":
+            raise PredictionInputError(
+                f"unsupported content type parameter {key!r}; only charset=utf-8 is accepted"
+            )
+        if value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise PredictionInputError(
+                f"only UTF-8 bodies are accepted, got charset={value.strip()}"
+            )
+    mime = mime.lower()
+    if mime not in CONTENT_TYPES:
+        raise PredictionInputError(
+            f"unsupported content type {mime!r}; send one of {', '.join(CONTENT_TYPES)}"
+        )
+    return mime
 
 
-def columns_from_json(body: bytes, contract: InputContract | None) -> tuple[Columns, int]:
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _utf8(body: bytes) -> str:
+    # UTF-16 and UTF-32 text shows a byte-order mark or NUL bytes among its first bytes;
+    # ASCII-only UTF-16 would otherwise decode as "valid" UTF-8 full of NULs.
+    if body.startswith(_WIDE_BOMS) or b"\x00" in body[:4]:
+        raise PredictionInputError(
+            "only UTF-8 bodies are accepted; this body looks like UTF-16 or UTF-32"
+        )
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise PredictionInputError(f"the body is not valid JSON: {error}") from None
+        return body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PredictionInputError(
+            f"only UTF-8 bodies are accepted; byte {error.start} is not UTF-8"
+        ) from None
+
+
+def load_json(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object; UTF-8 only, finite numbers only."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # orjson refuses NaN, Infinity and numbers beyond a double: find out which it was.
+        payload = _load_slowly(body)
     if not isinstance(payload, dict):
         raise PredictionInputError(
-            f"the body must be a JSON object with one of {list(FORMATS)}, "
-            f"got {type(payload).__name__}"
+            f"the body must be a JSON object with exactly one of {list(FORMATS)}, "
+            f"got a JSON {_json_type(payload)}"
         )
-    present = [key for key in FORMATS if key in payload]
-    unknown = sorted(set(payload) - set(FORMATS) - {PARAMS_KEY})
-    if len(present) != 1 or unknown:
+    return payload
+
+
+def _load_slowly(body: bytes) -> Any:
+    text = _utf8(body)
+    try:
+        payload = json.loads(text)
+    except ValueError as error:
+        raise PredictionInputError(f"the body is not valid JSON: {error}") from None
+    where = _infinite(payload, "")
+    if where is not None:
         raise PredictionInputError(
-            f"the body must have exactly one of {list(FORMATS)} (and optionally "
-            f"{PARAMS_KEY!r}); got keys {sorted(payload)}"
+            f"non-finite number at {where or 'the top level'}: Infinity and numbers beyond "
+            "a double (about 1.8e308) are not accepted"
         )
-    key = present[0]
-    value = payload[key]
-    expected = contract.columns if contract else None
-    if key == "dataframe_split":
-        return _from_split(value, expected)
-    if key == "dataframe_records":
-        return _from_records(value)
-    return _from_tensor_style(key, value, expected)
+    return payload
 
 
-def _from_split(value: Any, expected: tuple[str, ...] | None) -> tuple[Columns, int]:
-    if not isinstance(value, dict) or "data" not in value:
-        raise PredictionInputError('"dataframe_split" must be an object with "columns" and "data"')
-    rows = value["data"]
-    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
-        raise PredictionInputError('"dataframe_split.data" must be a list of rows (lists)')
-    names = value.get("columns")
-    if names is None:
-        if expected is None:
-            raise PredictionInputError('"dataframe_split" needs "columns" for this model')
-        names = list(expected)
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise PredictionInputError('"dataframe_split.columns" must be a list of column names')
-    return _from_rows(names, rows)
+def _infinite(value: Any, path: str) -> str | None:
+    """The JSON path of the first infinite number in `value`, else None.
 
-
-def _from_rows(names: list[str], rows: list[list[Any]]) -> tuple[Columns, int]:
-    if len(set(names)) != len(names):
-        raise PredictionInputError(f"duplicate column names in {names}")
-    for number, row in enumerate(rows):
-        if len(row) != len(names):
-            raise PredictionInputError(
-                f"row {number} has {len(row)} values for {len(names)} columns {names}"
-            )
-    columns: Columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
-    return columns, len(rows)
-
-
-def _from_records(value: Any) -> tuple[Columns, int]:
-    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
-        raise PredictionInputError("records must be a list of objects (column name -> value)")
-    names: dict[str, None] = {}
-    for record in value:
-        names.update(dict.fromkeys(record))
-    columns: Columns = {name: [record.get(name) for record in value] for name in names}
-    return columns, len(value)
-
-
-def _from_tensor_style(
-    key: str, value: Any, expected: tuple[str, ...] | None
-) -> tuple[Columns, int]:
+    NaN passes: it is how pandas, and so MLflow's own clients, write a missing value.
+    """
+    if isinstance(value, float):
+        return path if math.isinf(value) else None
     if isinstance(value, dict):
-        columns = {str(k): v if isinstance(v, list) else [v] for k, v in value.items()}
-        lengths = {len(v) for v in columns.values()}
-        if len(lengths) > 1:
-            raise PredictionInputError(f'"{key}" columns have different lengths {sorted(lengths)}')
-        return columns, lengths.pop() if lengths else 0
-    if isinstance(value, list):
-        if all(isinstance(item, dict) for item in value):
-            return _from_records(value)
-        if expected is None:
-            raise PredictionInputError(f'"{key}" needs column names for this model')
-        if all(isinstance(item, list) for item in value):
-            return _from_rows(list(expected), value)
-        if len(expected) == 1:
-            return {expected[0]: list(value)}, len(value)
-    raise PredictionInputError(
-        f'"{key}" must be an object of columns, a list of records or a list of rows'
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _infinite(item, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]")
+        if found is not None:
+            return found.lstrip(".")
+    return None
+
+
+def _json_type(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
     )
 
 
-def columns_from_csv(body: bytes) -> tuple[Columns, int]:
-    import pandas as pd
+def _name_by_position(payload: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """Rows without column names given the raw columns in order (dataframe_split form)."""
+    rows = None
+    for key in ("inputs", "instances"):
+        value = payload.get(key)
+        if isinstance(value, list) and value and all(isinstance(r, list) for r in value):
+            rows = value
+            del payload[key]
+            break
+    split = payload.get("dataframe_split")
+    if rows is None and isinstance(split, dict) and "columns" not in split:
+        rows = split.get("data")
+        payload.pop("dataframe_split")
+    if rows is None:
+        return payload
+    for number, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(names):
+            size = len(row) if isinstance(row, list) else 1
+            raise PredictionInputError(
+                f"row {number} has {size} values; this version takes {len(names)} columns "
+                f"{list(names)} (rows without column names are matched by position)"
+            )
+    payload["dataframe_split"] = {"columns": list(names), "data": rows}
+    return payload
+
+
+def _mlflow_json(payload: dict[str, Any], metadata: Any, schema: Any) -> ParsedRequest:
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
 
     try:
-        frame = pd.read_csv(io.BytesIO(body))
-    except Exception as error:  # pandas raises many types for malformed CSV
-        raise PredictionInputError(f"the body is not valid CSV: {error}") from None
-    columns = {str(name): frame[name].tolist() for name in frame.columns}
-    return columns, len(frame)
+        if metadata is not None:
+            parsed = scoring_server._parse_json_data(payload, metadata, schema)
+            return ParsedRequest(parsed.data, parsed.params)
+        data, params = scoring_server._split_data_and_params(payload)
+        return ParsedRequest(scoring_server.infer_and_parse_data(data, schema), params)
+    except MlflowException as error:
+        raise PredictionInputError(_first_lines(error.message)) from None
 
 
-def to_jsonable(predictions: Any) -> list[Any]:
-    """Model output as a JSON list, one entry per input row (pandas frames as records)."""
+def _mlflow_csv(text: str, schema: Any) -> Any:
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+
+    try:
+        return scoring_server.parse_csv_input(io.StringIO(text), schema)
+    except MlflowException as error:
+        raise PredictionInputError(_first_lines(error.message)) from None
+
+
+def _mlflow_parquet(body: bytes) -> Any:
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+
+    try:
+        return scoring_server.parse_parquet_input(io.BytesIO(body))
+    except MlflowException as error:
+        raise PredictionInputError(_first_lines(error.message)) from None
+
+
+def _enforce(data: Any, schema: Any) -> Any:
+    from mlflow.exceptions import MlflowException
+    from mlflow.models.utils import _enforce_schema
+
+    try:
+        return _enforce_schema(data, schema)
+    except MlflowException as error:
+        raise PredictionInputError(_first_lines(error.message)) from None
+
+
+def _refuse_infinity(data: Any) -> None:
+    """Infinite numbers parsed from CSV or Parquet are refused like JSON's."""
     import numpy as np
     import pandas as pd
 
-    if isinstance(predictions, pd.DataFrame):
-        return json.loads(predictions.to_json(orient="records"))
-    if isinstance(predictions, pd.Series | np.ndarray):
-        return json.loads(json.dumps(predictions.tolist(), default=json_default))
-    if isinstance(predictions, list | tuple):
-        return json.loads(json.dumps(list(predictions), default=json_default))
-    return [json.loads(json.dumps(predictions, default=json_default))]
+    if isinstance(data, pd.DataFrame):
+        numeric = data.select_dtypes(include="number")
+        if numeric.shape[1] and np.isinf(numeric.to_numpy(dtype=float, na_value=np.nan)).any():
+            raise PredictionInputError(
+                "non-finite number in the input: infinite values are not accepted"
+            )
+
+
+def _first_lines(message: str, limit: int = 600) -> str:
+    """MLflow's messages can carry the whole input; keep the part that names the problem."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- outputs -----------------------------------------------------------------------------------
+
+
+def to_jsonable(predictions: Any) -> Any:
+    """Model output as MLflow's scoring server writes it (frames as records), in plain JSON."""
+    from mlflow.utils.proto_json_utils import _get_jsonable_obj
+
+    value = _get_jsonable_obj(predictions, pandas_orient="records")
+    return orjson.loads(dumps(value))
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes for anything a model returns (numpy values included; NaN becomes null)."""
+    return orjson.dumps(
+        value,
+        default=json_default,
+        option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
+    )
 
 
 def json_default(value: Any) -> Any:
@@ -300,6 +433,10 @@ def json_default(value: Any) -> Any:
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
+    if isinstance(value, bytes | bytearray):
+        import base64
+
+        return base64.encodebytes(value).decode("ascii")
     if hasattr(value, "isoformat"):
         return value.isoformat()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gray.controller.errors import GatewayError
-from gray.gateway.inputs import InputContract, to_jsonable
+from gray.gateway.inputs import JSON_TYPE, InputContract, RequestReader
 
 log = logging.getLogger("gray.gateway")
 
@@ -52,9 +52,9 @@ class LoadedVersion:
 
     version: str
     servable: Servable
-    contract: InputContract | None
+    reader: RequestReader
     load_seconds: float
-    warmup_seconds: float
+    warmup_seconds: float | None  # None: no input example to warm up with
     pool: ThreadPoolExecutor
 
 
@@ -156,11 +156,11 @@ class ModelManager:
         try:
             servable = self._loader.load(version)
             loaded_at = time.perf_counter()
-            contract, warmup_seconds = self._warm(version, servable)
+            reader, warmup_seconds = self._warm(version, servable)
             loaded = LoadedVersion(
                 version=version,
                 servable=servable,
-                contract=contract,
+                reader=reader,
                 load_seconds=loaded_at - started,
                 warmup_seconds=warmup_seconds,
                 pool=ThreadPoolExecutor(
@@ -190,27 +190,27 @@ class ModelManager:
         with contextlib.suppress(RuntimeError):  # the executor is shutting down
             self._executor.submit(task)
 
-    def _warm(self, version: str, servable: Servable) -> tuple[InputContract | None, float]:
-        """Answer the version's own input example before it may take traffic."""
-        example = getattr(servable, "input_example", None)
-        if example is None:
-            raise GatewayError(
-                f"version {version} has no input example to warm up with; log the model "
-                "with an input_example"
-            )
-        contract = InputContract.from_example(example)
-        if contract is not None:
-            columns = {name: example[name].tolist() for name in example.columns}
-            frame = contract.frame({str(k): v for k, v in columns.items()}, len(example))
-        else:
-            frame = example
+    def _warm(self, version: str, servable: Servable) -> tuple[RequestReader, float | None]:
+        """Answer the version's own input example, sent as a client would send it, through
+        the request path, before the version may take traffic.
+
+        A version logged without an input example has nothing to warm up with: it is
+        ready once loaded (its first requests pay for whatever it builds lazily).
+        """
+        from gray.gateway.scoring import compute
+        from gray.gateway.stats import Outcome
+
+        reader = reader_for(servable)
+        body = serving_body(getattr(servable, "input_example", None))
+        if body is None:
+            log.info("version %s has no input example: ready without a warm-up", version)
+            return reader, None
         started = time.perf_counter()
         for _ in range(self._warmup_rounds):
-            try:
-                to_jsonable(servable.predict(frame))
-            except Exception as error:
-                raise GatewayError(f"version {version} failed its warm-up: {error!r}") from error
-        return contract, (time.perf_counter() - started) / self._warmup_rounds
+            computed = compute(servable, reader, body, JSON_TYPE)
+            if computed.outcome != Outcome.OK:
+                raise GatewayError(f"version {version} failed its warm-up: {computed.message}")
+        return reader, (time.perf_counter() - started) / max(self._warmup_rounds, 1)
 
     def _finish(
         self,
@@ -231,6 +231,47 @@ class ModelManager:
                 entry.finished_at = time.time()
             self._changed.notify_all()
         return current
+
+
+def reader_for(servable: Servable) -> RequestReader:
+    """How requests to `servable` are read: its raw input schema (inferred from the input
+    example when it declares none), whether gray must enforce it, the fast path."""
+    example = getattr(servable, "input_example", None)
+    if hasattr(servable, "raw_input_schema"):
+        schema = servable.raw_input_schema  # type: ignore[attr-defined]
+        checks_itself = bool(getattr(servable, "checks_inputs", False))
+    else:
+        schema = _schema_of(example)
+        checks_itself = False
+    enforce = schema is not None and not checks_itself
+    positional = None
+    if enforce and schema.has_input_names() and hasattr(example, "columns"):
+        positional = tuple(str(name) for name in example.columns)
+    return RequestReader(
+        schema=schema,
+        metadata=getattr(servable, "metadata", None),
+        contract=InputContract.from_example(example),
+        enforce=enforce,
+        positional=positional,
+    )
+
+
+def _schema_of(example: Any) -> Any:
+    if example is None:
+        return None
+    from mlflow.models import infer_signature
+
+    return infer_signature(example).inputs
+
+
+def serving_body(example: Any) -> bytes | None:
+    """The input example as MLflow's clients send it (None without an example)."""
+    if example is None:
+        return None
+    from mlflow.models.utils import convert_input_example_to_serving_input
+
+    body = convert_input_example_to_serving_input(example)
+    return body.encode("utf-8") if body is not None else None
 
 
 def settle_heap() -> None:

@@ -13,12 +13,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from gray.controller.errors import PredictionInputError
 from gray.controller.types import Applied, Lease, RouteSpec
 from gray.gateway.feedback import FeedbackStore
-from gray.gateway.inputs import parse_request, same_output, to_jsonable
+from gray.gateway.inputs import same_output
 from gray.gateway.models import READY, LoadedVersion, ModelManager, VersionLoader, settle_heap
 from gray.gateway.predlog import PredictionLog
+from gray.gateway.scoring import Computed, compute
 from gray.gateway.route_state import RouteStore
 from gray.gateway.routing import Decision, address_in, parse_address, parse_networks
 from gray.gateway.settings import GatewaySettings
@@ -37,16 +37,6 @@ class PredictionRequest:
     client_host: str | None
     caller_is_admin: bool
     started: float  # perf_counter() when the request arrived
-
-
-@dataclass(frozen=True)
-class Computed:
-    """What one version made of one request body."""
-
-    outcome: str
-    outputs: list[Any] | None
-    message: str | None
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -131,14 +121,14 @@ class Gateway:
         loop = asyncio.get_running_loop()
         try:
             pending = loop.run_in_executor(
-                loaded.pool, compute, loaded, request.body, request.content_type
+                loaded.pool, compute_on, loaded, request.body, request.content_type
             )
         except RuntimeError:  # unloaded between the lookup and now
             return self._unavailable(request_id, decision)
         computed = await pending
         latency = time.perf_counter() - request.started
         self.stats.record(decision.version, decision.role, latency, computed.outcome)
-        if computed.outputs is not None:
+        if isinstance(computed.outputs, list):  # labels are scored row by row
             self.feedback.remember(request_id, decision.version, decision.role, computed.outputs)
         self.prediction_log.write(
             {
@@ -201,7 +191,7 @@ class Gateway:
                 return
             self._mirror_inflight += 1
         try:
-            future = loaded.pool.submit(compute, loaded, request.body, request.content_type)
+            future = loaded.pool.submit(compute_on, loaded, request.body, request.content_type)
         except RuntimeError:  # the version was unloaded meanwhile
             self._mirror_done()
             self.stats.count_shadow_dropped()
@@ -259,8 +249,10 @@ class Gateway:
 
     # --- admin ------------------------------------------------------------------
 
-    def put_route(self, route: RouteSpec, lease: Lease) -> Applied:
-        return self.routes.put(route, lease)
+    def put_route(
+        self, route: RouteSpec, lease: Lease, ttl: float | None = None, hold: bool = False
+    ) -> Applied:
+        return self.routes.put(route, lease, ttl, hold)
 
     def rollback(self, lease: Lease | None) -> Applied:
         return self.routes.rollback(lease)
@@ -282,22 +274,9 @@ class Gateway:
         }
 
 
-def compute(loaded: LoadedVersion, body: bytes, content_type: str | None) -> Computed:
-    """Parse, check and predict in a worker thread; never raises."""
-    started = time.perf_counter()
-    try:
-        frame = parse_request(body, content_type, loaded.contract)
-    except PredictionInputError as error:
-        return Computed(Outcome.BAD_REQUEST, None, error.message, time.perf_counter() - started)
-    except Exception as error:  # a parser bug must not look like the model's fault
-        message = f"unusable input: {error!r}"
-        return Computed(Outcome.BAD_REQUEST, None, message, time.perf_counter() - started)
-    try:
-        outputs = to_jsonable(loaded.servable.predict(frame))
-    except BaseException as error:  # whatever the model raises is the model's error
-        message = f"{type(error).__name__}: {error}"
-        return Computed(Outcome.ERROR, None, message, time.perf_counter() - started)
-    return Computed(Outcome.OK, outputs, None, time.perf_counter() - started)
+def compute_on(loaded: LoadedVersion, body: bytes, content_type: str | None) -> Computed:
+    """One request on one loaded version, in its worker thread; never raises."""
+    return compute(loaded.servable, loaded.reader, body, content_type)
 
 
 def input_hash(body: bytes) -> str:

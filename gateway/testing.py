@@ -178,3 +178,77 @@ def wait_for_ping(gateway: RunningGateway, timeout: float = START_TIMEOUT_SECOND
     raise GatewayError(
         f"the gateway at {gateway.url} was not ready in {timeout:g}s:\n{gateway.log_tail()}"
     )
+
+
+@dataclass
+class RunningMlflowServe:
+    """A `mlflow models serve --env-manager local` process (own session: stop() ends it all)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> RunningMlflowServe:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise GatewayError(
+                        f"mlflow models serve exited with {self.process.returncode}:\n"
+                        f"{self.log_path.read_text(errors='replace')[-4000:]}"
+                    )
+                try:
+                    if client.get(f"{self.url}/ping").status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+        self.stop()
+        raise GatewayError(f"mlflow models serve at {self.url} was not ready in {timeout:g}s")
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        if self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+
+
+def start_mlflow_serve(registry_uri: str, model_uri: str, log_path: Path) -> RunningMlflowServe:
+    """Start MLflow's own scoring server for `model_uri` on a free loopback port (no wait:
+    call `wait_ready`, so several can start side by side)."""
+    port = free_port()
+    environment = dict(os.environ)
+    # `mlflow models serve` starts `uvicorn` by name: this interpreter's bin must be on PATH.
+    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
+    environment["MLFLOW_TRACKING_URI"] = registry_uri
+    environment["MLFLOW_REGISTRY_URI"] = registry_uri
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
+        )
+    return RunningMlflowServe(f"http://127.0.0.1:{port}", process, log_path)
