@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gray.controller import gates
+from gray.controller.gates.increments import increment
 from gray.controller.plan import Plan
 from gray.controller.state import Phase, RolloutState
 from gray.controller.types import Applied, Pair, RouteSpec, Snapshot
@@ -77,8 +78,26 @@ class EndpointLost:
     reason: str
 
 
+@dataclass(frozen=True)
+class HookAnswered:
+    """How one of the plan's webhooks answered a `CallHook` (`hooks.py`)."""
+
+    now: float
+    call: CallHook
+    ok: bool  # a 2xx within the hook's timeout
+    reason: str  # one sentence: the hook, its answer or failure, how long it took
+    status: int | None = None
+
+
 Observation = (
-    Look | StageRouted | RolledBack | Promoted | CommandReceived | LeaseLost | EndpointLost
+    Look
+    | StageRouted
+    | RolledBack
+    | Promoted
+    | CommandReceived
+    | LeaseLost
+    | EndpointLost
+    | HookAnswered
 )
 
 # --- actions: what the runner must do, in order ------------------------------
@@ -121,7 +140,17 @@ class Stop:
     reason: str
 
 
-Action = Record | ApplyStage | Rollback | Promote | Notify | Stop
+@dataclass(frozen=True)
+class CallHook:
+    """Ask the plan's `hook` webhook (about stage index `stage`); the answer comes back as
+    HookAnswered. `resumed`: asked again by a resumed controller, traffic may have moved."""
+
+    hook: str  # one of plan.HOOK_KINDS
+    stage: int | None = None
+    resumed: bool = False
+
+
+Action = Record | ApplyStage | Rollback | Promote | Notify | Stop | CallHook
 
 
 @dataclass(frozen=True)
@@ -153,14 +182,10 @@ def begin(plan: Plan, state: RolloutState) -> Step:
         f"{state.baseline_ref}=v{state.baseline}, {len(plan.stages)} stages"
     )
     state = state.with_(phase=Phase.STARTING, stage=0, reason=reason)
-    return Step(
-        state,
-        (
-            Record("started", reason, {"plan": plan.name}),
-            Notify("start", reason),
-            ApplyStage(stage_route(plan, state, 0)),
-        ),
-    )
+    started = Record("started", reason, {"plan": plan.name})
+    if plan.hooks.pre_rollout is not None:  # the smoke test comes before any traffic
+        return Step(state, (started, CallHook("pre_rollout")))
+    return Step(state, (started, Notify("start", reason), *_enter_stage(plan, state)))
 
 
 def resume(plan: Plan, state: RolloutState, now: float, until_stage: int | None) -> Step:
@@ -173,7 +198,11 @@ def resume(plan: Plan, state: RolloutState, now: float, until_stage: int | None)
         step = _advance(plan, state.with_(reason=reason), now)
         return Step(step.state, (record, *step.actions))
     if phase is Phase.STARTING:
-        return Step(state, (record, ApplyStage(stage_route(plan, state, state.stage))))
+        first = state.stage == 0 and not state.history and state.stage_started_at is None
+        if first and plan.hooks.pre_rollout is not None:
+            # Whether the smoke test answered before the crash is unknown: ask again.
+            return Step(state, (record, CallHook("pre_rollout", resumed=True)))
+        return Step(state, (record, *_enter_stage(plan, state, resumed=True)))
     if phase in (Phase.RUNNING, Phase.PAUSED, Phase.WAITING_APPROVAL):
         route = stage_route(plan, state, state.stage)
         return Step(state, (record, ApplyStage(route, fresh=False)))
@@ -194,7 +223,9 @@ def tick(plan: Plan, state: RolloutState, observation: Observation) -> Step:
         case Look():
             return _on_look(plan, state, observation)
         case RolledBack():
-            return _on_rolled_back(state, observation)
+            return _on_rolled_back(plan, state, observation)
+        case HookAnswered():
+            return _on_hook(plan, state, observation)
         case Promoted():
             return _on_promoted(plan, state, observation)
         case CommandReceived():
@@ -248,6 +279,7 @@ def _on_routed(plan: Plan, state: RolloutState, seen: StageRouted) -> Step:
         judge=judge.to_dict(),
         last_verdict=None,
         origin_candidate_requests=origin_requests,
+        stage_candidate_requests=0,
         metrics_failing_since=None,
         reason=reason,
         updated_at=seen.now,
@@ -274,11 +306,11 @@ def _on_look(plan: Plan, state: RolloutState, look: Look) -> Step:
     state = state.with_(metrics_failing_since=None)
     if state.judge is None:
         return Step(state)
-    judge_state, verdict = gates.observe(gates.JudgeState.from_dict(state.judge), look.snapshot)
-    stage = plan.stages[state.stage]
-    exposure = stage.exposure
-    requests = _candidate_requests(look.snapshot, exposure) - state.origin_candidate_requests
+    before = gates.JudgeState.from_dict(state.judge)
+    judge_state, verdict = gates.observe(before, look.snapshot)
+    requests = _stage_requests(state, before, look.snapshot)
     state = state.with_(
+        stage_candidate_requests=requests,
         judge=judge_state.to_dict(),
         last_verdict=verdict.to_dict(),
         last_look_at=look.now,
@@ -296,7 +328,7 @@ def _on_look(plan: Plan, state: RolloutState, look: Look) -> Step:
             state, look.now, f"stage {_stage_label(plan, state.stage)}: {reason}", record
         )
     if state.phase is not Phase.RUNNING or state.deadline is None or look.now < state.deadline:
-        return Step(state, (record,))
+        return Step(state, (record, *_confirm_again(plan, state)))
     return _end_of_dwell(plan, state, look.now, verdict, requests, record)
 
 
@@ -371,15 +403,22 @@ def _stage_passed(
     passed = Record(
         "stage_passed", state.reason, {"verdict": verdict.to_dict(), "stage": state.stage}
     )
+    if plan.hooks.post_stage is not None:
+        return Step(state, (record, passed, CallHook("post_stage", state.stage)))
+    step = _after_stage_passed(plan, state, now)
+    return Step(step.state, (record, passed, *step.actions))
+
+
+def _after_stage_passed(plan: Plan, state: RolloutState, now: float) -> Step:
+    """A passed stage (its post_stage hook, if any, agreed): wait, hold, or move on."""
+    stage = plan.stages[state.stage]
     if stage.approval:
         reason = (
             f"stage {_stage_label(plan, state.stage)} passed; waiting for approval, traffic held "
             f"(gray rollout approve {state.rollout_id})"
         )
         new = state.with_(phase=Phase.WAITING_APPROVAL, reason=reason, deadline=None)
-        return Step(
-            new, (record, passed, Record("waiting_approval", reason), Notify("approval", reason))
-        )
+        return Step(new, (Record("waiting_approval", reason), Notify("approval", reason)))
     if state.until_stage is not None and state.stage >= state.until_stage:
         reason = (
             f"stage {_stage_label(plan, state.stage)} passed; stopping here as asked "
@@ -387,17 +426,20 @@ def _stage_passed(
             f"traffic held. Continue with `gray rollout resume {state.rollout_id}`"
         )
         new = state.with_(phase=Phase.HELD, reason=reason, deadline=None)
-        return Step(new, (record, passed, Record("held", reason), Stop(3, reason)))
-    step = _advance(plan, state, now)
-    return Step(step.state, (record, passed, *step.actions))
+        return Step(new, (Record("held", reason), Stop(3, reason)))
+    return _advance(plan, state, now)
 
 
 def _advance(plan: Plan, state: RolloutState, now: float) -> Step:
     """On to the next stage, or promote after the last."""
     if state.stage + 1 >= len(plan.stages):
+        confirmed = state.resume_after_hold == "promote"  # approved over the hook's answer
+        if plan.hooks.confirm_promotion is not None and not confirmed:
+            return Step(
+                state.with_(deadline=None, updated_at=now), (CallHook("confirm_promotion"),)
+            )
         reason = f"all {len(plan.stages)} stages passed; promoting v{state.candidate}"
-        new = state.with_(phase=Phase.PROMOTING, reason=reason, deadline=None, updated_at=now)
-        return Step(new, (Record("promoting", reason), Promote()))
+        return _promote_now(state, now, reason)
     nxt = state.stage + 1
     new = state.with_(
         phase=Phase.STARTING,
@@ -408,19 +450,95 @@ def _advance(plan: Plan, state: RolloutState, now: float) -> Step:
         last_verdict=None,
         updated_at=now,
     )
-    return Step(new, (ApplyStage(stage_route(plan, new, nxt)),))
+    return Step(new, _enter_stage(plan, new))
+
+
+def _enter_stage(plan: Plan, state: RolloutState, resumed: bool = False) -> tuple[Action, ...]:
+    """Route the current stage, after its pre_stage hook agrees when the plan has one."""
+    if plan.hooks.pre_stage is not None:
+        return (CallHook("pre_stage", state.stage, resumed),)
+    return (ApplyStage(stage_route(plan, state, state.stage)),)
+
+
+def _promote_now(state: RolloutState, now: float, reason: str) -> Step:
+    new = state.with_(
+        phase=Phase.PROMOTING,
+        reason=reason,
+        deadline=None,
+        resume_after_hold=None,
+        updated_at=now,
+    )
+    return Step(new, (Record("promoting", reason), Promote()))
+
+
+def _confirm_again(plan: Plan, state: RolloutState) -> tuple[Action, ...]:
+    """A promotion held by its confirm_promotion hook asks it again at every look."""
+    if state.phase is Phase.WAITING_APPROVAL and state.resume_after_hold == "promote":
+        return (CallHook("confirm_promotion"),)
+    return ()
+
+
+def _on_hook(plan: Plan, state: RolloutState, answer: HookAnswered) -> Step:
+    """What a hook's answer means: go on, roll back, stop before traffic, or hold."""
+    call, now = answer.call, answer.now
+    record = hook_record(answer)
+    label = _stage_label(plan, state.stage)
+    if answer.ok:
+        if call.hook == "pre_rollout":
+            actions = (Notify("start", state.reason), *_enter_stage(plan, state, call.resumed))
+            return Step(state, (record, *actions))
+        if call.hook == "pre_stage":
+            return Step(state, (record, ApplyStage(stage_route(plan, state, state.stage))))
+        if call.hook == "post_stage":
+            step = _after_stage_passed(plan, state, now)
+            return Step(step.state, (record, *step.actions))
+        reason = f"all {len(plan.stages)} stages passed, {answer.reason}; promoting"
+        step = _promote_now(state, now, f"{reason} v{state.candidate}")
+        return Step(step.state, (record, *step.actions))
+    if call.hook == "pre_rollout" and not call.resumed:
+        reason = f"{answer.reason}; stopped before any traffic moved, nothing changed"
+        new = state.with_(phase=Phase.ABORTED, reason=reason, ended_at=now, updated_at=now)
+        # One record ends a rollout: the hook's answer travels in the `aborted` event.
+        return Step(new, (Record("aborted", reason, record.data), Stop(2, reason)))
+    if call.hook == "confirm_promotion":
+        if state.resume_after_hold == "promote":
+            return Step(state, (record,))  # still held; asked again at the next look
+        reason = (
+            f"{answer.reason}; promotion held at stage {label}, traffic held. The hook is "
+            f"asked again at every look; `gray rollout approve {state.rollout_id}` promotes "
+            "without it"
+        )
+        new = state.with_(
+            phase=Phase.WAITING_APPROVAL, resume_after_hold="promote", reason=reason, deadline=None
+        )
+        return Step(new, (record, Record("waiting_approval", reason), Notify("approval", reason)))
+    # pre_stage, post_stage, or a resumed pre_rollout: candidate traffic may be in force.
+    reason = f"stage {label}: {answer.reason}"
+    return _start_rollback(state, now, reason, record, event="hook_rollback")
+
+
+def hook_record(answer: HookAnswered) -> Record:
+    """The journal entry for a hook's answer (also written by the runner for on_rollback,
+    whose answer comes after the rollout ended and changes nothing)."""
+    data = {"hook": answer.call.hook, "stage": answer.call.stage, "status": answer.status}
+    return Record("hook_passed" if answer.ok else "hook_failed", answer.reason, data)
 
 
 def _start_rollback(
-    state: RolloutState, now: float, reason: str, record: Record | None, kind: str = "rolled_back"
+    state: RolloutState,
+    now: float,
+    reason: str,
+    record: Record | None,
+    kind: str = "rolled_back",
+    event: str | None = None,
 ) -> Step:
     new = state.with_(phase=Phase.ROLLING_BACK, rollback_kind=kind, reason=reason, updated_at=now)
     records = (record,) if record else ()
-    event = "gate_failed" if kind == "rolled_back" else "abort_requested"
+    event = event or ("gate_failed" if kind == "rolled_back" else "abort_requested")
     return Step(new, (*records, Record(event, reason), Rollback(reason)))
 
 
-def _on_rolled_back(state: RolloutState, seen: RolledBack) -> Step:
+def _on_rolled_back(plan: Plan, state: RolloutState, seen: RolledBack) -> Step:
     aborted = state.rollback_kind == "aborted"
     phase = Phase.ABORTED if aborted else Phase.ROLLED_BACK
     verb = "aborted" if aborted else "rolled back"
@@ -434,6 +552,7 @@ def _on_rolled_back(state: RolloutState, seen: RolledBack) -> Step:
         (
             Record(event, reason, {"route": seen.applied.to_dict()}),
             Notify("abort" if aborted else "rollback", reason),
+            *((CallHook("on_rollback"),) if plan.hooks.on_rollback is not None else ()),
             Stop(1, reason),
         ),
     )
@@ -544,6 +663,17 @@ def superseded(state: RolloutState, applied: Applied) -> bool:
     if lease.epoch > state.epoch:
         return True
     return lease.epoch == state.epoch and lease.rollout_id != state.rollout_id
+
+
+def _stage_requests(state: RolloutState, judge: gates.JudgeState, snapshot: Snapshot) -> int:
+    """The candidate's exposures in this stage, counted look by look like the gates count
+    them: counters that went down (the endpoint restarted) add nothing, then count again."""
+    counted = state.stage_candidate_requests
+    if counted is None:
+        counted = max(
+            0, _candidate_requests(judge.previous, judge.exposure) - state.origin_candidate_requests
+        )
+    return counted + increment(judge.previous, snapshot, judge.exposure).candidate.requests
 
 
 def _candidate_requests(snapshot: Snapshot, exposure: str) -> int:

@@ -251,6 +251,48 @@ class NotifySpec(_Strict):
     events: tuple[NotifyEvent, ...] = NOTIFY_EVENTS
 
 
+HOOK_KINDS: tuple[str, ...] = (
+    "pre_rollout",
+    "pre_stage",
+    "post_stage",
+    "confirm_promotion",
+    "on_rollback",
+)
+
+
+class HookSpec(_Strict):
+    """A webhook gray asks at one point of a rollout (`controller/hooks.py`): a 2xx answer
+    within `timeout` passes; anything else, a timeout included, fails with its reason."""
+
+    url: str
+    timeout: Timeout = 10.0
+    headers: dict[str, str] = Field(default_factory=dict)  # e.g. Authorization: Bearer ${T}
+
+
+class HooksSpec(_Strict):
+    """Where a rollout asks its webhooks, and what a failure does:
+
+    - `pre_rollout`: before any traffic moves (a smoke test); failure stops, exit 2.
+    - `pre_stage`: before each stage's route is written; failure rolls back.
+    - `post_stage`: after each stage passed its gates; failure rolls back.
+    - `confirm_promotion`: before promoting; anything but 2xx holds like an approval
+      (asked again at every look; `gray rollout approve` promotes without it).
+    - `on_rollback`: after a rollback or an abort; its failure is journaled only.
+    """
+
+    pre_rollout: HookSpec | None = None
+    pre_stage: HookSpec | None = None
+    post_stage: HookSpec | None = None
+    confirm_promotion: HookSpec | None = None
+    on_rollback: HookSpec | None = None
+
+    def get(self, kind: str) -> HookSpec | None:
+        if kind not in HOOK_KINDS:
+            raise ValueError(f"no hook {kind!r}; hooks are {', '.join(HOOK_KINDS)}")
+        hook: HookSpec | None = getattr(self, kind)
+        return hook
+
+
 class Plan(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     description: str | None = None
@@ -265,6 +307,7 @@ class Plan(_Strict):
     policies: Policies = Field(default_factory=Policies)
     promote: PromoteSpec | None = Field(default_factory=PromoteSpec)
     notify: tuple[NotifySpec, ...] = ()
+    hooks: HooksSpec = Field(default_factory=HooksSpec)
 
     def stage_gates(self, index: int) -> tuple[GateSpec, ...]:
         """The gates that judge stage `index`: the plan's gates with the stage's changes."""
@@ -386,7 +429,14 @@ def parse_plan(text: str, filename: str = "<plan>", environ: dict[str, str] | No
         problems.append(PlanProblem(filename, line, column, _field_path(path), message))
     if problems:
         raise PlanError(filename, _hidden(_sorted(problems), source))
-    for secret in (plan.router.token, plan.metrics.token, *(n.url for n in plan.notify)):
+    hooks = [plan.hooks.get(kind) for kind in HOOK_KINDS]
+    for secret in (
+        plan.router.token,
+        plan.metrics.token,
+        *(n.url for n in plan.notify),
+        *(h.url for h in hooks if h),
+        *(value for h in hooks if h for value in h.headers.values()),
+    ):
         register_secret(secret)  # masked in every message this process makes from now on
     return plan
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pydantic import ValidationError
 
 from gray.controller.plan import (
+    HOOK_KINDS,
     RATE_METRICS,
     GateSpec,
     Plan,
@@ -168,4 +169,11 @@ def _notify_problems(plan: Plan) -> Iterator[Problem]:
             yield (
                 ("notify", index, "url"),
                 f"expected an http:// or https:// webhook URL, got {target.url!r}",
+            )
+    for kind in HOOK_KINDS:
+        hook = plan.hooks.get(kind)
+        if hook is not None and not hook.url.startswith(("http://", "https://")):
+            yield (
+                ("hooks", kind, "url"),
+                f"expected an http:// or https:// webhook URL, got {hook.url!r}",
             )

@@ -27,6 +27,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.receiver import Receiver, running_receiver
+
 DEMO_MODEL_NAME = "fraud"
 SERVER_START_TIMEOUT_SECONDS = 120.0
 
@@ -215,3 +217,10 @@ def server_registry(mlflow_server: MlflowServer) -> DemoRegistry:
     return DemoRegistry(
         uri=mlflow_server.uri, model_name=name, versions=versions, root=mlflow_server.root
     )
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP server on loopback that keeps every webhook gray posts (tests/receiver.py)."""
+    with running_receiver() as running:
+        yield running

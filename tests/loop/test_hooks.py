@@ -1,0 +1,162 @@
+"""The plan's hooks through the real runner and a real HTTP receiver (the endpoint and
+metrics are the in-memory fakes; tests/e2e/test_hooks.py runs them against a real gateway)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gray.controller import loop
+from gray.controller.state import Phase
+from tests.receiver import Receiver
+
+from .conftest import PLAN, Harness
+
+ROLLOUT = "fraud-test-0001"
+PAYLOAD_KEYS = {
+    "version",
+    "hook",
+    "rollout_id",
+    "plan",
+    "model",
+    "baseline",
+    "candidate",
+    "phase",
+    "stage",
+    "stages",
+    "reason",
+    "sent_at",
+}
+
+
+def with_hooks(tmp_path: Path, receiver: Receiver, *kinds: str, timeout: str = "2s") -> Harness:
+    lines = "".join(
+        f'  {kind}: {{url: "{receiver.url}/{kind}", timeout: {timeout}, '
+        'headers: {Authorization: "Bearer hook-token-123"}}\n'
+        for kind in kinds
+    )
+    return Harness(tmp_path, PLAN + "hooks:\n" + lines)
+
+
+def weights(harness: Harness) -> list[float]:
+    return [w.route.weight for w in harness.router.writes]
+
+
+def test_every_hook_is_asked_in_order_with_the_documented_payload(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    kinds = ("pre_rollout", "pre_stage", "post_stage", "confirm_promotion", "on_rollback")
+    harness = with_hooks(tmp_path, receiver, *kinds)
+    result = harness.runner().run(harness.start())
+    assert result.exit_code == 0, result.reason
+    assert receiver.paths() == [
+        "/pre_rollout",
+        *["/pre_stage", "/post_stage"] * 3,
+        "/confirm_promotion",
+    ]
+    for got in receiver.received:
+        assert set(got.body) == PAYLOAD_KEYS
+        assert got.body["rollout_id"] == ROLLOUT and got.body["candidate"] == "2"
+        assert got.headers["Authorization"] == "Bearer hook-token-123"
+        assert got.headers["X-Gray-Hook"] == got.path.lstrip("/")
+    stages = [b["stage"] for b in receiver.bodies("/pre_stage")]
+    assert [s["number"] for s in stages] == [1, 2, 3]
+    assert [s["weight"] for s in stages] == [0.1, 0.5, 1.0]
+    assert receiver.bodies("/pre_rollout")[0]["stage"] is None
+    assert harness.events.count("hook_passed") == 8
+    # The pre_stage hook answers before the stage's route is written.
+    assert harness.events.index("hook_passed") < harness.events.index("stage_started")
+
+
+def test_a_failing_pre_rollout_hook_stops_with_exit_2_and_nothing_changed(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.reply("/pre_rollout", 503, body="smoke test: 3 of 20 requests failed")
+    harness = with_hooks(tmp_path, receiver, "pre_rollout", "pre_stage", "on_rollback")
+    result = harness.runner().run(harness.start())
+    assert result.exit_code == 2
+    assert harness.router.writes == []  # no route written, no lease taken
+    assert harness.registry.rolled_back == []
+    assert receiver.paths() == ["/pre_rollout"]
+    assert "answered 503" in result.reason and "3 of 20 requests failed" in result.reason
+    assert "nothing changed" in result.reason
+    record = harness.journal.load(ROLLOUT)
+    assert record.state.phase is Phase.ABORTED
+    assert record.events[-1].data["hook"] == "pre_rollout"
+
+
+def test_a_hook_that_times_out_fails_with_its_reason(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.reply("/pre_rollout", 200, delay=1.5)
+    harness = with_hooks(tmp_path, receiver, "pre_rollout", timeout="300ms")
+    result = harness.runner().run(harness.start())
+    assert result.exit_code == 2
+    assert "pre_rollout hook http://127.0.0.1:" in result.reason
+    assert "timed out after 300ms" in result.reason
+
+
+def test_a_failing_pre_stage_hook_rolls_back_before_the_stage_gets_traffic(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.reply("/pre_stage", 200, 500)
+    receiver.reply("/on_rollback", 500)
+    harness = with_hooks(tmp_path, receiver, "pre_stage", "on_rollback")
+    warnings: list[str] = []
+    result = harness.runner(on_warning=warnings.append).run(harness.start())
+    assert result.exit_code == 1
+    assert weights(harness) == [0.1, 0.0]  # stage 2's 50 % was never written
+    assert "stage 2/3" in result.reason and "pre_stage hook" in result.reason
+    assert harness.events.count("hook_rollback") == 1
+    # on_rollback is told after the end; its failure is journaled and warned, nothing more.
+    rolled = receiver.bodies("/on_rollback")
+    assert len(rolled) == 1 and rolled[0]["phase"] == "rolled_back"
+    assert harness.events[-1] == "hook_failed"
+    assert any("on_rollback hook" in w and "answered 500" in w for w in warnings)
+    assert harness.journal.load(ROLLOUT).state.phase is Phase.ROLLED_BACK
+
+
+def test_a_failing_post_stage_hook_rolls_back(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.reply("/post_stage", 422, body="integration tests failed")
+    harness = with_hooks(tmp_path, receiver, "post_stage")
+    result = harness.runner().run(harness.start())
+    assert result.exit_code == 1
+    assert weights(harness) == [0.1, 0.0]
+    assert "integration tests failed" in result.reason
+
+
+def test_confirm_promotion_holds_until_the_hook_agrees(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.reply("/confirm_promotion", 409, 409, 409, 204)
+    harness = with_hooks(tmp_path, receiver, "confirm_promotion")
+    result = harness.runner().run(harness.start())
+    assert result.exit_code == 0
+    assert len(receiver.bodies("/confirm_promotion")) == 4  # asked again at every look
+    assert harness.events.count("waiting_approval") == 1
+    assert harness.registry.aliases["champion"] == "2"
+    assert "confirm_promotion hook" in result.reason or "promoted" in result.reason
+
+
+def test_an_approval_promotes_over_a_refusing_confirm_hook(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.reply("/confirm_promotion", 403)
+    harness = with_hooks(tmp_path, receiver, "confirm_promotion")
+    held = harness.runner(exit_on_hold=True).run(harness.start())
+    assert held.exit_code == 3
+    assert held.state.phase is Phase.WAITING_APPROVAL
+    assert "gray rollout approve" in held.state.reason and "answered 403" in held.state.reason
+    assert harness.router.applied.route.weight == 1.0  # traffic held at the last stage
+    harness.journal.post_command(ROLLOUT, "approve", "release manager")
+    record = harness.journal.load(ROLLOUT)
+    resumed = record.state.with_(epoch=record.state.epoch + 1)
+    result = harness.runner().run(loop.resume(harness.plan, resumed, harness.clock.now(), None))
+    assert result.exit_code == 0
+    assert result.state.phase is Phase.PROMOTED
+
+
+@pytest.mark.parametrize("kind", ["pre_stage", "post_stage"])
+def test_a_refused_connection_is_a_failure(tmp_path: Path, kind: str) -> None:
+    plan = PLAN + f'hooks:\n  {kind}: {{url: "http://127.0.0.1:9/{kind}", timeout: 1s}}\n'
+    harness = Harness(tmp_path, plan)
+    result = harness.runner().run(harness.start())
+    assert result.exit_code == 1
+    assert f"{kind} hook http://127.0.0.1:9/… failed" in result.reason
