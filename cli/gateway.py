@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from gray.controller.errors import GrayError
+from gray.controller.errors import ConfigError, GrayError
 
 gateway_app = typer.Typer(
     name="gateway", help="The built-in serving endpoint.", no_args_is_help=True
@@ -65,13 +65,35 @@ def serve(
     feedback_window: int = typer.Option(
         50_000, "--feedback-window", help="Recent answers kept for late labels."
     ),
+    max_body: str = typer.Option(
+        "16MB", "--max-body", help="Largest request body; larger ones are refused with 413."
+    ),
+    max_connections: int = typer.Option(
+        1000,
+        "--max-connections",
+        help="Open connections at most; one more is answered 503 too_many_connections.",
+    ),
+    header_timeout: str = typer.Option(
+        "10s", "--header-timeout", help="Time a connection has to send a request's headers."
+    ),
+    idle_timeout: str = typer.Option(
+        "5s", "--idle-timeout", help="A kept-alive connection with no request is closed after it."
+    ),
+    verify_interval: str = typer.Option(
+        "30s",
+        "--verify-interval",
+        help="How often the registry's preprocessor tags of loaded versions are read again.",
+    ),
     log_level: str = typer.Option("info", "--log-level"),
     access_log: bool = typer.Option(False, "--access-log"),
 ) -> None:
     """Serve a registered model's versions and split traffic between them.
 
     The admin token comes from $GRAY_GATEWAY_TOKEN; without one the gateway
-    starts only on loopback with --insecure-no-auth. It serves the version of
+    starts only on loopback with --insecure-no-auth. Scoped tokens:
+    $GRAY_GATEWAY_FEEDBACK_TOKEN (POST /feedback only) and $GRAY_GATEWAY_STATS_TOKEN
+    (read-only: route, versions, stats, /metrics, /health?model=). Each may be read
+    from a file instead: $GRAY_GATEWAY_TOKEN_FILE and so on. It serves the version of
     --baseline (default @champion) until a rollout sets a route; the route in
     force is kept in --state-dir and restored on restart.
 
@@ -83,9 +105,31 @@ def serve(
       gray gateway serve --model fraud --registry-uri http://mlflow:5000 \\
           --host 0.0.0.0 --state-dir /var/lib/gray-gateway
     """
-    from gray.gateway.settings import GatewaySettings, parse_slo_edges, token_from_env
+    from gray.controller.units import parse_duration
+    from gray.gateway.settings import (
+        FEEDBACK_TOKEN_ENV,
+        STATS_TOKEN_ENV,
+        GatewaySettings,
+        parse_size,
+        parse_slo_edges,
+        token_from_env,
+    )
 
     try:
+        durations = {}
+        for option, text in (
+            ("--header-timeout", header_timeout),
+            ("--idle-timeout", idle_timeout),
+            ("--verify-interval", verify_interval),
+        ):
+            try:
+                durations[option] = parse_duration(text)
+            except ValueError as error:
+                raise ConfigError(f"{option}: {error}") from None
+        try:
+            max_body_bytes = parse_size(max_body)
+        except ConfigError as error:
+            raise ConfigError(f"--max-body: {error.message}") from None
         settings = GatewaySettings(
             model_name=model,
             state_dir=state_dir,
@@ -93,6 +137,13 @@ def serve(
             host=host,
             port=port,
             token=token_from_env(),
+            feedback_token=token_from_env(variable=FEEDBACK_TOKEN_ENV),
+            stats_token=token_from_env(variable=STATS_TOKEN_ENV),
+            max_body_bytes=max_body_bytes,
+            max_connections=max_connections,
+            header_timeout=durations["--header-timeout"],
+            idle_timeout=durations["--idle-timeout"],
+            verify_interval=durations["--verify-interval"],
             insecure_no_auth=insecure_no_auth,
             baseline=baseline,
             slo_edges=parse_slo_edges(slo_edges),

@@ -124,6 +124,9 @@ class RouterSpec(_Strict):
     url: str = "http://127.0.0.1:8080"
     token: str | None = None
     timeout: Timeout = 10.0
+    # Candidate traffic returns to the baseline this long after the controller's last look,
+    # unless a stage holds it. Default: a few intervals (see runner.lease_ttl).
+    lease_ttl: Duration | None = None
 
 
 class MetricsSpec(_Strict):
@@ -202,6 +205,7 @@ class StageSpec(_Strict):
     min_requests: int = Field(default=0, ge=0, le=MAX_COUNT)
     approval: bool = False
     allow_decrease: bool = False
+    hold: bool = False  # keep this stage's traffic with no lease expiry, controller or not
     gates: tuple[StageGate, ...] = ()
 
     @property

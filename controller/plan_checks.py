@@ -40,6 +40,14 @@ def semantic_problems(plan: Plan) -> list[Problem]:
     problems.extend(_duplicate_gates(plan.gates, ("gates",)))
     problems.extend(_stage_problems(plan))
     problems.extend(_notify_problems(plan))
+    if plan.router.lease_ttl is not None and plan.router.lease_ttl <= plan.interval:
+        problems.append(
+            (
+                ("router", "lease_ttl"),
+                f"lease_ttl must be longer than the interval ({plan.interval:g}s): the "
+                "controller renews the lease once per look",
+            )
+        )
     if plan.promote and plan.promote.alias == plan.promote.keep_previous_as:
         problems.append(
             (

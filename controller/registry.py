@@ -169,6 +169,12 @@ class ServingBundle:
     input_example: Any | None
 
     @property
+    def preprocessor_sha256(self) -> str | None:
+        """The hash of the preprocessor applied; `load_serving_bundle` checked it against
+        the version's tag."""
+        return self.info.preprocessor_sha256 if self.preprocessor is not None else None
+
+    @property
     def metadata(self) -> Any:
         """The model's MLflow metadata (signature, params schema)."""
         return getattr(self.model, "metadata", None)
@@ -627,11 +633,22 @@ class Registry:
         return path
 
     def load_serving_bundle(self, name: str, version: str) -> ServingBundle:
-        """Download, verify and load one version for serving (model, preprocessor, example)."""
+        """Download, verify and load one version for serving (model, preprocessor, example).
+
+        A version without a preprocessor hash tag is refused: serving it would apply no
+        preprocessor, or one nobody checked.
+        """
         info = self.resolve(name, str(version))
         _require_ready(info, str(version))
         verified = self.verify_preprocessor(info, None)
-        preprocessor = verified.load() if verified is not None else None
+        if verified is None:
+            raise PreprocessorError(
+                f"{name} version {info.version} is not servable: it has no "
+                f"{TAG_PREPROCESSOR_SHA256} tag, so its preprocessor is unverified. Bind it "
+                f"with `gray registry bind {name} {info.version} PATH` (or log_preprocessor at "
+                "training time); the gateway loads it once asked again"
+            )
+        preprocessor = verified.load()
         _, repository = self._artifact_repository(name, info.version)
         downloads = self.cache_dir / "downloads"
         downloads.mkdir(parents=True, exist_ok=True)

@@ -80,9 +80,29 @@ class LeaseBody(_Body):
         return Lease(rollout_id=self.rollout_id, epoch=self.epoch)
 
 
+MAX_LEASE_TTL_SECONDS = 7 * 24 * 3600.0
+
+
 class PutRouteBody(_Body):
+    """A route and its lease; candidate traffic needs `ttl` (renewed by the writer) or `hold`."""
+
     route: RouteBody
     lease: LeaseBody
+    ttl: float | None = Field(default=None, gt=0, le=MAX_LEASE_TTL_SECONDS)
+    hold: bool = False
+
+    @model_validator(mode="after")
+    def _one_term(self) -> PutRouteBody:
+        if self.hold and self.ttl is not None:
+            raise ValueError('send "ttl" (expires unless renewed) or "hold": true, not both')
+        return self
+
+
+class RenewBody(_Body):
+    """Extend the lease in force by `ttl` seconds from now."""
+
+    lease: LeaseBody
+    ttl: float = Field(gt=0, le=MAX_LEASE_TTL_SECONDS)
 
 
 class RollbackBody(_Body):

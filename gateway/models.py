@@ -3,6 +3,11 @@
 A version takes traffic only once it is READY, which means it loaded and answered
 its own input example. Loads run one at a time so two large models never sit
 half-built in memory together.
+
+Each ready version remembers the sha256 of the preprocessor it applies. The
+registry's tag is read again now and then (`revalidate`): when it no longer
+matches, the version stops taking traffic at once and is loaded again, so a
+binding made or changed after the load is never silently ignored.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gray.controller.errors import GatewayError
+from gray.controller.errors import GatewayError, GrayError
 from gray.gateway.inputs import JSON_TYPE, InputContract, RequestReader
 
 log = logging.getLogger("gray.gateway")
@@ -26,6 +31,9 @@ log = logging.getLogger("gray.gateway")
 LOADING = "loading"
 READY = "ready"
 FAILED = "failed"
+
+# Failed loads are kept so their reason can be read, but not for ever: only the newest.
+FAILED_KEPT = 16
 
 
 class Servable(Protocol):
@@ -36,6 +44,12 @@ class Servable(Protocol):
     def predict(self, frame: Any) -> Any: ...
 
 
+def applied_preprocessor(servable: Servable) -> str | None:
+    """The sha256 of the preprocessor a loaded version applies (None: it applies none)."""
+    value = getattr(servable, "preprocessor_sha256", None)
+    return value if isinstance(value, str) else None
+
+
 class VersionLoader(Protocol):
     """Where versions come from: the MLflow registry in production, a dict in unit tests."""
 
@@ -43,6 +57,10 @@ class VersionLoader(Protocol):
 
     def resolve(self, reference: str) -> str:
         """`"@alias"` or a version number to a version number."""
+        ...
+
+    def preprocessor_sha256(self, version: str) -> str | None:
+        """The preprocessor hash the registry records for `version` now (None: no tag)."""
         ...
 
 
@@ -56,6 +74,7 @@ class LoadedVersion:
     load_seconds: float
     warmup_seconds: float | None  # None: no input example to warm up with
     pool: ThreadPoolExecutor
+    preprocessor_sha256: str | None = None
 
 
 @dataclass
@@ -103,6 +122,9 @@ class ModelManager:
                     "reason": entry.reason,
                     "load_seconds": entry.loaded.load_seconds if entry.loaded else None,
                     "warmup_seconds": entry.loaded.warmup_seconds if entry.loaded else None,
+                    "preprocessor_sha256": (
+                        entry.loaded.preprocessor_sha256 if entry.loaded else None
+                    ),
                 }
                 for version, entry in sorted(self._entries.items())
             }
@@ -118,6 +140,49 @@ class ModelManager:
             self._entries[version] = _Entry(LOADING, generation, time.time())
         self._executor.submit(self._load, version, generation)
         return LOADING
+
+    def revalidate(self, version: str) -> str | None:
+        """Compare a ready version's preprocessor with the registry's tag now; on a
+        difference, stop serving it and load it again. Returns the version's state.
+
+        Runs a registry call: call it off the event loop. A registry that does not
+        answer leaves the version as it is (it was verified when it loaded).
+        """
+        loaded = self.ready(version)
+        if loaded is None:
+            return self.state(version)
+        try:
+            tagged = self._loader.preprocessor_sha256(version)
+        except Exception as error:
+            log.warning(
+                "could not re-read the preprocessor tag of version %s: %s",
+                printable(version),
+                error,
+            )
+            return READY
+        if tagged == loaded.preprocessor_sha256:
+            return READY
+        reason = (
+            f"the registry binds version {version} to preprocessor sha256 {tagged or 'none'} but "
+            f"it was loaded with {loaded.preprocessor_sha256 or 'none'}; loading it again"
+        )
+        log.warning("%s", printable(reason))
+        with self._lock:
+            entry = self._entries.get(version)
+            if entry is None or entry.loaded is not loaded:
+                return entry.state if entry else None
+            self._generation += 1
+            generation = self._generation
+            self._entries[version] = _Entry(LOADING, generation, time.time(), reason=reason)
+        loaded.pool.shutdown(wait=False)
+        self._executor.submit(self._load, version, generation)
+        self._after(release_memory)
+        return LOADING
+
+    def revalidate_all(self) -> None:
+        for version, state in self.states().items():
+            if state == READY:
+                self.revalidate(version)
 
     def unload(self, version: str) -> bool:
         """Forget `version` and release its memory; False when it was not known."""
@@ -166,10 +231,11 @@ class ModelManager:
                 pool=ThreadPoolExecutor(
                     self._threads_per_version, thread_name_prefix=f"gray-predict-{version}"
                 ),
+                preprocessor_sha256=applied_preprocessor(servable),
             )
         except Exception as error:
-            reason = error.message if isinstance(error, GatewayError) else repr(error)
-            log.warning("version %s failed to load: %s", version, reason)
+            reason = error.message if isinstance(error, GrayError) else repr(error)
+            log.warning("version %s failed to load: %s", printable(version), printable(reason))
             self._finish(version, generation, FAILED, None, reason)
             # Whatever the failed load built is garbage now; free it once this frame is gone.
             self._after(release_memory)
@@ -229,8 +295,27 @@ class ModelManager:
                 entry.loaded = loaded
                 entry.reason = reason
                 entry.finished_at = time.time()
+            if state == FAILED:
+                self._forget_old_failures()
             self._changed.notify_all()
         return current
+
+    def _forget_old_failures(self) -> None:
+        """Keep the newest FAILED_KEPT failed entries (the lock is held)."""
+        failed = sorted(
+            (entry.finished_at or entry.started_at, version)
+            for version, entry in self._entries.items()
+            if entry.state == FAILED
+        )
+        for _, version in failed[: max(len(failed) - FAILED_KEPT, 0)]:
+            del self._entries[version]
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped, so a client's input cannot forge log lines."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def reader_for(servable: Servable) -> RequestReader:

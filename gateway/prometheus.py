@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 from gray.controller.types import Applied, VersionCounters
 from gray.gateway.stats import StatsView
@@ -45,9 +47,55 @@ def _traffic(view: StatsView) -> list[tuple[str, str, VersionCounters]]:
     return rows
 
 
-def render(view: StatsView, applied: Applied, states: dict[str, str]) -> str:
+@dataclass(frozen=True)
+class Extras:
+    """What the server and the lease add to the counters: `lease` is `RouteStore.status()`."""
+
+    lease: dict[str, Any] = field(default_factory=dict)
+    lease_expiries: int = 0
+    connections_refused: int = 0
+    header_timeouts: int = 0
+
+
+def render(
+    view: StatsView, applied: Applied, states: dict[str, str], extras: Extras | None = None
+) -> str:
     """All metrics as one text page."""
-    return "\n".join(_lines(view, applied, states)) + "\n"
+    lines = [*_lines(view, applied, states), *_extra_lines(extras or Extras())]
+    return "\n".join(lines) + "\n"
+
+
+def _extra_lines(extras: Extras) -> Iterator[str]:
+    lease = extras.lease
+    yield from _family(
+        "gray_route_lease_expires_at_seconds",
+        "gauge",
+        "Unix time the candidate's traffic returns to the baseline unless renewed (0: never).",
+    )
+    yield f"gray_route_lease_expires_at_seconds {_number(lease.get('lease_expires_at') or 0)}"
+    yield from _family(
+        "gray_route_held", "gauge", "1 when candidate traffic is held with no expiry (hold)."
+    )
+    yield f"gray_route_held {1 if lease.get('hold') else 0}"
+    for name, value, help_text in (
+        (
+            "gray_lease_expiries_total",
+            extras.lease_expiries,
+            "Leases that expired unrenewed, sending everything back to the baseline.",
+        ),
+        (
+            "gray_connections_refused_total",
+            extras.connections_refused,
+            "Connections refused because --max-connections were open.",
+        ),
+        (
+            "gray_header_timeouts_total",
+            extras.header_timeouts,
+            "Connections closed because a request's headers took longer than --header-timeout.",
+        ),
+    ):
+        yield from _family(name, "counter", help_text)
+        yield f"{name} {value}"
 
 
 def _lines(view: StatsView, applied: Applied, states: dict[str, str]) -> Iterator[str]:

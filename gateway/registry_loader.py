@@ -6,7 +6,7 @@ from typing import Any
 
 
 class RegistryLoader:
-    """Loads a registered model's versions with their bound preprocessors."""
+    """Loads a registered model's versions with their bound, verified preprocessors."""
 
     def __init__(self, registry_uri: str | None, model_name: str) -> None:
         from gray.controller.registry import Registry, resolve_registry_uri
@@ -19,3 +19,6 @@ class RegistryLoader:
 
     def resolve(self, reference: str) -> str:
         return str(self._registry.resolve(self._model_name, reference).version)
+
+    def preprocessor_sha256(self, version: str) -> str | None:
+        return self._registry.resolve(self._model_name, version).preprocessor_sha256

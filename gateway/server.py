@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import resource
 import socket
 from pathlib import Path
 from typing import IO
@@ -11,6 +12,11 @@ from typing import IO
 from gray.controller.errors import GatewayError
 from gray.gateway.models import VersionLoader
 from gray.gateway.settings import GatewaySettings
+
+log = logging.getLogger("gray.gateway")
+
+# File descriptors the process needs besides client connections: models, logs, registry.
+RESERVED_FILES = 128
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -55,11 +61,13 @@ def serve(
     import uvicorn
 
     from gray.gateway.app import create_app
+    from gray.gateway.limits import ConnectionCounters, guarded_protocol
 
     settings.check()
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    max_connections = fit_connection_cap(settings.max_connections)
     lock = lock_state_dir(settings.state_dir)
     try:
         sock = bind(settings.host, settings.port)
@@ -67,16 +75,59 @@ def serve(
         lock.close()
         raise
     try:
-        app = create_app(settings, loader)
+        counters = ConnectionCounters()
+        app = create_app(settings, loader, counters)
         config = uvicorn.Config(
             app,
+            http=guarded_protocol(max_connections, settings.header_timeout, counters),
             log_level=log_level,
             access_log=access_log,
             proxy_headers=True,
             forwarded_allow_ips=settings.forwarded_allow_ips,
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=settings.idle_timeout,  # type: ignore[arg-type]  # a float works
+        )
+        log.info(
+            "gray gateway for model %s listening on %s (%s; state in %s; at most %d "
+            "connections, bodies up to %d bytes)",
+            settings.model_name,
+            listen_url(settings.host, int(sock.getsockname()[1])),
+            "admin token required" if settings.auth_required else "NO authentication",
+            settings.state_dir,
+            max_connections,
+            settings.max_body_bytes,
         )
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
         lock.close()
+
+
+def listen_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def fit_connection_cap(wanted: int) -> int:
+    """Raise the open-file limit to fit `wanted` connections, or lower the cap to fit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + RESERVED_FILES
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        fitted = max(soft - RESERVED_FILES, 8)
+        log.warning(
+            "the open-file limit (%d) leaves room for %d connections, not --max-connections "
+            "%d; serving at most %d (raise `ulimit -n` for more)",
+            soft,
+            fitted,
+            wanted,
+            fitted,
+        )
+        return fitted
+    return wanted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,12 @@ from gray.controller.errors import ConfigError
 from gray.controller.units import parse_duration
 
 TOKEN_ENV = "GRAY_GATEWAY_TOKEN"
+FEEDBACK_TOKEN_ENV = "GRAY_GATEWAY_FEEDBACK_TOKEN"
+STATS_TOKEN_ENV = "GRAY_GATEWAY_STATS_TOKEN"
+# Each token may come from a file instead (`<VARIABLE>_FILE=/run/secrets/...`).
+FILE_SUFFIX = "_FILE"
+
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -22,7 +29,9 @@ class GatewaySettings:
     registry_uri: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
-    token: str | None = None
+    token: str | None = None  # admin: everything
+    feedback_token: str | None = None  # POST /feedback only
+    stats_token: str | None = None  # read-only: route, versions, stats, metrics, health
     insecure_no_auth: bool = False
     baseline: str = "@champion"
     slo_edges: tuple[float, ...] = ()
@@ -35,13 +44,34 @@ class GatewaySettings:
     log_backups: int = 5
     feedback_window: int = 50_000
     warmup_rounds: int = 3
+    max_body_bytes: int = 16 * MIB
+    max_connections: int = 1000
+    header_timeout: float = 10.0  # from a connection's first byte (or its opening) to the headers
+    idle_timeout: float = 5.0  # a kept-alive connection with no request is closed after this
+    verify_interval: float = 30.0  # how often loaded versions' preprocessor tags are re-read
 
     def check(self) -> None:
         """Refuse settings that would make an unsafe or broken gateway."""
         if not self.model_name:
             raise ConfigError("--model is required")
-        if self.token is not None and not self.token.strip():
-            raise ConfigError(f"{TOKEN_ENV} is set but empty")
+        for variable, value in (
+            (TOKEN_ENV, self.token),
+            (FEEDBACK_TOKEN_ENV, self.feedback_token),
+            (STATS_TOKEN_ENV, self.stats_token),
+        ):
+            if value is not None and not value.strip():
+                raise ConfigError(f"{variable} is set but empty")
+        scoped = [t for t in (self.feedback_token, self.stats_token) if t is not None]
+        if (self.token is not None and self.token in scoped) or len(set(scoped)) < len(scoped):
+            raise ConfigError(
+                f"{TOKEN_ENV}, {FEEDBACK_TOKEN_ENV} and {STATS_TOKEN_ENV} must differ: a scoped "
+                "token equal to another would carry that token's rights"
+            )
+        if self.token is None and scoped:
+            raise ConfigError(
+                f"{FEEDBACK_TOKEN_ENV} or {STATS_TOKEN_ENV} is set without {TOKEN_ENV}: set the "
+                "admin token too"
+            )
         if self.token is None and not self.insecure_no_auth:
             raise ConfigError(
                 f"no admin token: set {TOKEN_ENV}, or bind to loopback and pass --insecure-no-auth"
@@ -69,6 +99,17 @@ class GatewaySettings:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
         if self.log_max_bytes < 4096:
             raise ConfigError("--log-max-bytes must be at least 4096")
+        if self.max_body_bytes < 1024:
+            raise ConfigError(f"--max-body must be at least 1KB, got {self.max_body_bytes} bytes")
+        if self.max_connections < 8:
+            raise ConfigError(f"--max-connections must be at least 8, got {self.max_connections}")
+        for name, seconds in (
+            ("--header-timeout", self.header_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--verify-interval", self.verify_interval),
+        ):
+            if not 0 < seconds <= 3600:
+                raise ConfigError(f"{name} must be between 1ms and 1h, got {seconds:g}s")
 
     @property
     def auth_required(self) -> bool:
@@ -108,5 +149,40 @@ def parse_slo_edges(text: str | None) -> tuple[float, ...]:
     return tuple(sorted(edges))
 
 
-def token_from_env(environ: dict[str, str] | None = None) -> str | None:
-    return (environ if environ is not None else os.environ).get(TOKEN_ENV)
+def token_from_env(
+    environ: Mapping[str, str] | None = None, variable: str = TOKEN_ENV
+) -> str | None:
+    """The token in `variable`, or in the file named by `variable`_FILE (one of them, not both).
+
+    A file's trailing newline is not part of the token.
+    """
+    env = environ if environ is not None else os.environ
+    direct = env.get(variable)
+    file_variable = variable + FILE_SUFFIX
+    path = env.get(file_variable)
+    if path is None:
+        return direct
+    if direct is not None:
+        raise ConfigError(f"set {variable} or {file_variable}, not both")
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise ConfigError(f"{file_variable}: cannot read {path}: {reason}") from None
+
+
+def parse_size(text: str) -> int:
+    """`"16MB"`, `"512KB"`, `"1048576"` to bytes (KB and MB are binary: 1024-based)."""
+    cleaned = text.strip().upper().removesuffix("B")
+    factor = 1
+    for suffix, multiple in (("K", 1024), ("M", MIB), ("G", 1024 * MIB)):
+        if cleaned.endswith(suffix):
+            cleaned, factor = cleaned[: -len(suffix)], multiple
+            break
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise ConfigError(f"expected a size such as 16MB or 512KB, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise ConfigError(f"expected a positive size such as 16MB, got {text!r}")
+    return int(value * factor)

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from gray.controller.errors import MetricsError
+from gray.controller.routers.gateway import unauthorized_message
 from gray.controller.types import Pair, ShadowCounters, Snapshot, VersionCounters
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -39,6 +40,7 @@ class GatewayMetrics:
     ) -> None:
         self.url = url.rstrip("/")
         self.slo_edges = tuple(sorted(set(float(e) for e in slo_edges)))
+        self._has_token = bool(token)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
@@ -101,9 +103,7 @@ class GatewayMetrics:
                         raise MetricsError(f"the gateway at {self.url} answered unreadable stats")
                     return data
                 if response.status_code == 401:
-                    raise MetricsError(
-                        f"the gateway at {self.url} refused the admin token (HTTP 401)"
-                    )
+                    raise MetricsError(unauthorized_message(self.url, self._has_token))
                 failure = f"HTTP {response.status_code}: {response.text[:200]}"
                 if response.status_code < 500:
                     break

@@ -14,8 +14,14 @@ class Router(Protocol):
     than the one in force (raising LeaseConflictError).
     """
 
-    def apply(self, route: RouteSpec, lease: Lease) -> Applied:
-        """Put `route` in force under `lease`."""
+    def apply(self, route: RouteSpec, lease: Lease, ttl: float | None = None) -> Applied:
+        """Put `route` in force under `lease`. Candidate traffic returns to the baseline by
+        itself `ttl` seconds after the last write or renewal; None holds it with no expiry."""
+        ...
+
+    def renew(self, lease: Lease, ttl: float) -> Applied:
+        """Extend the route's expiry to `ttl` seconds from now (LeaseConflictError when
+        `lease` is no longer the one in force, for example because it expired)."""
         ...
 
     def read(self) -> Applied:
@@ -26,6 +32,7 @@ class Router(Protocol):
         """Baseline answers 100 %, no mirror, in one write, under a new higher epoch."""
         ...
 
-    def ensure_loaded(self, version: str) -> None:
-        """Make the endpoint load and warm `version` without sending it traffic."""
+    def ensure_loaded(self, version: str) -> str | None:
+        """Make the endpoint load and warm `version` without sending it traffic; the sha256
+        of the preprocessor it applies to that version (None: none)."""
         ...

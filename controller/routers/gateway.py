@@ -45,6 +45,7 @@ class GatewayRouter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url.rstrip("/")
+        self._has_token = bool(token)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
@@ -65,8 +66,11 @@ class GatewayRouter:
 
     # --- the Router protocol ----------------------------------------------------------
 
-    def apply(self, route: RouteSpec, lease: Lease) -> Applied:
-        body = {"route": route.to_dict(), "lease": lease.to_dict()}
+    def apply(self, route: RouteSpec, lease: Lease, ttl: float | None = None) -> Applied:
+        body: dict[str, Any] = {"route": route.to_dict(), "lease": lease.to_dict()}
+        if route.candidate is not None and (route.weight > 0 or route.mirror > 0):
+            # The gateway wants the terms of candidate traffic said out loud.
+            body.update({"ttl": ttl} if ttl is not None else {"hold": True})
         deadline = self._clock() + self._load_timeout
         while True:
             response = self._request("PUT", "/admin/route", json=body)
@@ -97,12 +101,21 @@ class GatewayRouter:
             raise self._failure("roll back", response)
         return self._applied(response)
 
-    def ensure_loaded(self, version: str) -> None:
+    def renew(self, lease: Lease, ttl: float) -> Applied:
+        body = {"lease": lease.to_dict(), "ttl": ttl}
+        response = self._request("POST", "/admin/route/renew", json=body)
+        if response.status_code != 200:
+            raise self._failure("renew the lease", response)
+        return self._applied(response)
+
+    def ensure_loaded(self, version: str) -> str | None:
         deadline = self._clock() + self._load_timeout
         response = self._request("POST", f"/admin/versions/{version}/load")
         if response.status_code not in (200, 202):
             raise self._failure(f"load version {version}", response)
         self._wait_ready([version], deadline)
+        sha256 = (self.versions().get(version) or {}).get("preprocessor_sha256")
+        return sha256 if isinstance(sha256, str) else None
 
     # --- extras the CLI and tests use ----------------------------------------------------
 
@@ -182,11 +195,22 @@ class GatewayRouter:
                 "(for example a rollback) is in force"
             )
         if status == 401:
-            return RouterError(
-                f"the gateway at {self.url} refused the admin token (HTTP 401); check the "
-                "router token in the plan or $GRAY_GATEWAY_TOKEN"
-            )
+            return RouterError(unauthorized_message(self.url, self._has_token))
         return RouterError(f"the gateway at {self.url} could not {what}: HTTP {status}: {message}")
+
+
+def unauthorized_message(url: str, token_sent: bool) -> str:
+    """Why a gateway answered 401: no token set here, or the one sent is not accepted."""
+    if not token_sent:
+        return (
+            f"the gateway at {url} needs an admin token and none is set: the plan's router "
+            'has no token (add token: "${GRAY_GATEWAY_TOKEN}") or the variable it names is '
+            "empty; set GRAY_GATEWAY_TOKEN to the gateway's admin token"
+        )
+    return (
+        f"the gateway at {url} refused the admin token (HTTP 401); check the router token in "
+        "the plan or $GRAY_GATEWAY_TOKEN"
+    )
 
 
 def _route_versions(route: RouteSpec) -> list[str]:

@@ -18,9 +18,18 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def put_route(client: Any, route: dict[str, Any], epoch: int = 1, rollout: str = "r1") -> Any:
-    """PUT a route, waiting through version_not_ready answers as the router adapter does."""
-    body = {"route": route, "lease": {"rollout_id": rollout, "epoch": epoch}}
+def put_route(
+    client: Any,
+    route: dict[str, Any],
+    epoch: int = 1,
+    rollout: str = "r1",
+    ttl: float | None = None,
+) -> Any:
+    """PUT a route, waiting through version_not_ready answers as the router adapter does.
+
+    Without `ttl` the route is held (no expiry)."""
+    body: dict[str, Any] = {"route": route, "lease": {"rollout_id": rollout, "epoch": epoch}}
+    body.update({"ttl": ttl} if ttl is not None else {"hold": True})
     deadline = time.monotonic() + 10
     while True:
         response = client.put("/admin/route", json=body, headers=ADMIN)

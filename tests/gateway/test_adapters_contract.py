@@ -75,7 +75,8 @@ def test_apply_sends_route_and_lease_and_reads_back_applied() -> None:
     script = Script([("PUT /admin/route", 200, APPLIED)])
     applied = router(script, Clock()).apply(ROUTE, LEASE)
     assert applied.route == ROUTE and applied.lease == LEASE
-    assert script.seen[0][2] == {"route": ROUTE.to_dict(), "lease": LEASE.to_dict()}
+    # Candidate traffic without a ttl is held on purpose, and says so.
+    assert script.seen[0][2] == {"route": ROUTE.to_dict(), "lease": LEASE.to_dict(), "hold": True}
 
 
 def test_apply_retries_transport_errors_and_5xx_with_backoff() -> None:
@@ -142,6 +143,7 @@ def test_ensure_loaded_asks_again_when_the_version_vanished() -> None:
             ("POST /admin/versions/2/load", 202, {"version": "2", "state": "loading"}),
             ("GET /admin/versions", 200, {"versions": {}}),
             ("POST /admin/versions/2/load", 202, {"version": "2", "state": "loading"}),
+            ("GET /admin/versions", 200, {"versions": {"2": {"state": "ready"}}}),
             ("GET /admin/versions", 200, {"versions": {"2": {"state": "ready"}}}),
         ]
     )

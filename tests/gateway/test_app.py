@@ -307,7 +307,11 @@ def test_a_route_naming_an_unloaded_version_waits_for_it(
 ) -> None:
     with make_client() as client:
         loader.gate = threading.Event()
-        body = {"route": route(weight=0.5), "lease": {"rollout_id": "r", "epoch": 1}}
+        body = {
+            "route": route(weight=0.5),
+            "lease": {"rollout_id": "r", "epoch": 1},
+            "hold": True,
+        }
         first = client.put("/admin/route", json=body, headers=ADMIN)
         assert first.status_code == 409 and first.json()["error"] == "version_not_ready"
         assert first.json()["versions"]["2"]["state"] == "loading"
@@ -326,7 +330,11 @@ def test_a_route_naming_an_unloaded_version_waits_for_it(
 
 def test_a_route_naming_a_broken_version_reports_why(make_client: Any) -> None:
     with make_client() as client:
-        body = {"route": route(candidate="3", weight=0.5), "lease": {"rollout_id": "r", "epoch": 1}}
+        body = {
+            "route": route(candidate="3", weight=0.5),
+            "lease": {"rollout_id": "r", "epoch": 1},
+            "hold": True,
+        }
         client.put("/admin/route", json=body, headers=ADMIN)
         wait_until(
             lambda: (

@@ -41,7 +41,7 @@ def test_lease_rules(current: Lease | None, offered: Lease, allowed: bool) -> No
 
 def test_a_refused_write_changes_nothing(tmp_path: Path) -> None:
     store = fresh(tmp_path)
-    store.put(SPLIT, Lease("a", 5))
+    store.put(SPLIT, Lease("a", 5), hold=True)
     with pytest.raises(LeaseRefused):
         store.put(RouteSpec(baseline="1", candidate="2", weight=1.0), Lease("a", 4))
     assert store.applied == Applied(SPLIT, Lease("a", 5))
@@ -50,7 +50,7 @@ def test_a_refused_write_changes_nothing(tmp_path: Path) -> None:
 
 def test_rollback_goes_above_every_epoch_and_keeps_the_pair(tmp_path: Path) -> None:
     store = fresh(tmp_path)
-    store.put(SPLIT, Lease("rollout-1", 4))
+    store.put(SPLIT, Lease("rollout-1", 4), hold=True)
     applied = store.rollback(Lease("oncall", 2))
     assert applied.lease == Lease("oncall", 5)
     assert applied.route == RouteSpec(baseline="1", candidate="2")
@@ -58,7 +58,7 @@ def test_rollback_goes_above_every_epoch_and_keeps_the_pair(tmp_path: Path) -> N
     assert store.rollback(None).lease == Lease("oncall", 11)
     # The controller that was fenced out cannot push traffic back.
     with pytest.raises(LeaseRefused):
-        store.put(SPLIT, Lease("rollout-1", 4))
+        store.put(SPLIT, Lease("rollout-1", 4), hold=True)
 
 
 def test_rollback_with_no_lease_ever_written(tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_rollback_with_no_lease_ever_written(tmp_path: Path) -> None:
 def test_the_route_file_restores_route_and_lease(tmp_path: Path) -> None:
     store = fresh(tmp_path)
     assert RouteStore.restore(tmp_path / "route.json", "fraud") is None  # nothing written yet
-    store.put(SPLIT, Lease("a", 2))
+    store.put(SPLIT, Lease("a", 2), hold=True)
     restored = RouteStore.restore(tmp_path / "route.json", "fraud")
     assert restored is not None
     assert restored.applied == Applied(SPLIT, Lease("a", 2))
@@ -77,7 +77,7 @@ def test_the_route_file_restores_route_and_lease(tmp_path: Path) -> None:
 
 
 def test_a_route_file_of_another_model_or_a_broken_one_is_refused(tmp_path: Path) -> None:
-    fresh(tmp_path).put(SPLIT, Lease("a", 2))
+    fresh(tmp_path).put(SPLIT, Lease("a", 2), hold=True)
     with pytest.raises(GatewayError, match="belongs to model 'fraud'"):
         RouteStore.restore(tmp_path / "route.json", "churn")
     (tmp_path / "route.json").write_text("{half a fi")
@@ -89,8 +89,8 @@ def test_the_file_is_written_before_memory_changes(tmp_path: Path) -> None:
     store = fresh(tmp_path)
     (tmp_path / "route.json").mkdir()  # make the write fail
     with pytest.raises(OSError):
-        store.put(SPLIT, Lease("a", 1))
+        store.put(SPLIT, Lease("a", 1), hold=True)
     assert store.applied.route == RouteSpec(baseline="1")
     (tmp_path / "route.json").rmdir()
-    store.put(SPLIT, Lease("a", 1))
+    store.put(SPLIT, Lease("a", 1), hold=True)
     assert json.loads((tmp_path / "route.json").read_text())["route"]["weight"] == 0.2

@@ -32,6 +32,7 @@ class TinyModel:
     sleep: float = 0.0
     input_example: Any = field(default_factory=example_frame)
     calls: int = 0
+    preprocessor_sha256: str | None = None
 
     def predict(self, frame: pd.DataFrame) -> Any:
         self.calls += 1
@@ -54,6 +55,8 @@ class TinyLoader:
     aliases: dict[str, str] = field(default_factory=lambda: {"champion": "1"})
     gate: threading.Event | None = None
     loads: list[str] = field(default_factory=list)
+    # The preprocessor hash "the registry" records per version; a load applies it.
+    preprocessor_tags: dict[str, str] = field(default_factory=dict)
 
     def load(self, version: str) -> TinyModel:
         self.loads.append(version)
@@ -61,7 +64,12 @@ class TinyLoader:
             self.gate.wait(timeout=10)
         if version not in self.models:
             raise ModelNotFoundError(f"no version {version}")
-        return self.models[version]
+        model = self.models[version]
+        model.preprocessor_sha256 = self.preprocessor_tags.get(version)
+        return model
+
+    def preprocessor_sha256(self, version: str) -> str | None:
+        return self.preprocessor_tags.get(version)
 
     def resolve(self, reference: str) -> str:
         if reference.startswith("@"):

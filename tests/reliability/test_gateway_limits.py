@@ -1,0 +1,191 @@
+"""The gateway keeps serving while clients misbehave: huge bodies, half-open and slow sockets.
+
+A real gateway (subprocess, real registry) with small limits so each case runs in about a
+second: the same code paths that refuse a 100 MB body or thousands of half-open sockets
+at the default limits (16 MB, 1000 connections, 10 s to send headers).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import httpx
+import pytest
+
+from gray.gateway.testing import RunningGateway, start_gateway
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "limits-token"
+MAX_BODY = 1024 * 1024
+MAX_CONNECTIONS = 48
+HEADER_TIMEOUT = 1.0
+IDLE_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    demo_registry: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    running = start_gateway(
+        demo_registry.uri,
+        demo_registry.model_name,
+        tmp_path_factory.mktemp("limited-gateway"),
+        token=TOKEN,
+        extra_args=[
+            "--max-body",
+            "1MB",
+            "--max-connections",
+            str(MAX_CONNECTIONS),
+            "--header-timeout",
+            f"{HEADER_TIMEOUT:g}s",
+            "--idle-timeout",
+            f"{IDLE_TIMEOUT:g}s",
+        ],
+    )
+    yield running
+    running.stop()
+
+
+def raw(gateway: RunningGateway, payload: bytes = b"", timeout: float = 5.0) -> socket.socket:
+    connection = socket.create_connection(("127.0.0.1", gateway.port), timeout=timeout)
+    if payload:
+        connection.sendall(payload)
+    return connection
+
+
+def read_all(connection: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = connection.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def ping_seconds(gateway: RunningGateway) -> float:
+    started = time.perf_counter()
+    assert httpx.get(f"{gateway.url}/ping", timeout=5).status_code == 200
+    return time.perf_counter() - started
+
+
+def metric(gateway: RunningGateway, name: str) -> float:
+    text = httpx.get(f"{gateway.url}/metrics", headers=gateway.headers, timeout=5).text
+    line = next(line for line in text.splitlines() if line.startswith(name + " "))
+    return float(line.split()[1])
+
+
+def test_a_huge_declared_body_is_refused_before_it_is_read(gateway: RunningGateway) -> None:
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 104857600\r\n\r\n"  # 100 MB announced, none of it sent
+    )
+    started = time.perf_counter()
+    with raw(gateway, head) as connection:
+        answer = read_all(connection)
+    assert time.perf_counter() - started < 2.0
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"body_too_large" in answer and b"--max-body" in answer
+    assert ping_seconds(gateway) < 1.0
+
+
+def test_a_chunked_body_over_the_limit_is_cut_off_at_the_limit(gateway: RunningGateway) -> None:
+    chunk = b"x" * 65536
+    framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    with raw(gateway, head) as connection:
+        answer = b""
+        try:
+            for _ in range(4 * MAX_BODY // len(chunk)):  # 4 MB offered, 1 MB allowed
+                connection.sendall(framed)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the gateway answered and stopped reading
+        answer = read_all(connection)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    # Bodies under the limit are read as before.
+    small = httpx.post(f"{gateway.url}/invocations", content=b"{}", timeout=5)
+    assert small.status_code == 400
+
+
+def test_half_open_sockets_are_capped_refused_clearly_and_dropped(
+    gateway: RunningGateway,
+) -> None:
+    refused_before = metric(gateway, "gray_connections_refused_total")
+    timeouts_before = metric(gateway, "gray_header_timeouts_total")
+    with ExitStack() as stack:
+        # Connections that never send a byte: the attack that exhausted file descriptors.
+        silent = [stack.enter_context(raw(gateway)) for _ in range(MAX_CONNECTIONS + 20)]
+        time.sleep(0.3)
+        extra = raw(gateway, b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        refusal = read_all(extra)
+        extra.close()
+        assert refusal.startswith(b"HTTP/1.1 503"), refusal[:200]
+        assert b"too_many_connections" in refusal and b"--max-connections" in refusal
+        # Within the header timeout the gateway drops them and answers again.
+        started = time.monotonic()
+        while True:
+            try:
+                if httpx.get(f"{gateway.url}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() - started < HEADER_TIMEOUT + 3
+            time.sleep(0.05)
+        closed = 0
+        for connection in silent:
+            connection.settimeout(HEADER_TIMEOUT + 2)
+            try:
+                closed += connection.recv(1024)[:12] in (b"", b"HTTP/1.1 503")
+            except (ConnectionResetError, TimeoutError):
+                closed += 1
+        assert closed == len(silent)
+    assert metric(gateway, "gray_connections_refused_total") >= refused_before + 20
+    assert metric(gateway, "gray_header_timeouts_total") >= timeouts_before + MAX_CONNECTIONS - 1
+
+
+def test_headers_sent_slowly_are_cut_off_and_idle_connections_closed(
+    gateway: RunningGateway,
+) -> None:
+    slow = raw(gateway, b"GET /ping HTTP/1.1\r\n", timeout=HEADER_TIMEOUT + 3)
+    closed = threading.Event()
+
+    def trickle() -> None:
+        try:
+            while not closed.is_set():
+                slow.sendall(b"X-Slow: 1\r\n")
+                time.sleep(0.2)
+        except OSError:
+            closed.set()
+
+    started = time.monotonic()
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    assert read_all(slow) == b""  # closed without an answer
+    closed.set()
+    assert time.monotonic() - started < HEADER_TIMEOUT + 1.5
+    slow.close()
+
+    with raw(gateway, b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n") as idle:
+        idle.settimeout(IDLE_TIMEOUT + 3)
+        started = time.monotonic()
+        answer = read_all(idle)  # the answer, then the close once the idle timeout passes
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert IDLE_TIMEOUT - 0.2 < time.monotonic() - started < IDLE_TIMEOUT + 1.5
+
+
+def test_the_limits_are_logged_with_the_address(gateway: RunningGateway) -> None:
+    log = gateway.log_tail(20000)
+    assert f"listening on {gateway.url}" in log
+    assert f"at most {MAX_CONNECTIONS} connections, bodies up to {MAX_BODY} bytes" in log
