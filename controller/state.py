@@ -56,6 +56,10 @@ class RolloutState:
     extensions: int = 0
     nodata_since: float | None = None
     origin_candidate_requests: int = 0  # candidate exposures when the stage began
+    # Candidate exposures counted in this stage so far, look by look, so an endpoint whose
+    # counters restart from zero (a gateway restart) never makes the count go backwards.
+    # None in journals written before it existed: then counted from the origin.
+    stage_candidate_requests: int | None = None
     judge: dict[str, Any] | None = None  # gates.JudgeState.to_dict()
     last_verdict: dict[str, Any] | None = None  # gates.StageVerdict.to_dict()
     last_look_at: float | None = None

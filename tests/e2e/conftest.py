@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gray.gateway.testing import RunningGateway
+
 TOKEN = "e2e-token"
 
 PLAN = """\
@@ -44,6 +46,23 @@ class Stack:
     url: str
     home: Path
     root: Path
+    gateway: RunningGateway | None = None
+
+    def restart_gateway(self) -> None:
+        """Stop the gateway and start it again on the same port and state directory: its
+        route comes back from the state directory, its counters start from zero."""
+        from gray.gateway.testing import start_gateway
+
+        assert self.gateway is not None
+        self.gateway.stop()
+        self.gateway = start_gateway(
+            self.registry_uri,
+            "fraud",
+            self.gateway.state_dir,
+            token=TOKEN,
+            slo_edges=(0.05,),
+            port=self.gateway.port,
+        )
 
     def plan(self, name: str, alias: str, stages: str = SHORT_STAGES) -> Path:
         path = self.root / f"plan-{name}.yaml"
@@ -126,8 +145,10 @@ def stack(fresh_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     )
     features, labels = demo_dataset()
     traffic = TrafficGenerator(gateway.url, TOKEN, features, labels, rps=60, workers=3).start()
+    stack = Stack(fresh_registry.uri, fresh_registry.versions, gateway.url, home, tmp_path, gateway)
     try:
-        yield Stack(fresh_registry.uri, fresh_registry.versions, gateway.url, home, tmp_path)
+        yield stack
     finally:
         traffic.stop()
-        gateway.stop()
+        assert stack.gateway is not None
+        stack.gateway.stop()

@@ -313,3 +313,25 @@ def test_an_alias_moved_mid_rollout_is_reported_and_the_pins_hold(harness: Harne
     assert harness.events.count("alias_moved") == 1
     assert any("moved from version 2 to 7" in w for w in warnings)
     assert {w.route.candidate for w in harness.router.writes[:3]} == {"2"}
+
+
+def test_an_endpoint_restart_mid_stage_does_not_fail_a_good_candidate(tmp_path: Path) -> None:
+    # The endpoint's counters start again from zero, as after a gateway restart and a resume.
+    text = PLAN.replace("{weight: 50%, dwell: 20s}", "{weight: 50%, dwell: 20s, min_requests: 500}")
+    harness = Harness(tmp_path, text)
+    restart_at = harness.clock.now() + 38  # late in the second stage (20 s to 40 s)
+    read = harness.metrics.snapshot
+    restarted: list[bool] = []
+
+    def snapshot_across_a_restart(versions):  # type: ignore[no-untyped-def]
+        if not restarted and harness.clock.now() >= restart_at:
+            restarted.append(True)
+            harness.metrics._totals.clear()
+        return read(versions)
+
+    harness.metrics.snapshot = snapshot_across_a_restart  # type: ignore[method-assign]
+    result = harness.runner().run(harness.start())
+    assert restarted
+    assert result.exit_code == 0, result.reason
+    reasons = [e.reason for e in harness.journal.load("fraud-test-0001").events]
+    assert not [r for r in reasons if "only -" in r], reasons
