@@ -263,3 +263,16 @@ def test_counters_keep_growing_across_a_gateway_restart() -> None:
     assert grown.baseline.requests == 4
     assert all(count >= 0 for _, count in grown.baseline.latency_buckets)
     assert all(count >= 0 for _, count in grown.baseline.slow)
+
+
+def test_a_401_without_a_token_says_no_token_is_set() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": "unauthorized", "message": "send a token"})
+
+    transport = httpx.MockTransport(refuse)
+    with pytest.raises(RouterError, match="needs an admin token and none is set"):
+        GatewayRouter("http://gw:8080", None, transport=transport).read()
+    with pytest.raises(MetricsError, match="needs an admin token and none is set"):
+        GatewayMetrics("http://gw:8080", "", transport=transport).snapshot(Pair("1", "2"))
+    with pytest.raises(RouterError, match=r"refused the admin token \(HTTP 401\)"):
+        GatewayRouter("http://gw:8080", "wrong", transport=transport).read()
