@@ -60,10 +60,12 @@ def serve(
     """Serve until SIGINT/SIGTERM. Raises GrayError for anything wrong before listening."""
     import uvicorn
 
+    from gray.controller.redact import install_log_redaction
     from gray.gateway.app import create_app
     from gray.gateway.limits import ConnectionCounters, guarded_protocol
 
     settings.check()
+    install_log_redaction()  # a registry URL's credentials never reach the gateway's log
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
