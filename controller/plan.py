@@ -446,13 +446,28 @@ def parse_plan(text: str, filename: str = "<plan>", environ: dict[str, str] | No
 
 
 def load_plan(path: str | Path, environ: dict[str, str] | None = None) -> Plan:
-    file = Path(path)
+    from gray.controller.plan_source import MAX_PLAN_BYTES
+
+    name = str(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise PlanError(str(path), [PlanProblem(str(path), None, None, "", reason)]) from None
-    return parse_plan(text, str(path), environ)
+        with Path(path).open("rb") as file:
+            # Never more than the cap plus one byte: `/dev/zero` or a 4 GB file is refused
+            # at once instead of read into memory.
+            data = file.read(MAX_PLAN_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise PlanError(name, [PlanProblem(name, None, None, "", reason)]) from None
+    if len(data) > MAX_PLAN_BYTES:
+        message = f"the file is larger than {MAX_PLAN_BYTES // 1024} KB; a plan is a page of YAML"
+        raise PlanError(name, [PlanProblem(name, 1, 1, "", message)])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = len(data[data.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode("utf-8")) + 1
+        message = f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot start a character here"
+        raise PlanError(name, [PlanProblem(name, line, column, "", message)]) from None
+    return parse_plan(text, name, environ)
 
 
 def _field_path(path: tuple[str | int, ...]) -> str:
