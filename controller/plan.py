@@ -465,7 +465,7 @@ def load_plan(path: str | Path, environ: dict[str, str] | None = None) -> Plan:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = len(data[data.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode("utf-8")) + 1
-        message = f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot start a character here"
+        message = f"not UTF-8 text: byte 0x{data[exc.start]:02x} is not valid here"
         raise PlanError(name, [PlanProblem(name, line, column, "", message)]) from None
     return parse_plan(text, name, environ)
 
