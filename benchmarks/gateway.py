@@ -1,33 +1,38 @@
-"""The gateway against `mlflow models serve`, under the same load on 127.0.0.1.
+"""The gateway against `mlflow models serve`: same model, same body, same load, one run.
 
-Both serve one scikit-learn pipeline (StandardScaler + LogisticRegression on the
-breast-cancer data) registered in a fresh sqlite registry. The gateway serves two
-versions of it with the candidate at 20 % (requests carry varying X-User-Id keys,
-so the split is real); `mlflow models serve` serves one. Each server is driven
-in turn by the same closed-loop load: a fixed number of keep-alive connections,
-each sending one single-row request at a time. The load comes from `wrk` when it
-is installed, else from a Python load generator in a separate process.
+Two scikit-learn pipelines (StandardScaler + LogisticRegression on the
+breast-cancer data, 30 features) are registered in a fresh sqlite registry, each
+with an identity preprocessor bound (the gateway serves only bound versions):
 
-    python benchmarks/gateway.py [--seconds 10] [--rounds 3] [--connections 8]
-                                 [--tool auto|wrk|python]
+- `tensor`: logged with a numpy input example (tensor signature), driven with
+  the body MLflow's client sends for a numpy row, `{"inputs": [[...]]}`;
+- `frame`: logged with a DataFrame input example (named columns), driven with
+  `{"dataframe_split": {"columns": [...], "data": [[...]]}}`.
 
-The two servers run side by side and are measured in alternating rounds, so a
-busy machine slows both alike; the medians of the rounds are compared. Prints
-requests per second and p50/p99 latency side by side with their ratio.
+For each, `mlflow models serve --env-manager local` and `gray gateway serve` (one
+worker process) serve the same registered version side by side and are measured
+in alternating rounds under the same closed-loop load: a fixed number of
+keep-alive connections, each sending one single-row request at a time (`wrk`
+when installed, else a Python load generator in its own process). The medians of
+the rounds are compared.
+
+    python benchmarks/gateway.py [--models tensor,frame] [--seconds 10] [--rounds 3]
+                                 [--connections 8] [--tool auto|wrk|python]
+
+Prints requests per second, p50 and p99 latency and the count of non-2xx answers
+for both servers, and the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import multiprocessing
 import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,9 +43,10 @@ from pathlib import Path
 
 import httpx
 
-MODEL_NAME = "bench"
 GATEWAY_TOKEN = "bench-token"
-CANDIDATE_WEIGHT = 0.2
+MODELS = ("tensor", "frame")
+TARGET_RPS_RATIO = 2.0  # the gateway at least twice mlflow serve's requests per second
+TARGET_P99_RATIO = 0.5  # with at most half its p99
 
 
 @dataclass(frozen=True)
@@ -49,33 +55,34 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     requests: int
-    errors: int
+    errors: int  # non-2xx answers and failed connections
 
 
-# --- the model ------------------------------------------------------------------------------
+# --- the models -----------------------------------------------------------------------------
 
 
-def register_models(root: Path) -> tuple[str, list[str], str]:
-    """Two versions of one scikit-learn pipeline; returns (uri, versions, request body)."""
+def register_models(root: Path, names: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    """Register each named model as version 1; returns (registry uri, {name: request body})."""
     import mlflow.sklearn
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+    from gray.controller.registry import log_preprocessor
     from gray.demo.models import demo_dataset
 
     features, labels = demo_dataset()
-    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    pipeline.fit(features, labels)
-    example = features.head(5)
     uri = f"sqlite:///{root}/mlflow.db"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.create_experiment("bench", artifact_location=(root / "art").as_uri())
-    client.create_registered_model(MODEL_NAME)
-    versions = []
-    for _ in range(2):
+    bodies = {}
+    for name in names:
+        inputs = features.to_numpy() if name == "tensor" else features
+        pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        pipeline.fit(inputs, labels)
+        example = inputs[:5]
         run = client.create_run(experiment)
         with tempfile.TemporaryDirectory() as staging:
             mlflow.sklearn.save_model(
@@ -83,83 +90,27 @@ def register_models(root: Path) -> tuple[str, list[str], str]:
                 f"{staging}/model",
                 signature=infer_signature(example, pipeline.predict(example)),
                 input_example=example,
+                pip_requirements=["mlflow", "scikit-learn"],
+                skops_trusted_types=["numpy.dtype"],
             )
             client.log_artifacts(run.info.run_id, f"{staging}/model", "model")
         client.set_terminated(run.info.run_id)
-        version = client.create_model_version(
-            MODEL_NAME, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+        client.create_registered_model(name)
+        client.create_model_version(
+            name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
         )
-        versions.append(str(version.version))
-    client.set_registered_model_alias(MODEL_NAME, "champion", versions[0])
-    body = json.dumps({"dataframe_split": features.iloc[[42]].to_dict(orient="split")})
-    return uri, versions, body
+        log_preprocessor(name, "1", FunctionTransformer(), registry_uri=uri)
+        row = features.iloc[[42]]
+        if name == "tensor":
+            bodies[name] = json.dumps({"inputs": row.to_numpy().tolist()})
+        else:
+            bodies[name] = json.dumps(
+                {"dataframe_split": {"columns": list(row.columns), "data": row.values.tolist()}}
+            )
+    return uri, bodies
 
 
-# --- the servers ----------------------------------------------------------------------------
-
-
-def venv_environment() -> dict[str, str]:
-    env = dict(os.environ)
-    # `mlflow models serve` starts `uvicorn` by name: the interpreter's bin must be on PATH.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def start_mlflow_serve(uri: str, version: str, root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    from gray.gateway.testing import free_port
-
-    port = free_port()
-    env = venv_environment()
-    env["MLFLOW_TRACKING_URI"] = uri
-    log = open(root / "mlflow-serve.log", "wb")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            f"models:/{MODEL_NAME}/{version}",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow models serve exited: see {root / 'mlflow-serve.log'}")
-        try:
-            if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop_group(process)
-    raise RuntimeError("mlflow models serve did not answer /ping in 180 s")
-
-
-def stop_group(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-
-
-def check_answers(url: str, body: str) -> None:
+def check_answers(url: str, body: str) -> list:
     response = httpx.post(
         f"{url}/invocations",
         content=body,
@@ -167,8 +118,7 @@ def check_answers(url: str, body: str) -> None:
         timeout=10,
     )
     response.raise_for_status()
-    if "predictions" not in response.json():
-        raise RuntimeError(f"{url} answered {response.text[:200]}")
+    return response.json()["predictions"]
 
 
 # --- load: wrk ------------------------------------------------------------------------------
@@ -329,34 +279,72 @@ def median_result(results: list[LoadResult]) -> LoadResult:
     )
 
 
-def gateway_split(url: str, versions: list[str]) -> dict[str, int]:
-    stats = httpx.get(
-        f"{url}/admin/stats", headers={"Authorization": f"Bearer {GATEWAY_TOKEN}"}, timeout=10
-    ).json()
-    return {v: stats["versions"].get(v, {}).get("requests", 0) for v in versions}
-
-
-def print_table(gateway: LoadResult, mlflow: LoadResult, rounds: int) -> None:
+def print_comparison(name: str, gateway: LoadResult, mlflow: LoadResult, rounds: int) -> bool:
     rows = (
-        ("requests/s", gateway.requests_per_second, mlflow.requests_per_second),
-        ("p50 latency (ms)", gateway.p50_ms, mlflow.p50_ms),
-        ("p99 latency (ms)", gateway.p99_ms, mlflow.p99_ms),
+        ("requests/s", gateway.requests_per_second, mlflow.requests_per_second, ".1f"),
+        ("p50 latency (ms)", gateway.p50_ms, mlflow.p50_ms, ".2f"),
+        ("p99 latency (ms)", gateway.p99_ms, mlflow.p99_ms, ".2f"),
+        ("non-2xx answers", gateway.errors, mlflow.errors, ".0f"),
     )
     print()
-    print(f"median of {rounds} round{'s' if rounds != 1 else ''}:")
+    print(f"{name}: median of {rounds} round{'s' if rounds != 1 else ''}")
     print(f"{'':<18}{'gray gateway':>14}{'mlflow serve':>14}{'ratio':>8}")
-    for label, ours, theirs in rows:
-        ratio = ours / theirs if theirs else float("nan")
-        print(f"{label:<18}{ours:>14.1f}{theirs:>14.1f}{ratio:>8.2f}")
-    verdict_rps = gateway.requests_per_second >= mlflow.requests_per_second
-    verdict_p99 = gateway.p99_ms <= mlflow.p99_ms
-    print()
-    print(f"gateway serves at least as many requests/s: {'yes' if verdict_rps else 'NO'}")
-    print(f"gateway p99 no higher:                      {'yes' if verdict_p99 else 'NO'}")
+    for label, ours, theirs, form in rows:
+        ratio = f"{ours / theirs:8.2f}" if theirs else f"{'-':>8}"
+        print(f"{label:<18}{ours:>14{form}}{theirs:>14{form}}{ratio}")
+    rps_ratio = gateway.requests_per_second / mlflow.requests_per_second
+    p99_ratio = gateway.p99_ms / mlflow.p99_ms
+    met = (
+        rps_ratio >= TARGET_RPS_RATIO
+        and p99_ratio <= TARGET_P99_RATIO
+        and gateway.errors == 0
+        and mlflow.errors == 0
+    )
+    print(
+        f"target (>= {TARGET_RPS_RATIO:g}x requests/s, <= {TARGET_P99_RATIO:g}x p99, no non-2xx): "
+        f"{'met' if met else 'NOT met'}"
+    )
+    return met
+
+
+def compare(
+    name: str, uri: str, body: str, tool: str, args: argparse.Namespace, root: Path
+) -> bool:
+    from gray.gateway.testing import start_gateway, start_mlflow_serve
+
+    mlflow_serve = start_mlflow_serve(uri, f"models:/{name}/1", root / f"{name}-mlflow.log")
+    gateway = None
+    try:
+        gateway = start_gateway(
+            uri,
+            name,
+            root / f"{name}-gateway",
+            token=GATEWAY_TOKEN,
+            extra_args=["--baseline", "1", *args.gateway_arg],
+        )
+        mlflow_serve.wait_ready()
+        ours_first, theirs_first = (
+            check_answers(gateway.url, body),
+            check_answers(mlflow_serve.url, body),
+        )
+        if ours_first != theirs_first:
+            raise RuntimeError(f"the servers disagree: {ours_first} vs {theirs_first}")
+        ours: list[LoadResult] = []
+        theirs: list[LoadResult] = []
+        for number in range(1, args.rounds + 1):
+            print(f"{name}, round {number}:", flush=True)
+            ours.append(measure("gray gateway", tool, gateway.url, body, args, root))
+            theirs.append(measure("mlflow models serve", tool, mlflow_serve.url, body, args, root))
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        mlflow_serve.stop()
+    return print_comparison(name, median_result(ours), median_result(theirs), args.rounds)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="tensor, frame or both")
     parser.add_argument("--seconds", type=float, default=10.0, help="Per server per round.")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3, help="Alternating rounds (median).")
@@ -366,58 +354,26 @@ def main(argv: list[str] | None = None) -> int:
         "--gateway-arg",
         action="append",
         default=[],
-        help="Extra `gray gateway serve` argument (repeatable): --gateway-arg=--predict-threads=4",
+        help="Extra `gray gateway serve` argument (repeatable): --gateway-arg=--predict-threads=2",
     )
     args = parser.parse_args(argv)
+    names = tuple(n.strip() for n in args.models.split(",") if n.strip())
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
     tool = args.tool
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "python"
-
-    from gray.controller.routers.gateway import GatewayRouter
-    from gray.controller.types import Lease, RouteSpec
-    from gray.gateway.testing import start_gateway
-
     with tempfile.TemporaryDirectory(prefix="gray-bench-") as tmp:
         root = Path(tmp)
         os.environ.setdefault("GRAY_CACHE_DIR", str(root / "cache"))
         print(
             f"load: {tool}, {args.connections} connections, {args.rounds} alternating rounds of "
-            f"{args.seconds:g} s per server, one single-row request per call"
+            f"{args.seconds:g} s per server, one single-row request per call; gateway: one worker"
         )
-        uri, versions, body = register_models(root)
-        gateway = start_gateway(
-            uri, MODEL_NAME, root / "gateway", token=GATEWAY_TOKEN, extra_args=args.gateway_arg
-        )
-        process = None
-        try:
-            with GatewayRouter(gateway.url, GATEWAY_TOKEN) as router:
-                router.apply(
-                    RouteSpec(baseline=versions[0], candidate=versions[1], weight=CANDIDATE_WEIGHT),
-                    Lease("benchmark", 1),
-                )
-            process, mlflow_url = start_mlflow_serve(uri, versions[0], root)
-            check_answers(gateway.url, body)
-            check_answers(mlflow_url, body)
-            before = gateway_split(gateway.url, versions)
-            ours: list[LoadResult] = []
-            theirs: list[LoadResult] = []
-            for number in range(1, args.rounds + 1):
-                print(f"round {number}:")
-                ours.append(measure("gray gateway", tool, gateway.url, body, args, root))
-                theirs.append(measure("mlflow models serve", tool, mlflow_url, body, args, root))
-            after = gateway_split(gateway.url, versions)
-        finally:
-            gateway.stop()
-            if process is not None:
-                stop_group(process)
-    served = {v: after[v] - before[v] for v in versions}
-    total = sum(served.values()) or 1
-    print(
-        f"gateway split: version {versions[1]} answered {served[versions[1]] / total:.1%} of "
-        f"{total} requests (weight {CANDIDATE_WEIGHT:.0%})"
-    )
-    print_table(median_result(ours), median_result(theirs), args.rounds)
-    return 0
+        uri, bodies = register_models(root, names)
+        results = [compare(name, uri, bodies[name], tool, args, root) for name in names]
+    return 0 if all(results) else 1
 
 
 if __name__ == "__main__":

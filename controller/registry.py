@@ -200,11 +200,15 @@ class ServingBundle:
         """Whether `predict` enforces `raw_input_schema` itself (the model's pyfunc does)."""
         return self.preprocessor is None
 
+    def preprocess(self, data: Any) -> Any:
+        """Raw rows as the model takes them: through the bound preprocessor, if any."""
+        if self.preprocessor is None:
+            return data
+        return _as_frame(self.preprocessor.transform(data), data)
+
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """Preprocess raw rows exactly as at training time, then predict."""
-        if self.preprocessor is None:
-            return self.model.predict(data, params=params)
-        return self.model.predict(_as_frame(self.preprocessor.transform(data), data), params=params)
+        return self.model.predict(self.preprocess(data), params=params)
 
 
 def _as_frame(transformed: Any, raw: Any) -> Any:

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gray.controller.errors import GatewayError, GrayError
-from gray.gateway.inputs import JSON_TYPE, InputContract, RequestReader
+from gray.gateway.inputs import JSON_TYPE, RequestReader, fast_contract
+from gray.gateway.scoring import compute, unchecked_predictor
+from gray.gateway.stats import Outcome
 
 log = logging.getLogger("gray.gateway")
 
@@ -263,9 +265,6 @@ class ModelManager:
         A version logged without an input example has nothing to warm up with: it is
         ready once loaded (its first requests pay for whatever it builds lazily).
         """
-        from gray.gateway.scoring import compute
-        from gray.gateway.stats import Outcome
-
         reader = reader_for(servable)
         body = serving_body(getattr(servable, "input_example", None))
         if body is None:
@@ -332,13 +331,24 @@ def reader_for(servable: Servable) -> RequestReader:
     positional = None
     if enforce and schema.has_input_names() and hasattr(example, "columns"):
         positional = tuple(str(name) for name in example.columns)
+    contract = fast_contract(example)
+    sample = contract.fast_frame(_example_payload(example)) if contract is not None else None
     return RequestReader(
         schema=schema,
         metadata=getattr(servable, "metadata", None),
-        contract=InputContract.from_example(example),
+        contract=contract,
         enforce=enforce,
         positional=positional,
+        fast_predict=unchecked_predictor(servable, sample),
     )
+
+
+def _example_payload(example: Any) -> dict[str, Any]:
+    """The input example in the form its fast path reads."""
+    if hasattr(example, "columns"):
+        rows = example.values.tolist()
+        return {"dataframe_split": {"columns": list(example.columns), "data": rows}}
+    return {"inputs": example.tolist()}
 
 
 def _schema_of(example: Any) -> Any:

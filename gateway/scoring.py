@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -47,12 +48,16 @@ def compute(
     except Exception as error:  # a parser bug must not look like the model's fault
         message = f"unusable input: {error!r}"
         return Computed(Outcome.BAD_REQUEST, None, message, time.perf_counter() - started)
-    return predict(servable, parsed, started)
+    return predict(servable, reader, parsed, started)
 
 
-def predict(servable: Any, parsed: ParsedRequest, started: float) -> Computed:
+def predict(
+    servable: Any, reader: RequestReader, parsed: ParsedRequest, started: float
+) -> Computed:
     try:
-        if parsed.params is None:
+        if parsed.like_example and reader.fast_predict is not None:
+            raw = reader.fast_predict(parsed.data)
+        elif parsed.params is None:
             raw = servable.predict(parsed.data)
         else:
             raw = servable.predict(parsed.data, params=parsed.params)
@@ -91,3 +96,54 @@ def _raised_in_input_checks(error: BaseException) -> bool:
         return False
     parts = PurePath(frames[-1].filename).parts
     return any(parts[-len(tail) :] == tail for tail in _INPUT_CHECK_MODULES)
+
+
+def unchecked_predictor(servable: Any, sample: Any) -> Callable[[Any], Any] | None:
+    """A `predict` that skips MLflow's schema enforcement, for data typed like `sample`.
+
+    Enforcement looks only at column names and dtypes, so when it leaves `sample`
+    (after the version's preprocessor) unchanged, it leaves unchanged every input
+    typed the same way, which the fast paths guarantee. Only scikit-learn models
+    without params qualify (their pyfunc does nothing else), and only when the
+    shortcut answers `sample` exactly as the checked `predict` does.
+    """
+    model = getattr(servable, "model", None)
+    preprocess = getattr(servable, "preprocess", None)
+    if model is None or preprocess is None or sample is None:
+        return None
+    metadata = getattr(model, "metadata", None)
+    run = getattr(model, "_predict_fn", None)
+    if getattr(model, "loader_module", None) != "mlflow.sklearn" or metadata is None or run is None:
+        return None
+    if metadata.get_params_schema() is not None:
+        return None
+    from mlflow.models.utils import _enforce_schema
+
+    model_input = preprocess(sample)
+    schema = metadata.get_input_schema()
+    if schema is not None and not _same_data(
+        _enforce_schema(model_input, schema, "mlflow.sklearn"), model_input
+    ):
+        return None
+    if to_jsonable(run(model_input)) != to_jsonable(model.predict(model_input)):
+        return None
+    return lambda data: run(preprocess(data))
+
+
+def _same_data(left: Any, right: Any) -> bool:
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(left, pd.DataFrame) and isinstance(right, pd.DataFrame):
+        return (
+            list(left.columns) == list(right.columns)
+            and list(left.dtypes) == list(right.dtypes)
+            and left.equals(right)
+        )
+    if isinstance(left, np.ndarray) and isinstance(right, np.ndarray):
+        return (
+            left.dtype == right.dtype
+            and left.shape == right.shape
+            and bool(np.array_equal(left, right, equal_nan=True))
+        )
+    return False
