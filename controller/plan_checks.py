@@ -185,3 +185,11 @@ def _notify_problems(plan: Plan) -> Iterator[Problem]:
                 ("hooks", kind, "url"),
                 f"expected an http:// or https:// webhook URL, got {hook.url!r}",
             )
+        ttl = plan.router.lease_ttl
+        if hook is not None and ttl is not None and hook.timeout >= ttl:
+            yield (
+                ("hooks", kind, "timeout"),
+                f"timeout {format_duration(hook.timeout)} is not shorter than router.lease_ttl "
+                f"{format_duration(ttl)}: the candidate's traffic would expire while the "
+                "controller waits for the hook",
+            )

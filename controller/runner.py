@@ -286,6 +286,11 @@ class Runner:
         raise TypeError(f"unknown action {action!r}")
 
     def _call_hook(self, state: RolloutState, action: loop.CallHook) -> loop.Step | None:
+        routed = state.stage > 0 or state.stage_started_at is not None
+        if routed and not state.phase.terminal and action.hook != "pre_rollout":
+            # The hook gets a whole lease time-to-live: the candidate's traffic in force
+            # must not expire while the controller waits for the answer.
+            self._renew_lease()
         body = hooks.payload(self.plan, state, action.hook, action.stage)
         answer = self.hooks.call(action.hook, body)
         seen = loop.HookAnswered(self.clock.now(), action, answer.ok, answer.reason, answer.status)

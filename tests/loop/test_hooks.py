@@ -160,3 +160,33 @@ def test_a_refused_connection_is_a_failure(tmp_path: Path, kind: str) -> None:
     result = harness.runner().run(harness.start())
     assert result.exit_code == 1
     assert f"{kind} hook http://127.0.0.1:9/… failed" in result.reason
+
+
+def test_the_lease_is_renewed_before_each_hook_call_once_traffic_moved(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    plain = Harness(tmp_path / "plain")
+    assert plain.runner().run(plain.start()).exit_code == 0
+    hooked = with_hooks(tmp_path / "hooked", receiver, "pre_stage", "post_stage")
+    assert hooked.runner().run(hooked.start()).exit_code == 0
+    # pre_stage of stages 2 and 3 (stage 1's has no lease to renew yet), post_stage of all 3.
+    assert len(hooked.router.renewals) == len(plain.router.renewals) + 5
+
+
+def test_hook_fields_are_checked(receiver: Receiver) -> None:
+    from gray.controller.errors import PlanError
+    from gray.controller.plan import parse_plan
+
+    def problems(hooks: str) -> dict[str, str]:
+        text = PLAN.replace("interval: 1s", "router: {lease_ttl: 10s}\ninterval: 1s")
+        with pytest.raises(PlanError) as caught:
+            parse_plan(text + "hooks:\n" + hooks, "plan.yaml", environ={})
+        return {p.field: p.message for p in caught.value.problems}
+
+    typo = problems('  on_rolback: {url: "http://x"}\n')
+    assert "did you mean 'on_rollback'" in typo["hooks.on_rolback"]
+    found = problems(
+        f'  post_stage: {{url: "{receiver.url}/x", timeout: 10s}}\n  pre_stage: {{url: "ftp://x/y"}}\n'
+    )
+    assert "not shorter than router.lease_ttl 10s" in found["hooks.post_stage.timeout"]
+    assert "http:// or https://" in found["hooks.pre_stage.url"]
