@@ -7,15 +7,28 @@
 
 The admin token is accepted wherever a scoped token is. Without any token (loopback with
 --insecure-no-auth) every call is allowed.
+
+A route names its scope once, as `**needs(Scope.X)` in its decorator: the schema at
+/openapi.json shows it (`x-token-scope`), and `TokenGuard` enforces it before the request's
+body is read, so a caller without the token learns nothing about what it sent.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from gray.gateway.settings import GatewaySettings
+
+SCOPE_KEY = "x-token-scope"
 
 
 class Scope(StrEnum):
@@ -90,3 +103,50 @@ def refusal_message(scope: Scope) -> str:
         Scope.STATS: "the stats or the admin token",
     }[scope]
     return f"send {accepted} as 'Authorization: Bearer <token>'"
+
+
+def needs(scope: Scope) -> dict[str, Any]:
+    """Decorator arguments that give a route its token scope (enforced by TokenGuard)."""
+    return {"openapi_extra": {SCOPE_KEY: scope.value}}
+
+
+class TokenGuard:
+    """ASGI middleware: a request to a route with a scope needs a token that grants it."""
+
+    def __init__(self, app: ASGIApp, tokens: Tokens, routes: Any) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.routes = routes  # the FastAPI app's routes, matched in order
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.tokens.open:
+            needed = self._scope_of(scope)
+            if needed is not None and not self.tokens.grants(Headers(scope=scope), needed):
+                await _refuse(send, needed)
+                return
+        await self.app(scope, receive, send)
+
+    def _scope_of(self, scope: AsgiScope) -> Scope | None:
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                extra = getattr(route, "openapi_extra", None) or {}
+                value = extra.get(SCOPE_KEY)
+                return Scope(value) if value else None
+        return None
+
+
+async def _refuse(send: Send, scope: Scope) -> None:
+    body = json.dumps({"error": "unauthorized", "message": refusal_message(scope)}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b"Bearer"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
