@@ -101,3 +101,25 @@ def test_token_settings_that_would_mislead_are_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         GatewaySettings(model_name="m", state_dir=tmp_path, **tokens).check()
+
+
+def test_without_the_token_a_malformed_body_is_401_not_parsed(make_client: Any) -> None:
+    with make_client(**SCOPED) as client:
+        for path in ("/admin/route", "/feedback"):
+            method = "PUT" if path == "/admin/route" else "POST"
+            answer = client.request(method, path, content=b"{not json", headers=STATS)
+            assert answer.status_code == 401, (path, answer.text)
+
+
+def test_the_schema_names_each_endpoint_s_token_scope(make_client: Any) -> None:
+    with make_client() as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    scopes = {
+        (method.upper(), path): operation.get("x-token-scope")
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+    }
+    assert scopes[("POST", "/feedback")] == "feedback"
+    assert scopes[("GET", "/metrics")] == "stats" and scopes[("GET", "/admin/route")] == "stats"
+    assert scopes[("PUT", "/admin/route")] == "admin"
+    assert scopes[("POST", "/invocations")] is None and scopes[("GET", "/ping")] is None
