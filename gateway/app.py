@@ -174,8 +174,8 @@ def create_app(
         if answer.version is not None:
             headers["X-Model-Version"] = answer.version
         background = None
-        if answer.mirror is not None:
-            background = BackgroundTask(_schedule_mirror, gateway, answer)
+        if answer.has_work_after:
+            background = BackgroundTask(_after_answer, gateway, answer)
         return Response(
             dumps(answer.payload),
             status_code=answer.status,
@@ -428,6 +428,6 @@ def create_app(
     return app
 
 
-async def _schedule_mirror(gateway: Gateway, answer: Any) -> None:
-    # Runs after the response went out; only hands the work to the mirror pool.
-    gateway.mirror(answer)
+async def _after_answer(gateway: Gateway, answer: Any) -> None:
+    # Runs after the response went out; only hands work to the mirror and replay threads.
+    gateway.after_answer(answer)

@@ -69,6 +69,10 @@ class InputContract:
     def columns(self) -> tuple[str, ...]:
         return tuple(rule.name for rule in self.rules)
 
+    @property
+    def all_floats(self) -> bool:
+        return all(rule.kind == "float" for rule in self.rules)
+
     @classmethod
     def from_example(cls, example: Any) -> InputContract | None:
         """None when the example is not a DataFrame with plain columns (no fast path then)."""
@@ -88,6 +92,8 @@ class InputContract:
         """The typed frame for a clean `dataframe_split`/`dataframe_records` body, else None."""
         if len(payload) != 1:
             return None
+        if "dataframe_split" in payload and self.all_floats:
+            return _float_split(payload["dataframe_split"], self.columns)
         if "dataframe_split" in payload:
             columns = _split_columns(payload["dataframe_split"], self.columns)
         elif "dataframe_records" in payload:
@@ -105,11 +111,45 @@ class InputContract:
         return _frame(list(self.columns), conformed, len(columns[self.columns[0]]))
 
 
+def _float_split(value: Any, expected: tuple[str, ...]) -> Any | None:
+    """A split of numbers only, for an example of float64 columns: one array, no per-column
+    work (several times faster for wide rows)."""
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(value, dict) or not value.keys() <= {"columns", "data", "index"}:
+        return None
+    names, rows = value.get("columns"), value.get("data")
+    if type(names) is not list or type(rows) is not list or not rows:
+        return None
+    if not _plain_index(value, len(rows)):
+        return None
+    if len(names) != len(expected) or set(names) != set(expected):
+        return None
+    width = len(names)
+    for row in rows:
+        if type(row) is not list or len(row) != width:
+            return None
+        for item in row:
+            if type(item) is not float and type(item) is not int:
+                return None
+    block = np.array(rows, dtype=np.float64)
+    if not np.isfinite(block).all():
+        return None
+    if tuple(names) != expected:
+        block = block[:, [names.index(name) for name in expected]]
+    return pd.DataFrame(block, columns=list(expected), copy=False)
+
+
 def _split_columns(value: Any, expected: tuple[str, ...]) -> dict[str, list[Any]] | None:
-    if not isinstance(value, dict) or set(value) != {"columns", "data"}:
+    if not isinstance(value, dict) or not value.keys() <= {"columns", "data", "index"}:
+        return None
+    if "columns" not in value or "data" not in value:
         return None
     names, rows = value["columns"], value["data"]
     if not isinstance(rows, list) or not isinstance(names, list) or len(names) != len(expected):
+        return None
+    if not _plain_index(value, len(rows)):
         return None
     if set(names) != set(expected):
         return None
@@ -118,6 +158,20 @@ def _split_columns(value: Any, expected: tuple[str, ...]) -> dict[str, list[Any]
         if type(row) is not list or len(row) != width:
             return None
     return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
+def _plain_index(value: dict[str, Any], rows: int) -> bool:
+    """An absent index, or one of distinct plain labels, one per row (ignored: predictions
+    come back in row order whatever the index)."""
+    index = value.get("index")
+    if index is None:
+        return "index" not in value
+    return (
+        type(index) is list
+        and len(index) == rows
+        and all(type(label) is int or type(label) is str for label in index)
+        and len(set(index)) == rows
+    )
 
 
 def _records_columns(value: Any, expected: tuple[str, ...]) -> dict[str, list[Any]] | None:

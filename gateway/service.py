@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from gray.gateway.feedback import FeedbackStore
 from gray.gateway.inputs import same_output
 from gray.gateway.models import READY, LoadedVersion, ModelManager, VersionLoader, settle_heap
 from gray.gateway.predlog import PredictionLog
-from gray.gateway.scoring import Computed, compute
+from gray.gateway.replay import FailureReplays
 from gray.gateway.route_state import RouteStore
 from gray.gateway.routing import Decision, address_in, parse_address, parse_networks
+from gray.gateway.scoring import Computed, compute
 from gray.gateway.settings import GatewaySettings
 from gray.gateway.stats import GatewayStats, Outcome
 
@@ -46,6 +48,12 @@ class PredictionAnswer:
     request_id: str
     version: str | None
     mirror: tuple[str, PredictionRequest, Computed] | None = None
+    # (candidate, baseline, request): a live candidate failure to replay on the baseline
+    replay: tuple[str, str, PredictionRequest] | None = None
+
+    @property
+    def has_work_after(self) -> bool:
+        return self.mirror is not None or self.replay is not None
 
 
 class Gateway:
@@ -70,6 +78,11 @@ class Gateway:
         self._override_networks = parse_networks(settings.override_cidrs)
         self._routing_header = settings.routing_header.lower()
         self._mirror_lock = threading.Lock()
+        self.replays = FailureReplays()
+        # Request ids: a random per-process prefix and a counter, 32 hex digits like a uuid4
+        # but without a system call per request.
+        self._id_prefix = secrets.token_hex(8)
+        self._id_counter = itertools.count()
         self._mirror_inflight = 0
 
     # --- life cycle -------------------------------------------------------------
@@ -81,6 +94,7 @@ class Gateway:
         settle_heap()  # the imported libraries never need collecting
 
     def stop(self) -> None:
+        self.replays.shutdown()
         self.models.shutdown()
         self.prediction_log.stop()
 
@@ -112,8 +126,11 @@ class Gateway:
         key = request.headers.get(self._routing_header) or request.client_host or ""
         return self.routes.compiled.decide(key, address, request.headers)
 
+    def _next_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):016x}"
+
     async def predict(self, request: PredictionRequest) -> PredictionAnswer:
-        request_id = uuid.uuid4().hex
+        request_id = self._next_request_id()
         decision = self.decide(request)
         loaded = self.models.ready(decision.version)
         if loaded is None:
@@ -147,12 +164,33 @@ class Gateway:
         mirror = None
         if decision.mirror_to and computed.outcome != Outcome.BAD_REQUEST:
             mirror = (decision.mirror_to, request, computed)
+        replay = None
+        if decision.role == "candidate" and computed.outcome == Outcome.ERROR:
+            replay = (decision.version, self.routes.applied.route.baseline, request)
         return PredictionAnswer(
             status=_status_of(computed.outcome),
             payload=_payload(decision.version, computed),
             request_id=request_id,
             version=decision.version,
             mirror=mirror,
+            replay=replay,
+        )
+
+    def after_answer(self, answer: PredictionAnswer) -> None:
+        """Work that waits until the answer went out: mirroring and failure replays."""
+        self.mirror(answer)
+        self.replay(answer)
+
+    def replay(self, answer: PredictionAnswer) -> None:
+        """Run a candidate's failed request again on the baseline (bounded, off the path)."""
+        if answer.replay is None:
+            return
+        candidate, baseline, request = answer.replay
+        loaded = self.models.ready(baseline)
+        if loaded is None:
+            return
+        self.replays.offer(
+            candidate, lambda: compute_on(loaded, request.body, request.content_type)
         )
 
     def _unavailable(self, request_id: str, decision: Decision) -> PredictionAnswer:
@@ -264,7 +302,10 @@ class Gateway:
             "taken_at": view.taken_at,
             "started_at": view.started_at,
             "slo_edges": list(self.stats.slo_edges),
-            "versions": {v: c.to_dict() for v, c in view.versions.items()},
+            "versions": {
+                v: {**c.to_dict(), **self.replays.counts(v).to_dict()}
+                for v, c in view.versions.items()
+            },
             "shadow": {v: c.to_dict() for v, c in view.shadow.items()},
             "forced": {v: c.to_dict() for v, c in view.forced.items()},
             "ignored_overrides": view.ignored_overrides,

@@ -98,12 +98,39 @@ def test_the_fast_path_agrees_with_mlflows_parser() -> None:
     slow = RequestReader(schema=READER.schema, enforce=True, positional=READER.positional)
     for payload in (
         {"dataframe_split": SPLIT},
-        {"dataframe_records": [dict(zip(SPLIT["columns"], row, strict=True)) for row in SPLIT["data"]]},
+        {
+            "dataframe_records": [
+                dict(zip(SPLIT["columns"], row, strict=True)) for row in SPLIT["data"]
+            ]
+        },
     ):
         fast = contract.fast_frame(json.loads(json.dumps(payload)))
         assert fast is not None
         body = json.dumps(payload).encode()
         pd.testing.assert_frame_equal(fast, slow.read(body, "application/json").data)
+
+
+def test_the_float_fast_path_agrees_with_mlflows_parser() -> None:
+    example = pd.DataFrame({"a": [1.5, 2.0], "b": [0.0, -3.25], "c": [4.0, 5.0]})
+    fast_reader = reader_for(TinyModel(input_example=example))
+    slow = RequestReader(schema=fast_reader.schema, enforce=True)
+    assert isinstance(fast_reader.contract, InputContract) and fast_reader.contract.all_floats
+    for split in (
+        {"columns": ["a", "b", "c"], "data": [[1.0, 2, 3.5]]},
+        {"columns": ["c", "a", "b"], "data": [[1.0, 2, 3.5], [4, 5, 6]], "index": [7, 9]},
+    ):
+        payload = {"dataframe_split": split}
+        fast = fast_reader.contract.fast_frame(json.loads(json.dumps(payload)))
+        assert fast is not None
+        expected = slow.read(json.dumps(payload).encode(), "application/json").data
+        pd.testing.assert_frame_equal(fast, expected.reset_index(drop=True))
+    for refused in (
+        {"columns": ["a", "b", "c"], "data": [[1.0, True, 3.5]]},
+        {"columns": ["a", "b", "c"], "data": [[1.0, "2", 3.5]]},
+        {"columns": ["a", "b", "c"], "data": [[1.0, 2.0, 3.5]], "index": [1, 2]},
+        {"columns": ["a", "b"], "data": [[1.0, 2.0]]},
+    ):
+        assert fast_reader.contract.fast_frame({"dataframe_split": refused}) is None
 
 
 @pytest.mark.parametrize(

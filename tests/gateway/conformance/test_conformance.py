@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -80,10 +79,23 @@ CASES: dict[str, list[Case]] = {
         Case("unknown-key-ignored", as_json({"dataframe_split": CLEAN_SPLIT, "extra": 1})),
         Case("unseen-category", as_json(frame_with(country="es"))),
         Case("null-value", as_json(frame_with(discount=None))),
-        Case("nan-value", b'{"dataframe_records": [{"amount": 1.0, "count": 1, "country": "fr", "member": true, "discount": NaN}]}'),
+        Case(
+            "nan-value",
+            b'{"dataframe_records": [{"amount": 1.0, "count": 1, "country": "fr", "member": true, "discount": NaN}]}',
+        ),
         Case("extra-column", as_json(frame_with(colour="red"))),
-        Case("missing-column", as_json({"dataframe_split": {"columns": ["amount"], "data": [[1.0]]}}), JSON, "missing"),
-        Case("csv-infinity", b"amount,count,country,member,discount\ninf,1,fr,True,0.5\n", CSV, "non-finite"),
+        Case(
+            "missing-column",
+            as_json({"dataframe_split": {"columns": ["amount"], "data": [[1.0]]}}),
+            JSON,
+            "missing",
+        ),
+        Case(
+            "csv-infinity",
+            b"amount,count,country,member,discount\ninf,1,fr,True,0.5\n",
+            CSV,
+            "non-finite",
+        ),
         Case(
             "wrong-column-count",
             as_json({"dataframe_split": {"columns": list(CLEAN.columns), "data": [[1.0, 2]]}}),
@@ -92,9 +104,21 @@ CASES: dict[str, list[Case]] = {
         ),
         Case("wrong-type-text", as_json(frame_with(amount="abc")), JSON, "amount"),
         Case("wrong-type-float-count", as_json(frame_with(count=1.5)), JSON, "count"),
-        Case("infinity", b'{"dataframe_records": [{"amount": Infinity, "count": 1, "country": "fr", "member": true, "discount": 0.1}]}', JSON, "non-finite"),
-        Case("overflow", b'{"dataframe_records": [{"amount": 1e309, "count": 1, "country": "fr", "member": true, "discount": 0.1}]}', JSON, "non-finite"),
-        Case("empty-rows", as_json({"dataframe_split": {"columns": list(CLEAN.columns), "data": []}})),
+        Case(
+            "infinity",
+            b'{"dataframe_records": [{"amount": Infinity, "count": 1, "country": "fr", "member": true, "discount": 0.1}]}',
+            JSON,
+            "non-finite",
+        ),
+        Case(
+            "overflow",
+            b'{"dataframe_records": [{"amount": 1e309, "count": 1, "country": "fr", "member": true, "discount": 0.1}]}',
+            JSON,
+            "non-finite",
+        ),
+        Case(
+            "empty-rows", as_json({"dataframe_split": {"columns": list(CLEAN.columns), "data": []}})
+        ),
         Case("bad-json", b'{"dataframe_split": ', JSON, "JSON"),
         Case("json-array", b"[1, 2]", JSON, "JSON object"),
         Case("no-format-key", as_json({"rows": [[1]]}), JSON, "exactly one of"),
@@ -102,8 +126,18 @@ CASES: dict[str, list[Case]] = {
         Case("split-not-object", as_json({"dataframe_split": [1, 2]}), JSON, "dictionary"),
         Case("records-not-list", as_json({"dataframe_records": {"a": 1}}), JSON, "records"),
         Case("wrong-content-type", b"amount\n1\n", "text/plain", "content type"),
-        Case("latin-1-charset", as_json({"dataframe_split": CLEAN_SPLIT}), "application/json; charset=latin-1", "UTF-8"),
-        Case("unknown-content-parameter", as_json({"dataframe_split": CLEAN_SPLIT}), "application/json; format=pandas-split", "parameter"),
+        Case(
+            "latin-1-charset",
+            as_json({"dataframe_split": CLEAN_SPLIT}),
+            "application/json; charset=latin-1",
+            "UTF-8",
+        ),
+        Case(
+            "unknown-content-parameter",
+            as_json({"dataframe_split": CLEAN_SPLIT}),
+            "application/json; format=pandas-split",
+            "parameter",
+        ),
     ],
     TENSOR: [
         Case("client-numpy", dump_input_data(TENSOR_ROWS).encode()),
@@ -134,9 +168,16 @@ CASES: dict[str, list[Case]] = {
         Case("records", as_json({"dataframe_records": [{"a": 1, "t": "x"}, {"a": 3, "t": "y"}]})),
         Case("csv-header", b"a,b\n1,2\n3,4\n", CSV),
         Case("csv-no-header", b"1,2\n3,4\n", CSV),
-        Case("client-dataframe", dump_input_data(pd.DataFrame({"a": [1, 2], "b": [0.5, 1]})).encode()),
+        Case(
+            "client-dataframe", dump_input_data(pd.DataFrame({"a": [1, 2], "b": [0.5, 1]})).encode()
+        ),
         Case("client-numpy", dump_input_data(np.array([[1.0, 2.0], [3.0, 4.0]])).encode()),
-        Case("serving-dict", convert_input_example_to_serving_input({"a": np.array([1.0, 2.0]), "b": np.array([3, 4])}).encode()),
+        Case(
+            "serving-dict",
+            convert_input_example_to_serving_input(
+                {"a": np.array([1.0, 2.0]), "b": np.array([3, 4])}
+            ).encode(),
+        ),
         Case("params", as_json({"inputs": {"a": [1]}, "params": {"anything": 1}})),
         Case("bad-json", b"{", JSON, "JSON"),
     ],
@@ -144,16 +185,36 @@ CASES: dict[str, list[Case]] = {
         Case("split", as_json({"dataframe_split": PAIR.to_dict("split")})),
         Case("client-dataframe", dump_input_data(PAIR).encode()),
         Case("client-dataframe-params", dump_input_data(PAIR, params={"scale": 3.0}).encode()),
-        Case("serving-example", convert_input_example_to_serving_input((PAIR, {"scale": 2.0})).encode()),
-        Case("inputs-columns-params", as_json({"inputs": PAIR.to_dict("list"), "params": {"scale": 0.5}})),
-        Case("records-params", as_json({"dataframe_records": PAIR.to_dict("records"), "params": {"scale": 2}})),
+        Case(
+            "serving-example",
+            convert_input_example_to_serving_input((PAIR, {"scale": 2.0})).encode(),
+        ),
+        Case(
+            "inputs-columns-params",
+            as_json({"inputs": PAIR.to_dict("list"), "params": {"scale": 0.5}}),
+        ),
+        Case(
+            "records-params",
+            as_json({"dataframe_records": PAIR.to_dict("records"), "params": {"scale": 2}}),
+        ),
         Case("csv-header", PAIR.to_csv(index=False).encode(), CSV),
         Case("unknown-param", as_json({"inputs": PAIR.to_dict("list"), "params": {"other": 1}})),
-        Case("param-wrong-type", as_json({"inputs": PAIR.to_dict("list"), "params": {"scale": "big"}}), JSON, "scale"),
-        Case("params-not-object", as_json({"inputs": PAIR.to_dict("list"), "params": [1]}), JSON, None),
+        Case(
+            "param-wrong-type",
+            as_json({"inputs": PAIR.to_dict("list"), "params": {"scale": "big"}}),
+            JSON,
+            "scale",
+        ),
+        Case(
+            "params-not-object",
+            as_json({"inputs": PAIR.to_dict("list"), "params": [1]}),
+            JSON,
+            None,
+        ),
         Case("missing-input", as_json({"inputs": {"x": [1.0]}}), JSON, "y"),
     ],
 }
+
 
 def _check(pair: Pair, case: Case) -> str | None:
     """None when the gateway agrees with MLflow on `case`, else what differs."""
@@ -180,9 +241,7 @@ def test_the_gateway_answers_as_mlflow_serve_does(pairs: dict[str, Pair], shape:
     pair = pairs[shape]
     before = pair.stats()["versions"].get("1", {})
     differences = {
-        case.name: problem
-        for case in CASES[shape]
-        if (problem := _check(pair, case)) is not None
+        case.name: problem for case in CASES[shape] if (problem := _check(pair, case)) is not None
     }
     assert differences == {}
     after = pair.stats()["versions"]["1"]
