@@ -23,7 +23,7 @@ from gray.gateway.testing import RunningGateway, start_gateway
 pytestmark = pytest.mark.slow
 
 TOKEN = "schemathesis-token"
-EXAMPLES_PER_OPERATION = 20
+EXAMPLES_PER_OPERATION = 15
 
 
 @pytest.fixture(scope="module")
