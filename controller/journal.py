@@ -170,11 +170,6 @@ class LocalJournal:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "plan.yaml").write_text(plan_text, encoding="utf-8")
 
-    def append(self, event: Event) -> None:
-        """Write `event` as it is (its sequence number already chosen)."""
-        with self._locked(event.state["rollout_id"]) as events:
-            events.append(event)
-
     def append_next(
         self,
         rollout_id: str,
