@@ -1040,12 +1040,29 @@ def _load_pyfunc(local: Path, what: str) -> tuple[Any, Any | None, bool]:
     try:
         metadata = Model.load(str(local))
         model = mlflow.pyfunc.load_model(str(local))
-        example = (
-            metadata.load_input_example(str(local)) if metadata.saved_input_example_info else None
-        )
+        example = _input_example(metadata, local) if metadata.saved_input_example_info else None
     except Exception as exc:  # a flavor's loader can raise anything its library raises
         raise RegistryError(f"cannot load {what}: {_cause(exc)}") from exc
     return model, example, "sklearn" in metadata.flavors
+
+
+def _input_example(metadata: Any, local: Path) -> Any:
+    """The saved input example, read as saved when the model's signature does not fit it.
+
+    With a preprocessor bound, the example holds the raw rows the preprocessor was fitted
+    on while the signature describes the preprocessed features (text columns become
+    numbers, for one): MLflow's reader casts the example to the signature and fails.
+    """
+    try:
+        return metadata.load_input_example(str(local))
+    except Exception:
+        from copy import copy
+
+        from mlflow.models.utils import _read_example
+
+        unsigned = copy(metadata)
+        unsigned.signature = None
+        return _read_example(unsigned, str(local))
 
 
 def _describe(version: str | None) -> str:

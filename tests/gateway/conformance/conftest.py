@@ -4,7 +4,7 @@ gray gateway; all eight processes start side by side, once per session."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
@@ -44,32 +44,52 @@ class Pair:
         return response.json()
 
 
-@pytest.fixture(scope="session")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return build_store(tmp_path_factory.mktemp("conformance"))
+@dataclass
+class Started:
+    """The store and every server started on it (ready or not)."""
 
+    store: Store | None = None
+    mlflows: dict[str, RunningMlflowServe] = field(default_factory=dict)
+    gateways: dict[str, RunningGateway] = field(default_factory=dict)
 
-@pytest.fixture(scope="session")
-def pairs(store: Store) -> Iterator[dict[str, Pair]]:
-    mlflows: dict[str, RunningMlflowServe] = {}
-    gateways: dict[str, RunningGateway] = {}
-    try:
-        for name in SHAPES:
-            mlflows[name] = start_mlflow_serve(
-                store.uri, store.model_uri(name), store.root / f"{name}-mlflow.log"
-            )
-            gateways[name] = start_gateway(
-                store.uri,
-                name,
-                store.root / f"{name}-gateway",
-                token=TOKEN,
-                extra_args=["--baseline", "1"],
-                wait_ready=False,
-            )
-        for name in SHAPES:
-            mlflows[name].wait_ready()
-            wait_for_ping(gateways[name])
-        yield {name: Pair(name, mlflows[name], gateways[name]) for name in SHAPES}
-    finally:
-        for server in [*mlflows.values(), *gateways.values()]:
+    def start(self, store: Store, name: str) -> None:
+        self.mlflows[name] = start_mlflow_serve(
+            store.uri, store.model_uri(name), store.root / f"{name}-mlflow.log"
+        )
+        self.gateways[name] = start_gateway(
+            store.uri,
+            name,
+            store.root / f"{name}-gateway",
+            token=TOKEN,
+            extra_args=["--baseline", "1"],
+            wait_ready=False,
+        )
+
+    def stop(self) -> None:
+        for server in [*self.mlflows.values(), *self.gateways.values()]:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
+    """Servers start as soon as their model is registered, while the rest registers."""
+    started = Started()
+    try:
+        started.store = build_store(tmp_path_factory.mktemp("conformance"), started.start)
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def store(started: Started) -> Store:
+    assert started.store is not None
+    return started.store
+
+
+@pytest.fixture(scope="session")
+def pairs(started: Started) -> dict[str, Pair]:
+    for name in SHAPES:
+        started.mlflows[name].wait_ready()
+        wait_for_ping(started.gateways[name])
+    return {name: Pair(name, started.mlflows[name], started.gateways[name]) for name in SHAPES}

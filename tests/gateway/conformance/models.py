@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ DATAFRAME = "conf-frame"  # sklearn pipeline, DataFrame example with mixed colum
 TENSOR = "conf-tensor"  # sklearn pipeline, numpy example (tensor signature)
 BARE = "conf-bare"  # pyfunc without signature or example
 MULTI = "conf-multi"  # pyfunc: several outputs per row, takes params
-SHAPES = (DATAFRAME, TENSOR, BARE, MULTI)
+SHAPES = (DATAFRAME, TENSOR, BARE, MULTI)  # each served by mlflow models serve and the gateway
+PREPROCESSED = "conf-preprocessed"  # a real preprocessor bound: served by the gateway only
 # Served with --env-manager local: naming the requirements skips MLflow's slow inference.
 REQUIREMENTS = ["mlflow", "scikit-learn", "pandas"]
 
@@ -80,8 +82,12 @@ class Store:
         return f"models:/{name}/1"
 
 
-def build_store(root: Path) -> Store:
-    """Register every shape as version 1 of its own model, each with an identity preprocessor."""
+def build_store(root: Path, registered: Callable[[Store, str], None] | None = None) -> Store:
+    """Register every shape as version 1 of its own model, each with an identity preprocessor.
+
+    `registered` is called as soon as each shape of SHAPES is servable, so servers can start
+    while the rest is still being registered.
+    """
     from mlflow import MlflowClient
     from sklearn.preprocessing import FunctionTransformer
 
@@ -89,6 +95,7 @@ def build_store(root: Path) -> Store:
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     uri = f"sqlite:///{root}/mlflow.db"
+    store = Store(uri, root)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.create_experiment("conformance", artifact_location=(root / "art").as_uri())
     for name, save in (
@@ -107,7 +114,68 @@ def build_store(root: Path) -> Store:
             name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
         )
         log_preprocessor(name, "1", FunctionTransformer(), registry_uri=uri)
-    return Store(uri, root)
+        if registered is not None:
+            registered(store, name)
+    _register_preprocessed(client, experiment, uri)
+    return store
+
+
+def column_preprocessor() -> Any:
+    """Fitted on named raw columns; what a team binds next to a model of its features."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    return ColumnTransformer(
+        [
+            (
+                "numbers",
+                make_pipeline(SimpleImputer(), StandardScaler()),
+                ["amount", "count", "discount"],
+            ),
+            ("country", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["country"]),
+            ("member", "passthrough", ["member"]),
+        ]
+    ).fit(frame_rows())
+
+
+def features_model(preprocessor: Any) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    rows = frame_rows()
+    features = preprocessor.transform(rows).astype(float)
+    return LogisticRegression().fit(features, frame_labels(rows))
+
+
+def _register_preprocessed(client: Any, experiment: str, uri: str) -> None:
+    """The model takes the preprocessor's output; its input example holds raw rows."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from gray.controller.registry import log_preprocessor
+
+    preprocessor = column_preprocessor()
+    model = features_model(preprocessor)
+    raw = frame_rows().dropna().head(5).reset_index(drop=True)
+    features = preprocessor.transform(raw).astype(float)
+    run = client.create_run(experiment)
+    with tempfile.TemporaryDirectory() as staging:
+        mlflow.sklearn.save_model(
+            model,
+            f"{staging}/model",
+            signature=infer_signature(features, model.predict(features)),
+            input_example=raw,
+            skops_trusted_types=["numpy.dtype"],
+            pip_requirements=REQUIREMENTS,
+        )
+        client.log_artifacts(run.info.run_id, f"{staging}/model", "model")
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model(PREPROCESSED)
+    client.create_model_version(
+        PREPROCESSED, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+    )
+    log_preprocessor(PREPROCESSED, "1", preprocessor, registry_uri=uri)
 
 
 def frame_pipeline() -> Any:

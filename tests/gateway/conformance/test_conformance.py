@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.models.utils import convert_input_example_to_serving_input
+from mlflow.pyfunc.scoring_server.client import ScoringServerClient
 from mlflow.utils.proto_json_utils import dump_input_data
 
 from gray.gateway.inputs import same_output
@@ -307,3 +308,39 @@ def test_a_model_failing_on_an_input_it_accepted_is_the_versions_error(
     assert ours.status_code == 500
     assert ours.json()["error"] == "model_error"
     assert pair.stats()["versions"]["1"]["errors"] == errors + 1
+
+
+# --- MLflow's own client -------------------------------------------------------------------
+
+
+def _client(url: str) -> ScoringServerClient:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return ScoringServerClient(host, int(port))
+
+
+@pytest.mark.parametrize(
+    ("shape", "data", "params"),
+    [
+        (TENSOR, TENSOR_ROWS, None),
+        (DATAFRAME, FRAME, None),
+        (MULTI, PAIR, {"scale": 4.0}),
+        (BARE, {"a": [1.0, 2.0], "b": [3, 4]}, None),
+    ],
+    ids=["numpy", "dataframe", "dataframe-params", "dict-of-lists"],
+)
+def test_mlflows_scoring_client_works_against_the_gateway(
+    pairs: dict[str, Pair], shape: str, data: object, params: dict | None
+) -> None:
+    pair = pairs[shape]
+    if isinstance(data, dict):
+        # MLflow's client cannot write a dict (`dump_input_data` unpacks its keys): it
+        # fails before sending anything, against any server.
+        for url in (pair.mlflow.url, pair.gateway.url):
+            with pytest.raises(ValueError, match="unpack"):
+                _client(url).invoke(data, params=params)
+        data = pd.DataFrame(data)  # what a client of a dict-taking model sends instead
+    ours = _client(pair.gateway.url).invoke(data, params=params)
+    theirs = _client(pair.mlflow.url).invoke(data, params=params)
+    assert same_output(
+        json.loads(ours.to_json())["predictions"], json.loads(theirs.to_json())["predictions"]
+    )
