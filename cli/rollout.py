@@ -28,6 +28,7 @@ from gray.cli.output import (
 from gray.controller.errors import ConfigError, PreflightError, RolloutError
 from gray.controller.journal import Event, Journal, LocalJournal, new_rollout_id
 from gray.controller.plan import Plan, load_plan, parse_plan
+from gray.controller.redact import redact
 from gray.controller.state import RolloutState
 from gray.controller.units import format_duration
 
@@ -63,7 +64,8 @@ HoldTrafficOption = typer.Option(
 
 
 def _warn(text: str) -> None:
-    error_console.print(f"[yellow]warning:[/] {text}", soft_wrap=True)
+    # Warnings quote MLflow's and httpx's own errors, which may carry a URL's credentials.
+    error_console.print(f"[yellow]warning:[/] {redact(text)}", soft_wrap=True)
 
 
 @rollout_app.command("start")

@@ -149,3 +149,11 @@ def test_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="gray.test"):
         logging.getLogger("gray.test").warning("loading from %s", "http://u:l0g-s3cret@h/x")
     assert "l0g-s3cret" not in caplog.text and "u:***@h" in caplog.text
+
+
+def test_controller_warnings_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    from gray.cli.rollout import _warn
+
+    _warn("MLflow: journal event 3 failed, will retry: GET http://u:w4rn-s3cret@mlflow/api")
+    printed = capsys.readouterr().err
+    assert "w4rn-s3cret" not in printed and "u:***@mlflow" in printed
