@@ -115,6 +115,7 @@ def test_errors_and_journal_entries_are_redacted(tmp_path: Path) -> None:
     assert "s3cret" not in written and "admin:***@h" in written
 
 
+@pytest.mark.slow
 def test_router_credentials_stay_out_of_rollback_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -130,6 +131,7 @@ def test_router_credentials_stay_out_of_rollback_output(
     assert "admin:***@127.0.0.1:9" in result.output + result.stderr
 
 
+@pytest.mark.slow
 def test_registry_credentials_stay_out_of_registry_errors() -> None:
     from gray.controller.registry import Registry
 
