@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.panel import Panel
 
-from gray.cli.output import OutputFormat, console, reported_errors
+from gray.cli.output import OutputFormat, console, reported_errors, version_label
 
 # The bad candidate for each demo defect: its alias in the demo registry and what is wrong.
 DEFECTS = {
@@ -167,7 +167,7 @@ def _summary(
         for move in history[-4:]:
             console.print(
                 f"  {move.at}  @{move.alias}: "
-                f"v{move.from_version or '-'} → v{move.to_version or '-'}"
+                f"{version_label(move.from_version)} → {version_label(move.to_version)}"
                 f"  ({move.rollout_id or move.reason})"
             )
     ids = [o[0] for o in outcomes]

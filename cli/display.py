@@ -13,7 +13,7 @@ from rich.text import Text
 
 from gray.cli.output import emit_json
 from gray.controller.journal import Event
-from gray.controller.plan import Plan
+from gray.controller.plan import Plan, StageSpec
 from gray.controller.state import Phase, RolloutState
 from gray.controller.units import format_duration, format_share
 
@@ -27,6 +27,7 @@ PHASE_STYLE = {
     Phase.PROMOTED: "bold green",
     Phase.ROLLED_BACK: "bold red",
     Phase.ABORTED: "bold red",
+    Phase.REVERTED: "bold red",
     Phase.ROLLING_BACK: "bold red",
     Phase.WAITING_APPROVAL: "bold yellow",
     Phase.PAUSED: "yellow",
@@ -86,9 +87,7 @@ def render_state(
         (state.phase.value.replace("_", " "), phase_style),
     )
     progress = Text(
-        f"stage {state.stage + 1}/{len(plan.stages)} {stage.name}   "
-        f"candidate {format_share(stage.weight)}"
-        + (f"   mirror {format_share(stage.mirror)}" if stage.mirror else "")
+        f"stage {state.stage + 1}/{len(plan.stages)} {stage.name}   {traffic(state, stage)}"
         + f"   {time_left(state)}"
     )
     parts: list[RenderableType] = [header, progress, stage_bar(plan, state)]
@@ -110,10 +109,30 @@ def render_state(
     )
 
 
-def time_left(state: RolloutState) -> str:
+def traffic(state: RolloutState, stage: StageSpec) -> str:
+    """Who answers users now: the stage's split while it runs, the outcome once it ended."""
+    if state.phase in (Phase.ROLLED_BACK, Phase.ABORTED, Phase.ROLLING_BACK):
+        return f"candidate 0 % (was {format_share(stage.weight)}): v{state.baseline} answers all"
+    if state.phase is Phase.PROMOTED:
+        return f"v{state.candidate} answers all"
+    if state.phase is Phase.REVERTED:
+        return f"promotion undone: v{state.baseline} answers all"
+    text = f"candidate {format_share(stage.weight)}"
+    return text + (f"   mirror {format_share(stage.mirror)}" if stage.mirror else "")
+
+
+def time_left(state: RolloutState, now: float | None = None) -> str:
+    now = time.time() if now is None else now
     if state.phase is Phase.RUNNING and state.deadline is not None:
-        left = max(0.0, state.deadline - time.time())
-        return f"dwell left {format_duration(max(left, 0.001)) if left else '0s'}"
+        left = state.deadline - now
+        if state.nodata_since is not None:
+            return "dwell over, no candidate data yet: holding"
+        if left <= 0:
+            return "dwell over: deciding at the next look"
+        shown = format_duration(max(left, 0.001))
+        if state.extensions:
+            return f"extended ({state.extensions}x), {shown} left"
+        return f"dwell left {shown}"
     if state.phase is Phase.PAUSED and state.dwell_left is not None:
         return f"paused, {format_duration(max(state.dwell_left, 0.001))} of dwell left"
     if state.phase is Phase.WAITING_APPROVAL:

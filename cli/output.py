@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import typer
 from rich.console import Console
@@ -15,8 +16,25 @@ from rich.markup import escape
 
 from gray.controller.errors import GrayError, PlanError
 
-console = Console(highlight=False)
-error_console = Console(stderr=True, highlight=False)
+# Piped or captured output has no terminal width; Rich would assume 80 columns and fold
+# every table into slivers. Use $COLUMNS, else a width that fits a rollout table's rows.
+PIPED_WIDTH = 200
+
+
+def _width(stream: TextIO) -> int | None:
+    if stream.isatty():
+        return None
+    return int(os.environ.get("COLUMNS") or 0) or PIPED_WIDTH
+
+
+console = Console(highlight=False, width=_width(sys.stdout))
+error_console = Console(stderr=True, highlight=False, width=_width(sys.stderr))
+
+
+def version_label(version: str | None) -> str:
+    """`v3`, or `(none)` for an alias that pointed nowhere."""
+    return f"v{version}" if version else "(none)"
+
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done (promoted, or the requested stage reached); 1 rolled back or "

@@ -10,7 +10,14 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from gray.cli.output import OutputFormat, OutputOption, console, emit_json, reported_errors
+from gray.cli.output import (
+    OutputFormat,
+    OutputOption,
+    console,
+    emit_json,
+    reported_errors,
+    version_label,
+)
 from gray.controller.redact import redact
 
 registry_app = typer.Typer(
@@ -160,7 +167,8 @@ def history(
         line = Text()
         line.append(f"{number:>4}  {move.at}  ")
         line.append(f"@{move.alias}", style="bold")
-        line.append(f"  {move.from_version or '-'} -> {move.to_version or '-'}  by {move.actor}")
+        moved = f"{version_label(move.from_version)} -> {version_label(move.to_version)}"
+        line.append(f"  {moved}  by {move.actor}")
         if move.rollout_id:
             line.append(f"  rollout {move.rollout_id}")
         if move.reason:

@@ -26,10 +26,10 @@ from gray.cli.output import (
     reported_errors,
 )
 from gray.controller.errors import ConfigError, PreflightError, RolloutError
-from gray.controller.journal import Event, Journal, LocalJournal, new_rollout_id
-from gray.controller.plan import Plan, load_plan, parse_plan
+from gray.controller.journal import Event, Journal, LocalJournal, RolloutRecord, new_rollout_id
+from gray.controller.plan import Plan, load_plan
 from gray.controller.redact import redact
-from gray.controller.state import RolloutState
+from gray.controller.state import Phase, RolloutState
 from gray.controller.units import format_duration
 
 if TYPE_CHECKING:
@@ -61,6 +61,9 @@ HoldTrafficOption = typer.Option(
     help="Keep each stage's traffic when no controller watches it (no lease expiry). Without "
     "it the candidate's share returns to the baseline router.lease_ttl after the last look.",
 )
+
+
+LATEST_SHOWN = 5  # rollouts `status` shows when none is active
 
 
 def _warn(text: str) -> None:
@@ -190,14 +193,27 @@ def resume(
 @rollout_app.command("status")
 def status(
     rollout_id: str | None = typer.Argument(None, metavar="[ID]"),
-    watch: bool = typer.Option(False, "--watch", "-w", help="Keep refreshing until it ends."),
+    watch: bool = typer.Option(
+        False, "--watch", "--wait", "-w", help="Keep following until it ends (or --until)."
+    ),
+    until: str | None = typer.Option(
+        None, "--until", help="With --wait: stop once the rollout reaches this phase."
+    ),
+    timeout: str | None = typer.Option(
+        None, "--timeout", help="With --wait: give up after this long (exit 3), e.g. 2h."
+    ),
     registry_uri: str | None = RegistryOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Show a rollout (or every active one): phase, stage, gates, recent decisions.
 
-    Exit code: that of the rollout's state (0 promoted, 1 rolled back, 3 held), or 0 while
-    it runs.
+    With --wait (or --watch) it follows the rollout until it ends, or until it
+    reaches the phase named by --until (for CI: `--until waiting_approval`); with
+    --output json every new journal event is one JSON line, then the state.
+
+    Exit code: that of the rollout's state (0 promoted, 1 rolled back or aborted,
+    3 held), or 0 while it runs; with --until, 0 once the phase is reached and 3
+    when --timeout ran out first.
 
     Examples:
 
@@ -205,43 +221,131 @@ def status(
       gray rollout status
       gray rollout status fraud-20261125-101500-3fa2 --watch
       gray rollout status fraud-20261125-101500-3fa2 --output json
+      gray rollout status fraud-20261125-101500-3fa2 --wait --until waiting_approval \\
+          --timeout 2h --output json
     """
     with reported_errors(output):
+        wait_for = _phase_option(until)
+        limit = _duration_option(timeout)
         if rollout_id is None:
-            journal, _ = journal_for(None, registry_uri)
-            active = [s for s in journal.list_states() if not s.phase.terminal]
-            if not watch or output == OutputFormat.json:
-                _print_list(active, output)
-                return
-            with Live(_list_table(active), console=console, refresh_per_second=1) as live:
-                while True:  # until Ctrl-C: rollouts come and go
-                    time.sleep(2.0)
-                    live.update(
-                        _list_table([s for s in journal.list_states() if not s.phase.terminal])
-                    )
+            _status_of_all(watch, registry_uri, output)
+            return
         from gray.controller.rollouts import load_rollout
 
         journal, _ = journal_for(rollout_id, registry_uri)
-        record, plan = load_rollout(journal, rollout_id)
+        record, plan = load_rollout(journal, rollout_id, reading=True)
+        if not watch:
+            _show_status(plan, record, output)
+            raise typer.Exit(record.state.exit_code or 0)
+        code = _follow(journal, plan, record, wait_for, limit, output)
+    raise typer.Exit(code)
+
+
+def _phase_option(value: str | None) -> Phase | None:
+    if value is None:
+        return None
+    try:
+        return Phase(value.replace("-", "_"))
+    except ValueError:
+        names = ", ".join(p.value for p in Phase)
+        raise ConfigError(f"--until takes one of {names}; got {value!r}") from None
+
+
+def _duration_option(value: str | None) -> float | None:
+    if value is None:
+        return None
+    from gray.controller.units import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"--timeout: {exc}") from None
+
+
+def _show_status(plan: Plan, record: RolloutRecord, output: OutputFormat) -> None:
+    if output == OutputFormat.json:
+        emit_json(
+            {
+                "state": record.state.to_dict(),
+                "events": [event_json(e) for e in record.events[-20:]],
+            }
+        )
+    else:
+        console.print(render_state(plan, record.state, _recent(record.events)))
+
+
+def _follow(
+    journal: Journal,
+    plan: Plan,
+    record: RolloutRecord,
+    until: Phase | None,
+    timeout: float | None,
+    output: OutputFormat,
+) -> int:
+    """Follow the journal until the rollout ends or reaches `until`; the exit code."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    seen = {(e.seq, e.at) for e in record.events}
+
+    def reached(state: RolloutState) -> bool:
+        return state.phase is until or state.phase.terminal
+
+    def emit_new(current: RolloutRecord) -> None:
+        for event in current.events:
+            if (event.seq, event.at) not in seen:
+                seen.add((event.seq, event.at))
+                emit_json(event_json(event))
+
+    live = (
+        Live(console=console, refresh_per_second=2)
+        if output == OutputFormat.text and console.is_terminal
+        else None
+    )
+    with live if live is not None else contextlib.nullcontext():
+        while not reached(record.state):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if live is not None:
+                live.update(render_state(plan, record.state, _recent(record.events)))
+            time.sleep(1.0)
+            record = journal.load(record.state.rollout_id)
+            if output == OutputFormat.json:
+                emit_new(record)
+    _show_status(plan, record, output)
+    if until is not None and record.state.phase is until:
+        return 0
+    if not reached(record.state):
+        error_console.print(
+            f"[yellow]timed out[/] waiting for {record.state.rollout_id}: "
+            f"{record.state.phase.value}",
+            soft_wrap=True,
+        )
+        return 3
+    return record.state.exit_code or 0
+
+
+def _status_of_all(watch: bool, registry_uri: str | None, output: OutputFormat) -> None:
+    """The active rollouts; with none, the latest ones (a finished rollout is news too)."""
+    journal, _ = journal_for(None, registry_uri)
+    states = journal.list_states()
+    active = [s for s in states if not s.phase.terminal]
+    if not watch:
         if output == OutputFormat.json:
             emit_json(
                 {
-                    "state": record.state.to_dict(),
-                    "events": [event_json(e) for e in record.events[-20:]],
+                    "rollouts": [s.to_dict() for s in active],
+                    "latest": [s.to_dict() for s in states[:LATEST_SHOWN]],
                 }
             )
-            raise typer.Exit(record.state.exit_code or 0)
-        if not watch:
-            console.print(render_state(plan, record.state, _recent(record.events)))
-            raise typer.Exit(record.state.exit_code or 0)
-        with Live(console=console, refresh_per_second=2) as live:
-            while True:
-                record = journal.load(rollout_id)
-                live.update(render_state(plan, record.state, _recent(record.events)))
-                if record.state.phase.terminal:
-                    break
-                time.sleep(1.0)
-        raise typer.Exit(record.state.exit_code or 0)
+        elif active or not states:
+            _print_list(active, output)
+        else:
+            console.print(f"no active rollout; the latest {min(len(states), LATEST_SHOWN)}:")
+            _print_list(states[:LATEST_SHOWN], output)
+        return
+    with Live(_list_table(active), console=console, refresh_per_second=1) as live:
+        while True:  # until Ctrl-C: rollouts come and go
+            time.sleep(2.0)
+            live.update(_list_table([s for s in journal.list_states() if not s.phase.terminal]))
 
 
 @rollout_app.command("list")
@@ -451,7 +555,7 @@ def journal_for(
     if rollout_id is not None:
         local = LocalJournal().load(rollout_id)
         if local is not None and local.plan_text:
-            plan = parse_plan(local.plan_text, f"{rollout_id}/plan.yaml")
+            plan = rollouts.rollout_plan(local, rollout_id, reading=True)
     registry = rollouts.open_registry(plan, registry_uri)
     try:
         return rollouts.open_journal(registry, _warn, background=background), registry

@@ -311,9 +311,13 @@ def current_state(events: Iterable[Event]) -> RolloutState:
     a stale controller still appended looks is not overwritten by those looks.
     """
     ordered = sorted(events, key=lambda e: (e.at, e.seq))
-    for event in ordered:
+    for index, event in enumerate(ordered):
         state = RolloutState.from_dict(event.state)
         if state.phase.terminal:
+            if state.phase is Phase.PROMOTED:
+                # A promotion can still be undone (`gray rollback --to previous`).
+                later = (RolloutState.from_dict(e.state) for e in ordered[index + 1 :])
+                return next((s for s in later if s.phase is Phase.REVERTED), state)
             return state
     return RolloutState.from_dict(ordered[-1].state)
 

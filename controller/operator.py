@@ -182,7 +182,32 @@ def record_rollback(
             raise ConfigError("--to previous needs the registry and the model; pass --registry-uri")
         writer = applied.lease.rollout_id if applied.lease else f"operator:{who}"
         applied = _restore_previous(router, registry, plan, state, writer, text, moves)
+        if state is not None and journal is not None and state.phase is Phase.PROMOTED:
+            event = _journal_revert(journal, state, applied, moves, text, warnings)
     return Recorded(applied, tuple(warnings), tuple(moves), event, ended)
+
+
+def _journal_revert(
+    journal: Journal,
+    state: RolloutState,
+    applied: Applied,
+    moves: list[dict[str, Any]],
+    text: str,
+    warnings: list[str],
+) -> Event | None:
+    """A promotion undone by `--to previous` is part of the rollout's story: status and
+    list show it as reverted."""
+    moved = ", ".join(f"@{m['alias']} → v{m['to_version']}" for m in moves) or "no alias moved"
+    reason = f"reverted: {text}; {moved}; v{applied.route.baseline} answers 100 %"
+    now = time.time()
+    final = state.with_(phase=Phase.REVERTED, reason=reason, ended_at=now, updated_at=now)
+    try:
+        return journal.append(
+            final, "reverted", reason, {"route": applied.to_dict(), "moves": moves}
+        )
+    except JournalError as exc:
+        warnings.append(f"the previous version serves, but the journal write failed: {exc.message}")
+        return None
 
 
 def _restore_previous(

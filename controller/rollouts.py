@@ -6,8 +6,9 @@ source and the journal together; the decisions themselves live in `loop.py`.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -264,10 +265,31 @@ def controller_alive(state: RolloutState, interval: float, now: float | None = N
     return (now if now is not None else time.time()) - state.updated_at < 3 * interval + 15
 
 
-def load_rollout(journal: Journal, rollout_id: str) -> tuple[RolloutRecord, Plan]:
+class EnvironForReading(Mapping[str, str]):
+    """The environment, with unset variables read as empty: reading a journaled rollout
+    must not need the secrets (the gateway token) that only its writes use."""
+
+    def __getitem__(self, name: str) -> str:
+        return os.environ.get(name, "")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
+
+
+def rollout_plan(record: RolloutRecord, rollout_id: str, *, reading: bool = False) -> Plan:
+    """The plan a rollout was started with; `reading` for commands that only show it."""
+    environ = EnvironForReading() if reading else None
+    return parse_plan(record.plan_text, f"{rollout_id}/plan.yaml", environ)  # type: ignore[arg-type]
+
+
+def load_rollout(
+    journal: Journal, rollout_id: str, *, reading: bool = False
+) -> tuple[RolloutRecord, Plan]:
     record = journal.load(rollout_id)
-    plan = parse_plan(record.plan_text, f"{rollout_id}/plan.yaml")
-    return record, plan
+    return record, rollout_plan(record, rollout_id, reading=reading)
 
 
 def stage_number(plan: Plan, ref: str | None) -> int | None:

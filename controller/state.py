@@ -23,10 +23,13 @@ class Phase(StrEnum):
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
     ABORTED = "aborted"
+    # Promoted, then undone by `gray rollback --to previous`: the alias and the endpoint
+    # are back on the previous version. The only phase that may follow another end.
+    REVERTED = "reverted"
 
     @property
     def terminal(self) -> bool:
-        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED)
+        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.REVERTED)
 
     @property
     def holds_traffic(self) -> bool:
@@ -80,7 +83,7 @@ class RolloutState:
         """The CLI exit code this state stands for, or None while running."""
         if self.phase is Phase.PROMOTED:
             return 0
-        if self.phase in (Phase.ROLLED_BACK, Phase.ABORTED):
+        if self.phase in (Phase.ROLLED_BACK, Phase.ABORTED, Phase.REVERTED):
             return 1
         if self.phase.holds_traffic:
             return 3

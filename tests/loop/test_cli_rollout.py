@@ -86,3 +86,87 @@ def test_commands_on_an_ended_rollout_are_refused(
     result = runner.invoke(app, ["rollout", "pause", "fraud-test-0001", *NO_REGISTRY])
     assert result.exit_code == 2
     assert "already ended: rolled_back" in result.output
+
+
+@pytest.fixture
+def rolled_back(harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
+    """A rollout the gates rolled back in its first stage; its plan names the gateway token."""
+    from tests.fakes import VersionBehaviour
+
+    monkeypatch.setenv("GRAY_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("GRAY_GATEWAY_TOKEN", raising=False)
+    harness.plan_text = harness.plan_text.replace(
+        "interval: 1s",
+        'interval: 1s\nrouter: {url: "http://127.0.0.1:9", token: "${GRAY_GATEWAY_TOKEN}"}',
+    )
+    harness.metrics.behaviour["2"] = VersionBehaviour(error_rate=0.2)
+    assert harness.runner().run(harness.start()).exit_code == 1
+    return harness
+
+
+def test_status_of_a_rolled_back_rollout_needs_no_token_and_shows_no_candidate_share(
+    rolled_back: Harness,
+) -> None:
+    result = runner.invoke(app, ["rollout", "status", "fraud-test-0001", *NO_REGISTRY])
+    assert result.exit_code == 1, result.output
+    assert "candidate 0 % (was 10%)" in result.output and "v1 answers all" in result.output
+    assert "candidate 10%" not in result.output
+
+
+def test_status_without_id_shows_the_latest_when_none_is_active(rolled_back: Harness) -> None:
+    result = runner.invoke(app, ["rollout", "status", *NO_REGISTRY])
+    assert result.exit_code == 0, result.output
+    assert "no active rollout; the latest 1:" in result.output
+    # Piped output keeps table rows whole instead of folding them into slivers.
+    assert any(
+        "fraud-test-0001" in line and "rolled_back" in line for line in result.output.splitlines()
+    )
+    listed = runner.invoke(app, ["rollout", "status", "-o", "json", *NO_REGISTRY])
+    payload = json.loads(listed.stdout.strip().splitlines()[-1])
+    assert payload["rollouts"] == [] and payload["latest"][0]["phase"] == "rolled_back"
+
+
+def test_status_wait_with_json_stops_at_the_asked_phase_or_times_out(held: Harness) -> None:
+    reached = runner.invoke(
+        app,
+        [
+            "rollout",
+            "status",
+            "fraud-test-0001",
+            "--wait",
+            "--until",
+            "held",
+            "-o",
+            "json",
+            *NO_REGISTRY,
+        ],
+    )
+    assert reached.exit_code == 0, reached.output
+    assert json.loads(reached.stdout.strip().splitlines()[-1])["state"]["phase"] == "held"
+    waited = runner.invoke(
+        app,
+        [
+            "rollout",
+            "status",
+            "fraud-test-0001",
+            "--wait",
+            "--until",
+            "promoted",
+            "--timeout",
+            "1s",
+            "-o",
+            "json",
+            *NO_REGISTRY,
+        ],
+    )
+    assert waited.exit_code == 3, waited.output
+    assert "timed out" in waited.output
+    bad = runner.invoke(app, ["rollout", "status", "fraud-test-0001", "--wait", "--until", "dun"])
+    assert bad.exit_code == 2 and "--until takes one of" in bad.output
+
+
+def test_rollback_of_an_unknown_model_says_so_and_suggests_a_name(rolled_back: Harness) -> None:
+    result = runner.invoke(app, ["rollback", "frud", *NO_REGISTRY])
+    assert result.exit_code == 2, result.output
+    assert "no rollout id or model 'frud'" in result.output
+    assert "did you mean 'fraud'?" in result.output and "nothing was changed" in result.output

@@ -111,6 +111,11 @@ def test_plain_rollback_of_a_promoted_rollout_is_refused_and_points_to_previous(
     assert stack.route()["route"]["baseline"] == stack.versions["baseline"]
     champion = Registry(stack.registry_uri).resolve("fraud", "@champion").version
     assert champion == stack.versions["baseline"]
+    # The undone promotion is part of the rollout's story, in status and in list.
+    status = stack.gray("rollout", "status", rollout_id, "-o", "json")
+    assert json.loads(status.stdout)["state"]["phase"] == "reverted", status.stdout
+    listed = json.loads(stack.gray("rollout", "list", "-o", "json").stdout)["rollouts"]
+    assert [r["phase"] for r in listed if r["rollout_id"] == rollout_id] == ["reverted"]
 
 
 def test_twenty_concurrent_rollbacks_flip_the_endpoint_once_and_journal_one_end(
