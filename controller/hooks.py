@@ -113,7 +113,7 @@ class HookCaller:
             return self._answer(hook, spec, started, None, "timed out")
         except httpx.TimeoutException:
             return self._answer(hook, spec, started, None, "timed out")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return self._answer(hook, spec, started, None, f"failed: {exc or type(exc).__name__}")
         shown = "" if 200 <= status < 300 else " ".join(text.split())[:BODY_SHOWN_CHARACTERS]
         return self._answer(hook, spec, started, status, f"answered {status}", shown)

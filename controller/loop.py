@@ -483,6 +483,8 @@ def _on_hook(plan: Plan, state: RolloutState, answer: HookAnswered) -> Step:
     call, now = answer.call, answer.now
     record = hook_record(answer)
     label = _stage_label(plan, state.stage)
+    if call.hook == "on_rollback":  # told after the end; nothing to decide
+        return Step(state, (record,))
     if answer.ok:
         if call.hook == "pre_rollout":
             actions = (Notify("start", state.reason), *_enter_stage(plan, state, call.resumed))
@@ -492,9 +494,11 @@ def _on_hook(plan: Plan, state: RolloutState, answer: HookAnswered) -> Step:
         if call.hook == "post_stage":
             step = _after_stage_passed(plan, state, now)
             return Step(step.state, (record, *step.actions))
-        reason = f"all {len(plan.stages)} stages passed, {answer.reason}; promoting"
-        step = _promote_now(state, now, f"{reason} v{state.candidate}")
-        return Step(step.state, (record, *step.actions))
+        if call.hook == "confirm_promotion":
+            reason = f"all {len(plan.stages)} stages passed, {answer.reason}; promoting"
+            step = _promote_now(state, now, f"{reason} v{state.candidate}")
+            return Step(step.state, (record, *step.actions))
+        raise ValueError(f"unknown hook {call.hook!r}")
     if call.hook == "pre_rollout" and not call.resumed:
         reason = f"{answer.reason}; stopped before any traffic moved, nothing changed"
         new = state.with_(phase=Phase.ABORTED, reason=reason, ended_at=now, updated_at=now)

@@ -40,7 +40,7 @@ class Notifier:
                         failures.append(
                             f"webhook {webhook_label(target.url)} answered {response.status_code}"
                         )
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, httpx.InvalidURL) as exc:
                     # A webhook's path is often its credential: name only its origin.
                     failures.append(
                         f"webhook {webhook_label(target.url)} failed: {redact(str(exc))}"

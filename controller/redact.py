@@ -52,7 +52,9 @@ _QUERY_SECRET = re.compile(
 )
 # scheme://userinfo@ : the userinfo is `user:password` or a bare token.
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/\s@'\"<>]+)@")
-_AUTH_HEADER = re.compile(r"\b(?P<kind>Bearer|Basic|Token)\s+(?P<value>[A-Za-z0-9._~+/=\-]{3,})")
+# A credential after its scheme word; 8 characters at least, so that prose ("Basic auth")
+# stays as it is.
+_AUTH_HEADER = re.compile(r"\b(?P<kind>Bearer|Basic|Token)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})")
 # Webhooks whose path is the credential.
 _SECRET_PATH_HOSTS = re.compile(
     r"(?P<origin>https?://(?:hooks\.slack\.com|discord(?:app)?\.com|[\w.\-]*webhook[\w.\-]*"
@@ -105,13 +107,14 @@ def webhook_label(url: str) -> str:
     are often the credential (`https://hooks.slack.com/services/T…/B…/x…`)."""
     try:
         parts = urlsplit(url)
+        hostname, port = parts.hostname, parts.port  # `port` parses lazily and may raise
     except ValueError:
         return MASK
-    if not parts.scheme or not parts.hostname:
+    if not parts.scheme or not hostname:
         return MASK
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    if ":" in parts.hostname:  # IPv6 literal
-        host = f"[{parts.hostname}]" + ("" if parts.port is None else f":{parts.port}")
+    if ":" in hostname:  # IPv6 literal
+        hostname = f"[{hostname}]"
+    host = hostname if port is None else f"{hostname}:{port}"
     tail = "/…" if parts.path not in ("", "/") or parts.query else ""
     return urlunsplit((parts.scheme, host, "", "", "")) + tail
 

@@ -190,3 +190,12 @@ def test_hook_fields_are_checked(receiver: Receiver) -> None:
     )
     assert "not shorter than router.lease_ttl 10s" in found["hooks.post_stage.timeout"]
     assert "http:// or https://" in found["hooks.pre_stage.url"]
+
+
+def test_an_unusable_hook_url_is_a_failure_not_a_crash() -> None:
+    from gray.controller.hooks import HookCaller
+    from gray.controller.plan import HookSpec, HooksSpec
+
+    caller = HookCaller(HooksSpec(pre_stage=HookSpec(url="http://[::1/x", timeout="1s")))
+    answer = caller.call("pre_stage", {"rollout_id": ROLLOUT})
+    assert not answer.ok and answer.status is None and "pre_stage hook" in answer.reason

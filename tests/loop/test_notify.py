@@ -46,3 +46,8 @@ def test_notifier_reports_http_errors(receiver: Receiver) -> None:
         == []
     )
     assert receiver.received == []
+
+
+def test_an_unusable_webhook_url_is_reported_not_raised() -> None:
+    failures = Notifier((NotifySpec(url="http://[::1/hook"),)).send("rollback", "x", "r1")
+    assert len(failures) == 1 and "failed" in failures[0]

@@ -54,6 +54,7 @@ def test_redact_masks_the_secret_and_keeps_the_rest(text: str, secret: str, kept
         "error rate 2.56x baseline (2.23% vs 0.87%)",
         "stage 2/3 (50%): candidate answers 50% for 30m",
         "user@host rolled back: p99 doubled",
+        "Basic auth failed: the Token was refused",
     ],
 )
 def test_redact_leaves_ordinary_text_alone(text: str) -> None:
@@ -61,7 +62,7 @@ def test_redact_leaves_ordinary_text_alone(text: str) -> None:
 
 
 def test_redact_data_url_and_webhook_label() -> None:
-    data = {"a": ["http://u:p4ss@h/x", {"b": "Bearer zzz"}], "n": 3, "ok": None}
+    data = {"a": ["http://u:p4ss@h/x", {"b": "Bearer zzzzzzzz"}], "n": 3, "ok": None}
     assert redact_data(data) == {"a": ["http://u:***@h/x", {"b": "Bearer ***"}], "n": 3, "ok": None}
     assert redact("https://u:p@h:1/p?token=x&q=1") == "https://u:***@h:1/p?token=***&q=1"
     assert webhook_label(f"https://hooks.slack.com/services/{SLACK_PATH}") == (
