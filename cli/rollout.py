@@ -168,6 +168,9 @@ def resume(
     until_stage: str | None = UntilOption,
     exit_on_hold: bool = ExitOnHoldOption,
     registry_uri: str | None = RegistryOption,
+    watch_held: bool = typer.Option(
+        False, "--watch-held", hidden=True, help="Judge a held stage without moving on."
+    ),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Continue a rollout from its journal: after a crash, a hold or --until-stage.
@@ -185,8 +188,10 @@ def resume(
 
     with reported_errors(output):
         journal, registry = journal_for(rollout_id, registry_uri, background=True)
-        plan, step = rollouts.prepare_resume(journal, rollout_id, until_stage)
-        result = _run(plan, step, registry, journal, output, exit_on_hold)
+        plan, step = rollouts.prepare_resume(journal, rollout_id, until_stage, watch=watch_held)
+        result = _run(
+            plan, step, registry, journal, output, exit_on_hold, leave_watcher=not watch_held
+        )
     raise typer.Exit(result.exit_code)
 
 
@@ -573,7 +578,10 @@ def _run(
     exit_on_hold: bool,
     *,
     hold_traffic: bool = False,
+    leave_watcher: bool = True,
 ) -> RunResult:
+    """Run the controller here. When it exits with traffic held (`--until-stage`,
+    `--exit-on-hold`), a detached watcher keeps judging the held stage."""
     from gray.controller import rollouts
     from gray.controller.notify import Notifier
     from gray.controller.runner import Runner, RunResult
@@ -605,6 +613,8 @@ def _run(
                 result = runner.run(step)
         else:
             result = runner.run(step)
+        if leave_watcher and result.exit_code == 3 and result.state.phase.holds_traffic:
+            result = _leave_watcher(result, registry)
     except KeyboardInterrupt:
         state = runner.state or step.state
         reason = (
@@ -630,6 +640,37 @@ def _run(
             f"exit {result.exit_code}; details: gray rollout status {result.state.rollout_id}"
         )
     return result
+
+
+def _leave_watcher(result: RunResult, registry: Registry | None) -> RunResult:
+    """Start `gray rollout resume ID --watch-held` in the background: the held traffic stays
+    judged, and a FAIL still rolls back, until a resume (which fences it) or an abort."""
+    from gray.controller.runner import RunResult
+
+    rollout_id = result.state.rollout_id
+    log_path = LocalJournal().root / rollout_id / "watcher.log"
+    args = [sys.executable, "-m", "gray.cli", "rollout", "resume", rollout_id, "--watch-held"]
+    args += ["--output", "json"]
+    if registry is not None:
+        args += ["--registry-uri", registry.uri]
+    try:
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=os.environ.copy(),
+            )
+    except OSError as exc:
+        _warn(f"could not start a watcher for the held traffic ({exc}); nothing judges it now")
+        return result
+    reason = (
+        f"{result.reason}; a watcher (pid {process.pid}, log {log_path}) keeps judging the held "
+        "traffic and rolls back on a FAIL"
+    )
+    return RunResult(result.state, result.exit_code, reason)
 
 
 class _PlainEvents:

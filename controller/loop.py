@@ -188,12 +188,28 @@ def begin(plan: Plan, state: RolloutState) -> Step:
     return Step(state, (started, Notify("start", reason), *_enter_stage(plan, state)))
 
 
-def resume(plan: Plan, state: RolloutState, now: float, until_stage: int | None) -> Step:
-    """Continue a rollout from its journal, after a crash or a hold."""
+def resume(
+    plan: Plan, state: RolloutState, now: float, until_stage: int | None, *, watch: bool = False
+) -> Step:
+    """Continue a rollout from its journal, after a crash or a hold.
+
+    `watch`: a rollout that holds traffic (`--until-stage` reached, or waiting for an
+    approval) stays where it is, and its gates keep judging: a FAIL still rolls back.
+    This is the watcher a controller leaves behind when it exits with traffic held."""
     state = state.with_(until_stage=until_stage)
     reason = f"resumed in phase {state.phase.value} at stage {_stage_label(plan, state.stage)}"
     record = Record("resumed", reason, {"epoch": state.epoch})
     phase = state.phase
+    if watch and phase in (Phase.HELD, Phase.WAITING_APPROVAL):
+        reason = (
+            f"watching stage {_stage_label(plan, state.stage)} while it holds traffic: the gates "
+            f"keep judging and a FAIL rolls back; `gray rollout resume {state.rollout_id}` "
+            "takes over"
+        )
+        route = stage_route(plan, state, state.stage)
+        return Step(
+            state.with_(reason=reason), (Record("watching", reason), ApplyStage(route, fresh=False))
+        )
     if phase is Phase.HELD:
         step = _advance(plan, state.with_(reason=reason), now)
         return Step(step.state, (record, *step.actions))
@@ -299,7 +315,7 @@ def _on_look(plan: Plan, state: RolloutState, look: Look) -> Step:
             state,
             LeaseLost(look.now, look.route, "the serving endpoint is held by a newer lease"),
         )
-    if state.phase not in (Phase.RUNNING, Phase.PAUSED, Phase.WAITING_APPROVAL):
+    if state.phase not in (Phase.RUNNING, Phase.PAUSED, Phase.WAITING_APPROVAL, Phase.HELD):
         return Step(state)
     if look.snapshot is None:
         return _on_metrics_failure(plan, state, look)
@@ -636,7 +652,10 @@ def _on_lease_lost(state: RolloutState, lost: LeaseLost) -> Step:
         phase = Phase.ROLLED_BACK if rolled_back else state.phase
         reason = f"{lost.reason}; the endpoint is now held by {who}; this controller stops writing"
         new = state.with_(phase=phase, reason=reason, ended_at=lost.now if rolled_back else None)
-        return Step(new, (Record("superseded", reason), Stop(1 if rolled_back else 4, reason)))
+        if not rolled_back:
+            # A resumed controller journals on: a record of this stale state would hide its.
+            return Step(new, (Stop(4, reason),))
+        return Step(new, (Record("superseded", reason), Stop(1, reason)))
     reason = f"{lost.reason}: now held by {who}; stopping without touching the route"
     return Step(state.with_(reason=reason), (Record("superseded", reason), Stop(4, reason)))
 

@@ -34,7 +34,7 @@ from gray.controller.operator import Endpoint, save_endpoint
 from gray.controller.plan import Plan, parse_plan
 from gray.controller.redact import redact
 from gray.controller.routers.base import Router
-from gray.controller.state import Phase, RolloutState
+from gray.controller.state import RolloutState
 from gray.controller.types import Applied, Pair
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ def create_rollout(
 
 def controller_alive(state: RolloutState, interval: float, now: float | None = None) -> bool:
     """A running controller journals a look every interval; silence means none is running."""
-    if state.phase.terminal or state.phase is Phase.HELD:
+    if state.phase.terminal:
         return False
     return (now if now is not None else time.time()) - state.updated_at < 3 * interval + 15
 
@@ -310,14 +310,22 @@ def _require_active(rollout_id: str, state: RolloutState) -> None:
 
 
 def prepare_resume(
-    journal: Journal, rollout_id: str, until_stage: str | None, now: float | None = None
+    journal: Journal,
+    rollout_id: str,
+    until_stage: str | None,
+    now: float | None = None,
+    *,
+    watch: bool = False,
 ) -> tuple[Plan, loop.Step]:
-    """Continue a rollout under a new epoch, which fences any controller still running it."""
+    """Continue a rollout under a new epoch, which fences any controller still running it.
+    `watch`: keep a rollout that holds traffic where it is, judging it (see `loop.resume`)."""
     record, plan = load_rollout(journal, rollout_id)
     until = stage_number(plan, until_stage)
     _require_active(rollout_id, record.state)
     state = record.state.with_(epoch=record.state.epoch + 1)
-    return plan, loop.resume(plan, state, now if now is not None else time.time(), until)
+    return plan, loop.resume(
+        plan, state, now if now is not None else time.time(), until, watch=watch
+    )
 
 
 COMMANDS = ("approve", "pause", "unpause", "abort", "promote")

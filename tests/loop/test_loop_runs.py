@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gray.controller import loop
 from gray.controller.state import Phase
-from gray.controller.types import Lease
+from gray.controller.types import Applied, Lease
 from tests.fakes import VersionBehaviour
 
 from .conftest import PLAN, Harness
@@ -335,3 +335,35 @@ def test_an_endpoint_restart_mid_stage_does_not_fail_a_good_candidate(tmp_path: 
     assert result.exit_code == 0, result.reason
     reasons = [e.reason for e in harness.journal.load("fraud-test-0001").events]
     assert not [r for r in reasons if "only -" in r], reasons
+
+
+def test_a_held_stage_keeps_being_judged_and_a_fail_still_rolls_back(harness: Harness) -> None:
+    held = harness.runner().run(harness.start(until_stage=0))
+    assert held.exit_code == 3 and held.state.phase is Phase.HELD
+    # The watcher left behind: same stage, new epoch, judging on.
+    harness.metrics.behaviour["2"] = VersionBehaviour(error_rate=0.2)
+    watcher = held.state.with_(epoch=held.state.epoch + 1)
+    step = loop.resume(harness.plan, watcher, harness.clock.now(), None, watch=True)
+    result = harness.runner().run(step)
+    assert result.exit_code == 1, result.reason
+    assert result.state.phase is Phase.ROLLED_BACK
+    assert "watching" in harness.events
+    assert weights(harness) == [0.1, 0.1, 0.0]  # held at 10 %, never moved on, then rolled back
+
+
+def test_a_watcher_fenced_by_a_resume_stops_without_touching_the_journal(
+    harness: Harness,
+) -> None:
+    held = harness.runner().run(harness.start(until_stage=0))
+    watcher = held.state.with_(epoch=held.state.epoch + 1)
+    step = loop.resume(harness.plan, watcher, harness.clock.now(), None, watch=True)
+    runner = harness.runner()
+    # `gray rollout resume` takes over under a newer epoch of the same rollout.
+    harness.router.applied = Applied(
+        harness.router.applied.route, Lease("fraud-test-0001", watcher.epoch + 1)
+    )
+    before = len(harness.journal.load("fraud-test-0001").events)
+    result = runner.run(step)
+    assert result.exit_code == 4 and "stops writing" in result.reason
+    events = harness.journal.load("fraud-test-0001").events
+    assert [e.event for e in events[before:]] == ["watching"]
