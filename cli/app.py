@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from functools import cache
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -61,6 +60,8 @@ def build_app() -> typer.Typer:
     app.command("rollback", help=rollback.__doc__)(rollback)
 
     def print_version(value: bool) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
         if value:
             try:
                 typer.echo(f"gray {version('gray-rollout')}")

@@ -15,7 +15,9 @@ here and leaves MLflow to a background `gray rollout sync`.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gray.controller.errors import GrayError, RolloutAlreadyPromotedError, RouterError
 from gray.controller.journal import Journal, LocalJournal
@@ -27,6 +29,9 @@ from gray.controller.operator import (
     saved_endpoint,
 )
 from gray.controller.state import RolloutState
+
+if TYPE_CHECKING:
+    from gray.controller.routers.gateway import GatewayRouter
 
 TOKEN_ENV = "GRAY_GATEWAY_TOKEN"
 # Options of `gray rollback` that take a value; any other option sends us to the full path.
@@ -70,9 +75,7 @@ def write_first(argv: list[str]) -> FirstWrite | None:
     endpoint = saved_endpoint(local, state.rollout_id) if state else None
     if state is None or endpoint is None or endpoint.type != "gateway":
         return None
-    from gray.controller.routers.gateway import GatewayRouter
-
-    router = GatewayRouter(endpoint.url, token, timeout=endpoint.timeout)
+    router = _gateway_router(endpoint.url, token, endpoint.timeout)
     try:
         applied, seconds = rollback_endpoint(router, state)
         # At once, so that a controller that looks next finds who rolled back and why.
@@ -95,6 +98,20 @@ def write_first(argv: list[str]) -> FirstWrite | None:
         router.close()
     _done = FirstWrite(target, state, recorded, seconds)
     return _done
+
+
+def _gateway_router(url: str, token: str, timeout: float) -> GatewayRouter:
+    """The gateway adapter, imported without httpx's own command line (`httpx._main` pulls
+    in click, rich and pygments: half of httpx's import time, none of it needed to write)."""
+    absent = "httpx._main" not in sys.modules
+    if absent:
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]  # httpx then skips it
+    try:
+        from gray.controller.routers.gateway import GatewayRouter
+    finally:
+        if absent:
+            del sys.modules["httpx._main"]
+    return GatewayRouter(url, token, timeout=timeout)
 
 
 def _plain_rollback(argv: list[str]) -> tuple[str, str] | None:

@@ -64,6 +64,9 @@ HoldTrafficOption = typer.Option(
 
 
 LATEST_SHOWN = 5  # rollouts `status` shows when none is active
+SharedOption = typer.Option(
+    False, "--shared", help="Read the MLflow journal too, even when the local one answers."
+)
 
 
 def _warn(text: str) -> None:
@@ -207,10 +210,14 @@ def status(
     timeout: str | None = typer.Option(
         None, "--timeout", help="With --wait: give up after this long (exit 3), e.g. 2h."
     ),
+    shared: bool = SharedOption,
     registry_uri: str | None = RegistryOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Show a rollout (or every active one): phase, stage, gates, recent decisions.
+
+    The local journal answers when it is current (the rollout ended, or a controller on
+    this machine runs it); otherwise, or with --shared, the MLflow journal is read too.
 
     With --wait (or --watch) it follows the rollout until it ends, or until it
     reaches the phase named by --until (for CI: `--until waiting_approval`); with
@@ -233,11 +240,11 @@ def status(
         wait_for = _phase_option(until)
         limit = _duration_option(timeout)
         if rollout_id is None:
-            _status_of_all(watch, registry_uri, output)
+            _status_of_all(watch, shared, registry_uri, output)
             return
         from gray.controller.rollouts import load_rollout
 
-        journal, _ = journal_for(rollout_id, registry_uri)
+        journal = _journal_to_read(rollout_id, registry_uri, shared)
         record, plan = load_rollout(journal, rollout_id, reading=True)
         if not watch:
             _show_status(plan, record, output)
@@ -328,10 +335,11 @@ def _follow(
     return record.state.exit_code or 0
 
 
-def _status_of_all(watch: bool, registry_uri: str | None, output: OutputFormat) -> None:
+def _status_of_all(
+    watch: bool, shared: bool, registry_uri: str | None, output: OutputFormat
+) -> None:
     """The active rollouts; with none, the latest ones (a finished rollout is news too)."""
-    journal, _ = journal_for(None, registry_uri)
-    states = journal.list_states()
+    states, journal = _states_to_list(None, registry_uri, shared)
     active = [s for s in states if not s.phase.terminal]
     if not watch:
         if output == OutputFormat.json:
@@ -356,20 +364,51 @@ def _status_of_all(watch: bool, registry_uri: str | None, output: OutputFormat) 
 @rollout_app.command("list")
 def list_rollouts(
     model: str | None = typer.Option(None, "--model", help="Only this model's rollouts."),
+    shared: bool = SharedOption,
     registry_uri: str | None = RegistryOption,
     output: OutputFormat = OutputOption,
 ) -> None:
-    """List rollouts, newest first, from the local and the MLflow journal.
+    """List rollouts, newest first, from the local journal; with --shared (or when this
+    machine has none) from the MLflow journal too: rollouts run elsewhere, by CI.
 
     Examples:
 
     \b
       gray rollout list
-      gray rollout list --model fraud --output json
+      gray rollout list --shared --model fraud --output json
     """
     with reported_errors(output):
-        journal, _ = journal_for(None, registry_uri)
-        _print_list(journal.list_states(model), output)
+        states, _ = _states_to_list(model, registry_uri, shared)
+        _print_list(states, output)
+
+
+def _states_to_list(
+    model: str | None, registry_uri: str | None, shared: bool
+) -> tuple[list[RolloutState], Journal]:
+    """Rollouts from the local journal alone when it has any and --shared was not asked:
+    reading MLflow costs seconds of start-up (importing its client) before the first byte."""
+    local = Journal(LocalJournal())
+    states = [] if shared else local.list_states(model)
+    if states:
+        return states, local
+    journal, _ = journal_for(None, registry_uri)
+    return journal.list_states(model), journal
+
+
+def _journal_to_read(rollout_id: str, registry_uri: str | None, shared: bool) -> Journal:
+    """The local journal when it is current for this rollout (it ended, or a controller
+    on this machine is running it), else the local and the MLflow journal together."""
+    from gray.controller.rollouts import controller_alive, rollout_plan
+
+    local = LocalJournal().load(rollout_id)
+    if local is not None and not shared:
+        ended = local.state.phase.terminal
+        if ended or controller_alive(
+            local.state, rollout_plan(local, rollout_id, reading=True).interval
+        ):
+            return Journal(LocalJournal())
+    journal, _ = journal_for(rollout_id, registry_uri)
+    return journal
 
 
 def _command(
