@@ -27,7 +27,14 @@ from gray.gateway.auth import Scope, TokenGuard, Tokens, Unauthorized, needs, re
 from gray.gateway.bodies import FeedbackBody, PutRouteBody, RenewBody, RollbackBody
 from gray.gateway.feedback import AlreadyLabelled, LabelShapeError, UnknownRequest
 from gray.gateway.inputs import dumps, json_default
-from gray.gateway.limits import BodyLimit, BodyTooLarge, ConnectionCounters, too_large_payload
+from gray.gateway.limits import (
+    BodyLimit,
+    BodyTooLarge,
+    BodyTooSlow,
+    ConnectionCounters,
+    too_large_payload,
+    too_slow_payload,
+)
 from gray.gateway.models import READY, VersionLoader
 from gray.gateway.route_state import LeaseRefused, TermsRequired
 from gray.gateway.service import OVERRIDE_HEADER, Gateway, PredictionRequest
@@ -105,7 +112,7 @@ def create_app(
     )
     app.state.gateway = gateway
     # The token is checked before the body limit, and both before a body is read.
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, pause=settings.header_timeout)
     app.add_middleware(TokenGuard, tokens=tokens, routes=app.router.routes)
 
     def holds_token(request: Request) -> bool:
@@ -126,6 +133,10 @@ def create_app(
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, error: BodyTooLarge) -> Response:
         return _json(too_large_payload(error.limit), 413, {"Connection": "close"})
+
+    @app.exception_handler(BodyTooSlow)
+    async def _too_slow(_: Request, error: BodyTooSlow) -> Response:
+        return _json(too_slow_payload(error.pause), 408, {"Connection": "close"})
 
     @app.exception_handler(RequestValidationError)
     async def _unprocessable(_: Request, error: RequestValidationError) -> Response:

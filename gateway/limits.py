@@ -2,7 +2,8 @@
 
 - `BodyLimit` (ASGI middleware): a body whose Content-Length exceeds the limit is refused
   with 413 before a byte of it is read; a chunked body is counted as it arrives and
-  refused with 413 as soon as it passes the limit.
+  refused with 413 as soon as it passes the limit. A body whose sender pauses longer
+  than the header timeout is given up with 408.
 - `guarded_protocol(...)`: uvicorn's HTTP/1.1 protocol with a connection cap (a connection
   over the cap is answered 503 `too_many_connections` and closed at once) and a
   header-read timeout (a connection that has not sent a request's headers within it is
@@ -29,6 +30,20 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class BodyTooSlow(Exception):
+    def __init__(self, pause: float) -> None:
+        super().__init__(f"the request body stalled for {pause:g}s")
+        self.pause = pause
+
+
+def too_slow_payload(pause: float) -> dict[str, Any]:
+    return {
+        "error": "body_timeout",
+        "message": f"the request body stopped arriving for {pause:g}s (--header-timeout); "
+        "send it without pauses",
+    }
+
+
 def too_large_payload(limit: int) -> dict[str, Any]:
     return {
         "error": "body_too_large",
@@ -41,9 +56,10 @@ def too_large_payload(limit: int) -> dict[str, Any]:
 class BodyLimit:
     """Refuse request bodies above `limit` bytes with 413."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, pause: float) -> None:
         self.app = app
         self.limit = limit
+        self.pause = pause
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,14 +70,22 @@ class BodyLimit:
             await self._refuse(send)
             return
         received = 0
+        complete = False
 
         async def counted() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:
+                # After the body, receive() waits for a disconnect, as long as it takes.
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.pause)
+            except TimeoutError:
+                raise BodyTooSlow(self.pause) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise BodyTooLarge(self.limit)
+                complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, counted, send)

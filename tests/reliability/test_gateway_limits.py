@@ -119,6 +119,19 @@ def test_a_chunked_body_over_the_limit_is_cut_off_at_the_limit(gateway: RunningG
     assert small.status_code == 400
 
 
+def test_a_body_that_stops_arriving_is_given_up(gateway: RunningGateway) -> None:
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 1000\r\n\r\n{"inputs": ['  # then nothing more
+    )
+    started = time.monotonic()
+    with raw(gateway, head, timeout=HEADER_TIMEOUT + 3) as connection:
+        answer = read_all(connection)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"body_timeout" in answer
+    assert time.monotonic() - started < HEADER_TIMEOUT + 1.5
+
+
 def test_half_open_sockets_are_capped_refused_clearly_and_dropped(
     gateway: RunningGateway,
 ) -> None:
