@@ -92,6 +92,13 @@ def test_csv_and_charset_parameters() -> None:
     assert_expected(read({"dataframe_split": SPLIT}, None))  # no content type: JSON
 
 
+def test_parquet_bodies_are_read_as_mlflow_reads_them() -> None:
+    body = EXPECTED.to_parquet(index=False)
+    assert_expected(read(body, "application/vnd.apache.parquet"))
+    with pytest.raises(PredictionInputError, match="Parquet"):
+        read(b"not parquet", "application/vnd.apache.parquet")
+
+
 def test_the_fast_path_agrees_with_mlflows_parser() -> None:
     contract = InputContract.from_example(example_frame())
     assert contract is not None

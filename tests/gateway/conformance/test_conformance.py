@@ -344,3 +344,12 @@ def test_mlflows_scoring_client_works_against_the_gateway(
     assert same_output(
         json.loads(ours.to_json())["predictions"], json.loads(theirs.to_json())["predictions"]
     )
+
+
+def test_nan_predictions_are_written_as_null(pairs: dict[str, Pair]) -> None:
+    pair = pairs[MULTI]
+    theirs, ours = pair.send_both(as_json({"inputs": {"x": [None, 1.0], "y": [1.0, 2.0]}}), JSON)
+    assert theirs.status_code == ours.status_code == 200
+    assert '"total": NaN' in theirs.text  # not JSON: strict parsers refuse it
+    assert ours.json()["predictions"][0]["total"] is None
+    assert ours.json()["predictions"][1] == theirs.json()["predictions"][1]
