@@ -161,6 +161,10 @@ class LeaseConflictError(RouterError):
     exit_code = EXIT_ROLLED_BACK
 
 
+class LeaseExpiredError(LeaseConflictError):
+    """The lease ran out unrenewed: the endpoint sent everything back to the baseline."""
+
+
 class RouteVerificationError(RouterError):
     """The route read back after a write is not the route that was written."""
 

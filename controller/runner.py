@@ -14,6 +14,7 @@ from gray.controller.errors import (
     AliasConflictError,
     GrayError,
     LeaseConflictError,
+    LeaseExpiredError,
     MetricsError,
     RegistryError,
     RouterError,
@@ -226,14 +227,15 @@ class Runner:
         assert self.state is not None
         now = self.clock.now()
         route: Applied | None
-        self._renew_lease()
+        expired = self._renew_lease()
         try:
             route = self.router.read()
         except RouterError as exc:
             self.on_warning(f"could not read the route: {exc.message}")
             route = None
         if route is not None and loop.superseded(self.state, route):
-            return self._lease_lost("the serving endpoint is held by a newer lease", route)
+            reason = expired or "the serving endpoint is held by a newer lease"
+            return self._lease_lost(reason, route)
         try:
             snapshot = self.metrics.snapshot(loop.pair_of(self.state))
         except MetricsError as exc:
@@ -325,17 +327,21 @@ class Runner:
             return None
         return lease_ttl(self.plan)
 
-    def _renew_lease(self) -> None:
-        """Every look renews the lease; the route read that follows shows who holds it."""
+    def _renew_lease(self) -> str | None:
+        """Every look renews the lease; the route read that follows shows who holds it.
+        Returns why the lease is gone when it expired unrenewed."""
         ttl = self._lease_ttl()
         if ttl is None:
-            return
+            return None
         try:
             self.router.renew(self._lease(), ttl)
+        except LeaseExpiredError as exc:
+            return exc.message
         except LeaseConflictError as exc:
             self.on_warning(exc.message)
         except RouterError as exc:
             self.on_warning(f"could not renew the lease: {exc.message}")
+        return None
 
     def _write_and_verify(self, route: RouteSpec) -> Applied:
         lease = self._lease()

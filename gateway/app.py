@@ -269,7 +269,7 @@ def create_app(
     def lease_conflict(refused: LeaseRefused) -> Response:
         return _json(
             {
-                "error": "lease_conflict",
+                "error": "lease_expired" if refused.expired else "lease_conflict",
                 "message": refused.message,
                 "lease": refused.current.to_dict() if refused.current else None,
             },

@@ -83,10 +83,11 @@ def sends_to_candidate(route: RouteSpec) -> bool:
 class LeaseRefused(Exception):
     """A write carried an older epoch, or the same epoch under another rollout id."""
 
-    def __init__(self, message: str, current: Lease | None) -> None:
+    def __init__(self, message: str, current: Lease | None, expired: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.current = current
+        self.expired = expired  # the offered lease is one that ran out unrenewed
 
 
 def check_lease(current: Lease | None, offered: Lease) -> None:
@@ -205,11 +206,12 @@ class RouteStore:
         with self._lock:
             current = self._applied.lease
             if current != lease:
-                expired = self._last_expiry
-                if expired is not None and expired.lease == lease:
+                expiry = self._last_expiry
+                expired = expiry is not None and expiry.lease == lease
+                if expiry is not None and expired:
                     message = (
                         f"the lease of rollout {lease.rollout_id!r} epoch {lease.epoch} expired "
-                        f"at {time.strftime('%H:%M:%S', time.gmtime(expired.at))} UTC, unrenewed;"
+                        f"at {time.strftime('%H:%M:%S', time.gmtime(expiry.at))} UTC, unrenewed;"
                         f" the baseline answers everything since"
                     )
                 else:
@@ -217,7 +219,7 @@ class RouteStore:
                         f"lease {lease.rollout_id!r} epoch {lease.epoch} is not the one in force "
                         f"({_describe(current)}); nothing to renew"
                     )
-                raise LeaseRefused(message, current)
+                raise LeaseRefused(message, current, expired)
             if self._terms.expires_at is not None:
                 # Only the file's expiry changes: a crash loses at most this renewal.
                 self._commit(self._applied, LeaseTerms(self._clock() + ttl, ttl))

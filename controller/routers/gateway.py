@@ -16,6 +16,7 @@ import httpx
 
 from gray.controller.errors import (
     LeaseConflictError,
+    LeaseExpiredError,
     RouterError,
     VersionNotLoadedError,
 )
@@ -189,6 +190,8 @@ class GatewayRouter:
 
     def _failure(self, what: str, response: httpx.Response) -> RouterError:
         status, code, message = response.status_code, _error_code(response), _message(response)
+        if status == 409 and code == "lease_expired":
+            return LeaseExpiredError(f"the gateway at {self.url} let the lease expire: {message}")
         if status == 409 and code == "lease_conflict":
             return LeaseConflictError(
                 f"the gateway at {self.url} refused to {what}: {message}; a newer lease "

@@ -55,8 +55,9 @@ def test_an_unrenewed_lease_sends_everything_back_to_the_baseline(tmp_path: Path
     # Under an epoch above the writer's: a controller that comes back cannot renew or write.
     assert store.applied == Applied(SPLIT.rolled_back(), Lease("r", 5))
     assert store.compiled.candidate_buckets == 0
-    with pytest.raises(LeaseRefused, match="expired"):
+    with pytest.raises(LeaseRefused, match="expired") as late:
         store.renew(Lease("r", 4), 10.0)
+    assert late.value.expired
     with pytest.raises(LeaseRefused):
         store.put(SPLIT, Lease("r", 4), ttl=10.0)
     status = store.status()
@@ -129,6 +130,9 @@ def test_the_gateway_expires_the_lease_by_itself(
         assert seen["last_expiry"]["lease"] == {"rollout_id": "r9", "epoch": 3}
         assert seen["last_expiry"]["route"]["weight"] == 1.0
         assert "gray_lease_expiries_total 1" in client.get("/metrics", headers=ADMIN).text
+        late = {"lease": {"rollout_id": "r9", "epoch": 3}, "ttl": 5}
+        refused = client.post("/admin/route/renew", json=late, headers=ADMIN)
+        assert refused.status_code == 409 and refused.json()["error"] == "lease_expired"
         assert any(
             "lease of rollout r9 (epoch 3) expired" in r.getMessage() for r in caplog.records
         )

@@ -7,12 +7,33 @@ from pathlib import Path
 
 import pytest
 
-from gray.controller.errors import PlanError
+from gray.controller.errors import LeaseExpiredError, PlanError
 from gray.controller.plan import parse_plan
 from gray.controller.runner import lease_ttl
-from gray.controller.types import Lease
+from gray.controller.types import Applied, Lease
+from tests.fakes import FakeRouter
 
 from .conftest import PLAN, Harness
+
+
+class ExpiringRouter(FakeRouter):
+    """A router whose lease ran out while the controller was away (stopped, paused)."""
+
+    def __init__(self, baseline: str) -> None:
+        super().__init__(baseline)
+        self.expired: Lease | None = None
+
+    def expire(self) -> None:
+        lease = self.applied.lease
+        assert lease is not None
+        rolled_back = self.applied.route.rolled_back()
+        self.applied = Applied(rolled_back, Lease(lease.rollout_id, lease.epoch + 1))
+        self.expired = lease
+
+    def renew(self, lease: Lease, ttl: float) -> Applied:
+        if lease == self.expired:
+            raise LeaseExpiredError("the lease expired at 10:00:00 UTC, unrenewed")
+        return super().renew(lease, ttl)
 
 
 def test_every_stage_write_carries_the_ttl_and_every_look_renews_it(tmp_path: Path) -> None:
@@ -46,3 +67,28 @@ def test_a_lease_ttl_shorter_than_the_interval_is_refused() -> None:
     text = PLAN.replace("interval: 1s", "interval: 10s\nrouter: {lease_ttl: 5s}")
     with pytest.raises(PlanError, match="lease_ttl must be longer than the interval"):
         parse_plan(text, "plan.yaml", environ={})
+
+
+def test_a_controller_that_comes_back_after_its_lease_expired_says_so_and_stops(
+    tmp_path: Path,
+) -> None:
+    harness = Harness(tmp_path)
+    router = ExpiringRouter(baseline="1")
+    harness.router = router
+    harness.metrics.router = router
+    runner = harness.runner()
+    original_sleep = harness.clock.sleep
+    slept = 0.0
+
+    def sleep(seconds: float) -> None:
+        nonlocal slept
+        slept += seconds
+        if slept > 5 and router.expired is None:
+            router.expire()  # the controller was away longer than its ttl
+        original_sleep(seconds)
+
+    harness.clock.sleep = sleep  # type: ignore[method-assign]
+    result = runner.run(harness.start())
+    assert result.state.phase.value == "rolled_back"
+    assert "expired" in result.reason and "unrenewed" in result.reason
+    assert router.applied.route.weight == 0
