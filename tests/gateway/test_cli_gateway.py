@@ -106,3 +106,32 @@ def test_samples_prints_the_newest_lines(tmp_path: Path) -> None:
     assert [json.loads(x)["request_id"] for x in result.output.splitlines()] == ["b", "c"]
     missing = runner.invoke(gateway_app, ["samples", "--state-dir", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "no prediction log" in missing.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--max-body", "12XB"), "--max-body: expected a size such as 16MB"),
+        (("--max-body", "10"), "--max-body must be at least 1KB"),
+        (("--max-connections", "2"), "--max-connections must be at least 8"),
+        (("--header-timeout", "10"), "--header-timeout: expected a duration"),
+        (("--idle-timeout", "2h"), "--idle-timeout must be between 1ms and 1h"),
+    ],
+)
+def test_bad_limits_are_refused_before_listening(args: tuple[str, ...], message: str) -> None:
+    code, output = serve(*args, token="t")
+    assert code == 2 and message in output, output
+
+
+def test_a_token_file_and_scoped_tokens_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "admin-token"
+    secret.write_text("from-file\n")
+    monkeypatch.setenv("GRAY_GATEWAY_TOKEN_FILE", str(secret))
+    monkeypatch.setenv("GRAY_GATEWAY_STATS_TOKEN", "from-file")
+    code, output = serve()  # the stats token equals the admin token read from the file
+    assert code == 2 and "must differ" in output
+    monkeypatch.setenv("GRAY_GATEWAY_TOKEN", "both")
+    code, output = serve()
+    assert code == 2 and "not both" in output
