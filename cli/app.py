@@ -100,4 +100,8 @@ def main() -> None:
         from gray.cli.rollback_first import write_first
 
         write_first(arguments[1:])
+    elif arguments[:2] == ["rollout", "abort"]:
+        from gray.cli.rollback_first import write_first
+
+        write_first(arguments[2:], kind="aborted")
     build_app()()

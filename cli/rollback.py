@@ -88,7 +88,7 @@ def perform_rollback(
     then do the bookkeeping: the local journal now, MLflow in the background."""
     from gray.controller import operator
 
-    first = None if to_previous or kind != "rolled_back" else rollback_first.taken(model_or_id)
+    first = None if to_previous else rollback_first.taken(model_or_id, kind)
     with reported_errors(output):
         router: Router | None = None
         journal: Journal | None = None

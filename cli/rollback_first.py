@@ -34,8 +34,11 @@ if TYPE_CHECKING:
     from gray.controller.routers.gateway import GatewayRouter
 
 TOKEN_ENV = "GRAY_GATEWAY_TOKEN"
-# Options of `gray rollback` that take a value; any other option sends us to the full path.
-_VALUE_OPTIONS = ("--reason", "--output", "-o", "--registry-uri", "--router-url")
+# Options that take a value, per command; any other option sends us to the full path.
+_VALUE_OPTIONS = {
+    "rolled_back": ("--reason", "--output", "-o", "--registry-uri", "--router-url"),
+    "aborted": ("--reason", "--output", "-o", "--registry-uri"),
+}
 
 
 @dataclass(frozen=True)
@@ -48,21 +51,24 @@ class FirstWrite:
     recorded: Recorded | None
     seconds: float
     refused: GrayError | None = None
+    kind: str = "rolled_back"  # or "aborted" (`gray rollout abort`)
 
 
 _done: FirstWrite | None = None
 
 
-def taken(target: str) -> FirstWrite | None:
+def taken(target: str, kind: str = "rolled_back") -> FirstWrite | None:
     """The write made for `target` before the CLI started, if any."""
-    return _done if _done is not None and _done.target == target else None
+    if _done is None or _done.target != target or _done.kind != kind:
+        return None
+    return _done
 
 
-def write_first(argv: list[str]) -> FirstWrite | None:
-    """Do the rollback write for `gray rollback ARGS`, and journal it locally, if it can
-    be done cheaply."""
+def write_first(argv: list[str], kind: str = "rolled_back") -> FirstWrite | None:
+    """Do the rollback write for `gray rollback ARGS` (or `gray rollout abort ARGS`, with
+    `kind` "aborted"), and journal it locally, if it can be done cheaply."""
     global _done
-    parsed = _plain_rollback(argv)
+    parsed = _plain_rollback(argv, _VALUE_OPTIONS[kind])
     token = os.environ.get(TOKEN_ENV)
     if parsed is None or not token:
         return None
@@ -88,15 +94,16 @@ def write_first(argv: list[str]) -> FirstWrite | None:
             plan=None,
             reason=reason,
             to_previous=False,
+            kind=kind,
         )
     except RolloutAlreadyPromotedError as exc:
-        _done = FirstWrite(target, state, None, 0.0, refused=exc)
+        _done = FirstWrite(target, state, None, 0.0, refused=exc, kind=kind)
         return _done
     except RouterError:
         return None  # a refused token or an unreachable endpoint: the full path retries
     finally:
         router.close()
-    _done = FirstWrite(target, state, recorded, seconds)
+    _done = FirstWrite(target, state, recorded, seconds, kind=kind)
     return _done
 
 
@@ -114,7 +121,7 @@ def _gateway_router(url: str, token: str, timeout: float) -> GatewayRouter:
     return GatewayRouter(url, token, timeout=timeout)
 
 
-def _plain_rollback(argv: list[str]) -> tuple[str, str] | None:
+def _plain_rollback(argv: list[str], options: tuple[str, ...]) -> tuple[str, str] | None:
     """(MODEL_OR_ID, reason) when `argv` (after `rollback`) is a plain rollback, else None."""
     target: str | None = None
     reason = ""
@@ -126,7 +133,7 @@ def _plain_rollback(argv: list[str]) -> tuple[str, str] | None:
             continue
         if arg.startswith("-"):
             name, has_value, value = arg.partition("=")
-            if name not in _VALUE_OPTIONS:
+            if name not in options:
                 return None  # --help, --to previous, or something the full parser judges
             if has_value:
                 reason = value if name == "--reason" else reason
