@@ -55,7 +55,7 @@ def _mlflow_version() -> str:
 
 def _gray_version() -> str:
     try:
-        return metadata.version("gray")
+        return metadata.version("gray-rollout")
     except metadata.PackageNotFoundError:
         return "unknown"
 

@@ -4,6 +4,7 @@ client mistakes."""
 from __future__ import annotations
 
 import logging
+from importlib import metadata
 from typing import Any
 
 import pytest
@@ -50,6 +51,7 @@ def test_openapi_is_served_and_lists_the_admin_api(make_client: Any) -> None:
     with make_client() as client:
         schema = client.get("/openapi.json")  # public, like /ping
         assert schema.status_code == 200
+        assert schema.json()["info"]["version"] == metadata.version("gray-rollout")
         paths = schema.json()["paths"]
         routes = {
             (method.upper(), route.path)
