@@ -10,46 +10,26 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import Any
 
 import httpx
 import pytest
 
-from gray.gateway.testing import RunningGateway, start_gateway
+from gray.gateway.testing import RunningGateway
+
+from .conftest import LIMITS
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "limits-token"
-MAX_BODY = 1024 * 1024
-MAX_CONNECTIONS = 48
-HEADER_TIMEOUT = 1.0
-IDLE_TIMEOUT = 1.0
+MAX_BODY = int(LIMITS["max_body"])
+MAX_CONNECTIONS = int(LIMITS["max_connections"])
+HEADER_TIMEOUT = LIMITS["header_timeout"]
+IDLE_TIMEOUT = LIMITS["idle_timeout"]
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    demo_registry: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningGateway]:
-    running = start_gateway(
-        demo_registry.uri,
-        demo_registry.model_name,
-        tmp_path_factory.mktemp("limited-gateway"),
-        token=TOKEN,
-        extra_args=[
-            "--max-body",
-            "1MB",
-            "--max-connections",
-            str(MAX_CONNECTIONS),
-            "--header-timeout",
-            f"{HEADER_TIMEOUT:g}s",
-            "--idle-timeout",
-            f"{IDLE_TIMEOUT:g}s",
-        ],
-    )
-    yield running
-    running.stop()
+def gateway(limited_gateway: RunningGateway) -> RunningGateway:
+    return limited_gateway
 
 
 def raw(gateway: RunningGateway, payload: bytes = b"", timeout: float = 5.0) -> socket.socket:
@@ -199,6 +179,6 @@ def test_headers_sent_slowly_are_cut_off_and_idle_connections_closed(
 
 
 def test_the_limits_are_logged_with_the_address(gateway: RunningGateway) -> None:
-    log = gateway.log_tail(20000)
+    log = gateway.log_path.read_text(errors="replace")
     assert f"listening on {gateway.url}" in log
     assert f"at most {MAX_CONNECTIONS} connections, bodies up to {MAX_BODY} bytes" in log

@@ -8,7 +8,6 @@ and bounded, so a run takes seconds and fails the same way twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,26 +17,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from gray.gateway.testing import RunningGateway, start_gateway
+from gray.gateway.testing import RunningGateway
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "schemathesis-token"
 EXAMPLES_PER_OPERATION = 15
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    demo_registry: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningGateway]:
-    running = start_gateway(
-        demo_registry.uri,
-        demo_registry.model_name,
-        tmp_path_factory.mktemp("schemathesis-gateway"),
-        token=TOKEN,
-    )
-    yield running
-    running.stop()
+def gateway(limited_gateway: RunningGateway) -> RunningGateway:
+    """The suite's real gateway (small limits change nothing for one request at a time)."""
+    return limited_gateway
 
 
 @pytest.fixture(scope="module")
