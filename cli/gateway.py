@@ -57,6 +57,12 @@ def serve(
         help="Worker threads per version. Keep 1 for CPU-bound models (the GIL makes more "
         "threads slower); raise it for models that wait on I/O.",
     ),
+    batch_size: int = typer.Option(
+        1,
+        "--batch-size",
+        help="Predict requests that queue for a version together, up to this many per call "
+        "(1: off). Only for models that answer a row the same in any company.",
+    ),
     mirror_queue: int = typer.Option(
         256, "--mirror-queue", help="Mirrored requests in flight before more are dropped."
     ),
@@ -151,6 +157,7 @@ def serve(
             override_cidrs=tuple(override_cidr),
             forwarded_allow_ips=forwarded_allow_ips,
             predict_threads=predict_threads,
+            batch_size=batch_size,
             mirror_queue=mirror_queue,
             log_max_bytes=log_max_bytes,
             log_backups=log_backups,

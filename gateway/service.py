@@ -9,12 +9,13 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from gray.controller.types import Applied, Lease, RouteSpec
+from gray.gateway.batching import Batcher
 from gray.gateway.feedback import FeedbackStore
 from gray.gateway.inputs import same_output
 from gray.gateway.models import READY, LoadedVersion, ModelManager, VersionLoader, settle_heap
@@ -79,6 +80,7 @@ class Gateway:
         self._routing_header = settings.routing_header.lower()
         self._mirror_lock = threading.Lock()
         self.replays = FailureReplays()
+        self._batchers: dict[str, tuple[LoadedVersion, Batcher]] = {}
         # Request ids: a random per-process prefix and a counter, 32 hex digits like a uuid4
         # but without a system call per request.
         self._id_prefix = secrets.token_hex(8)
@@ -126,6 +128,29 @@ class Gateway:
         key = request.headers.get(self._routing_header) or request.client_host or ""
         return self.routes.compiled.decide(key, address, request.headers)
 
+    def _submit(self, loaded: LoadedVersion, request: PredictionRequest) -> Awaitable[Computed]:
+        """The request on the version's worker thread, alone or batched with others."""
+        if self.settings.batch_size > 1:
+            return asyncio.wrap_future(
+                self.batcher(loaded).submit(request.body, request.content_type)
+            )
+        return asyncio.get_running_loop().run_in_executor(
+            loaded.pool, compute_on, loaded, request.body, request.content_type
+        )
+
+    def batcher(self, loaded: LoadedVersion) -> Batcher:
+        """The batcher of this load of a version (a reload gets a new one)."""
+        with self._mirror_lock:
+            entry = self._batchers.get(loaded.version)
+            if entry is None or entry[0] is not loaded:
+                entry = (loaded, Batcher(loaded, self.settings.batch_size))
+                self._batchers[loaded.version] = entry
+            return entry[1]
+
+    def _batched(self, version: str) -> dict[str, int]:
+        entry = self._batchers.get(version)
+        return {"batched_requests": entry[1].batched_requests} if entry is not None else {}
+
     def _next_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._id_counter):016x}"
 
@@ -135,11 +160,8 @@ class Gateway:
         loaded = self.models.ready(decision.version)
         if loaded is None:
             return self._unavailable(request_id, decision)
-        loop = asyncio.get_running_loop()
         try:
-            pending = loop.run_in_executor(
-                loaded.pool, compute_on, loaded, request.body, request.content_type
-            )
+            pending = self._submit(loaded, request)
         except RuntimeError:  # unloaded between the lookup and now
             return self._unavailable(request_id, decision)
         computed = await pending
@@ -303,7 +325,7 @@ class Gateway:
             "started_at": view.started_at,
             "slo_edges": list(self.stats.slo_edges),
             "versions": {
-                v: {**c.to_dict(), **self.replays.counts(v).to_dict()}
+                v: {**c.to_dict(), **self.replays.counts(v).to_dict(), **self._batched(v)}
                 for v, c in view.versions.items()
             },
             "shadow": {v: c.to_dict() for v, c in view.shadow.items()},

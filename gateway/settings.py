@@ -39,6 +39,7 @@ class GatewaySettings:
     override_cidrs: tuple[str, ...] = ()
     forwarded_allow_ips: str = "127.0.0.1"
     predict_threads: int = 1
+    batch_size: int = 1  # above 1: up to this many queued requests predicted in one call
     mirror_queue: int = 256
     log_max_bytes: int = 50 * 1024 * 1024
     log_backups: int = 5
@@ -90,6 +91,7 @@ class GatewaySettings:
                 raise ConfigError(f"--override-cidr {cidr!r} is not a network") from None
         for name, value in (
             ("--predict-threads", self.predict_threads),
+            ("--batch-size", self.batch_size),
             ("--mirror-queue", self.mirror_queue),
             ("--log-backups", self.log_backups),
             ("--feedback-window", self.feedback_window),
