@@ -21,7 +21,7 @@ from gray.gateway.testing import RunningGateway
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES_PER_OPERATION = 15
+EXAMPLES_PER_OPERATION = 20
 
 
 @pytest.fixture(scope="module")
