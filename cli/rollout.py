@@ -657,8 +657,8 @@ def _run(
     except KeyboardInterrupt:
         state = runner.state or step.state
         reason = (
-            f"controller stopped by Ctrl-C; traffic held as last verified. Continue with "
-            f"`gray rollout resume {state.rollout_id}` or undo with "
+            f"controller stopped by Ctrl-C; traffic {_kept(plan, state, hold_traffic)}. "
+            f"Continue with `gray rollout resume {state.rollout_id}` or undo with "
             f"`gray rollback {state.rollout_id}`"
         )
         result = RunResult(state, 3, reason)
@@ -679,6 +679,19 @@ def _run(
             f"exit {result.exit_code}; details: gray rollout status {result.state.rollout_id}"
         )
     return result
+
+
+def _kept(plan: Plan, state: RolloutState, hold_traffic: bool) -> str:
+    """What happens to a stage's traffic once no controller renews its lease."""
+    from gray.controller.runner import lease_ttl
+    from gray.controller.units import format_duration
+
+    if hold_traffic or plan.stages[state.stage].hold:
+        return "held as last verified, with no expiry"
+    return (
+        f"held as last verified until its lease runs out ({format_duration(lease_ttl(plan))} "
+        "after the last look), then back on the baseline"
+    )
 
 
 def _leave_watcher(result: RunResult, registry: Registry | None) -> RunResult:

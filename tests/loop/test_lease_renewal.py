@@ -92,3 +92,14 @@ def test_a_controller_that_comes_back_after_its_lease_expired_says_so_and_stops(
     assert result.state.phase.value == "rolled_back"
     assert "expired" in result.reason and "unrenewed" in result.reason
     assert router.applied.route.weight == 0
+
+
+def test_a_stopped_controller_says_how_long_its_traffic_stays(tmp_path: Path) -> None:
+    from gray.cli.rollout import _kept
+
+    harness = Harness(tmp_path)
+    state = harness.state()
+    assert "until its lease runs out (30s after the last look)" in _kept(
+        harness.plan, state, hold_traffic=False
+    )
+    assert _kept(harness.plan, state, hold_traffic=True).endswith("with no expiry")
