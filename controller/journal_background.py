@@ -21,6 +21,8 @@ from gray.controller.state import RolloutState
 
 RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 15.0
+# A dead MLflow fails every call at once: say so at most this often, not every second.
+REPORT_EVERY_SECONDS = 30.0
 
 
 class BackgroundRemote:
@@ -46,6 +48,7 @@ class BackgroundRemote:
         self._lock = threading.Condition()
         self._busy = False
         self._closed = False
+        self._last_report = float("-inf")
         self._thread = threading.Thread(target=self._serve, name="gray-mlflow", daemon=True)
         self._thread.start()
 
@@ -126,7 +129,7 @@ class BackgroundRemote:
                     chore()
                     return
                 except Exception as exc:  # MLflow down or hung: say so, keep the order
-                    self.on_error(f"MLflow: {what} failed, will retry: {exc}")
+                    self._report(f"MLflow: {what} failed, will retry: {exc}")
                     if not retry or self._is_closed():
                         return
                     self._sleep(delay)
@@ -135,6 +138,12 @@ class BackgroundRemote:
         with self._lock:
             self._work.append((what, attempt))
             self._lock.notify_all()
+
+    def _report(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last_report >= REPORT_EVERY_SECONDS:
+            self._last_report = now
+            self.on_error(text)
 
     def _is_closed(self) -> bool:
         with self._lock:

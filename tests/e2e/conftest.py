@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -131,24 +132,46 @@ def read_events(process: subprocess.Popen[str], until: str, timeout: float = 120
     raise AssertionError(f"no {until} event in {timeout}s: {[e.get('event') for e in events]}")
 
 
-@pytest.fixture
-def stack(fresh_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def live_stack(registry_uri: str, versions: dict[str, str], root: Path) -> Iterator[Stack]:
+    """A real gateway on `registry_uri` with steady traffic, GRAY_HOME under `root` and the
+    gateway token in the environment, for as long as the block runs."""
     from gray.demo.models import demo_dataset
     from gray.demo.traffic import TrafficGenerator
     from gray.gateway.testing import start_gateway
 
-    home = tmp_path / "gray-home"
-    monkeypatch.setenv("GRAY_HOME", str(home))
-    monkeypatch.setenv("GRAY_GATEWAY_TOKEN", TOKEN)
-    gateway = start_gateway(
-        fresh_registry.uri, "fraud", tmp_path / "gateway", token=TOKEN, slo_edges=(0.05,)
-    )
-    features, labels = demo_dataset()
-    traffic = TrafficGenerator(gateway.url, TOKEN, features, labels, rps=60, workers=3).start()
-    stack = Stack(fresh_registry.uri, fresh_registry.versions, gateway.url, home, tmp_path, gateway)
-    try:
-        yield stack
-    finally:
-        traffic.stop()
-        assert stack.gateway is not None
-        stack.gateway.stop()
+    home = root / "gray-home"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GRAY_HOME", str(home))
+        env.setenv("GRAY_GATEWAY_TOKEN", TOKEN)
+        gateway = start_gateway(
+            registry_uri, "fraud", root / "gateway", token=TOKEN, slo_edges=(0.05,)
+        )
+        features, labels = demo_dataset()
+        traffic = TrafficGenerator(gateway.url, TOKEN, features, labels, rps=60, workers=3).start()
+        stack = Stack(registry_uri, versions, gateway.url, home, root, gateway)
+        try:
+            yield stack
+        finally:
+            traffic.stop()
+            assert stack.gateway is not None
+            stack.gateway.stop()
+
+
+@pytest.fixture
+def stack(fresh_registry, tmp_path: Path) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    """A live stack per test, on a private copy of the demo registry."""
+    with live_stack(fresh_registry.uri, fresh_registry.versions, tmp_path) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def module_stack(demo_registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    """One live stack for a module whose tests leave it as they found it (traffic on the
+    baseline, @champion on it, no active rollout): a gateway start saved per test."""
+    from tests.conftest import copy_sqlite_registry
+
+    root = tmp_path_factory.mktemp("live-stack")
+    registry = copy_sqlite_registry(demo_registry.root, root / "registry")
+    with live_stack(f"sqlite:///{registry}/mlflow.db", dict(demo_registry.versions), root) as live:
+        yield live

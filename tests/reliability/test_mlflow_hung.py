@@ -28,7 +28,14 @@ from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.mlflow_server]
-stack = e2e.stack  # the live stack: sqlite registry for the gateway, real gateway, traffic
+module_stack = e2e.module_stack
+
+
+@pytest.fixture(scope="module")
+def stack(module_stack: Stack) -> Stack:
+    """One live stack for the module: every test ends with traffic back on the baseline."""
+    return module_stack
+
 
 BAD_STAGE = "  - {weight: 50%, dwell: 60s}"
 DRAIN_SECONDS = 2.0
@@ -55,8 +62,11 @@ def watching_the_endpoint(stack: Stack, timeline: Timeline) -> Iterator[None]:
     stop = threading.Event()
 
     def watch() -> None:
+        routed = False  # the candidate's share must appear before its going counts
         while not stop.is_set():
-            if stack.route()["route"]["weight"] == 0 and timeline.events:
+            weight = stack.route()["route"]["weight"]
+            routed = routed or weight > 0
+            if routed and weight == 0:
                 timeline.endpoint_written = time.time()
                 return
             time.sleep(0.01)

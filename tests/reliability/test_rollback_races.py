@@ -23,7 +23,14 @@ from tests.e2e import conftest as e2e
 from tests.e2e.conftest import LONG_STAGES, Stack, read_events
 
 pytestmark = pytest.mark.slow
-stack = e2e.stack  # the live stack: sqlite registry, real gateway, steady traffic
+module_stack = e2e.module_stack
+
+
+@pytest.fixture(scope="module")
+def stack(module_stack: Stack) -> Stack:
+    """One live stack for the module: every test leaves traffic and @champion on the baseline."""
+    return module_stack
+
 
 QUICK_STAGE = "  - {weight: 50%, dwell: 3s}"
 CONCURRENT_ROLLBACKS = 20
