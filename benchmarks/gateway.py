@@ -10,14 +10,15 @@ with an identity preprocessor bound (the gateway serves only bound versions):
   `{"dataframe_split": {"columns": [...], "data": [[...]]}}`.
 
 For each, `mlflow models serve --env-manager local` and `gray gateway serve` (one
-worker process) serve the same registered version side by side and are measured
-in alternating rounds under the same closed-loop load: a fixed number of
+worker process, default settings; and a second gateway with `--batch-size 8`,
+unless `--batch-size 1`) serve the same registered version side by side and are
+measured in alternating rounds under the same closed-loop load: a fixed number of
 keep-alive connections, each sending one single-row request at a time (`wrk`
 when installed, else a Python load generator in its own process). The medians of
 the rounds are compared.
 
     python benchmarks/gateway.py [--models tensor,frame] [--seconds 10] [--rounds 3]
-                                 [--connections 8] [--tool auto|wrk|python]
+                                 [--connections 8] [--tool auto|wrk|python] [--batch-size 8]
 
 Prints requests per second, p50 and p99 latency and the count of non-2xx answers
 for both servers, and the ratios.
@@ -45,6 +46,7 @@ import httpx
 
 GATEWAY_TOKEN = "bench-token"
 MODELS = ("tensor", "frame")
+MLFLOW = "mlflow models serve"
 TARGET_RPS_RATIO = 2.0  # the gateway at least twice mlflow serve's requests per second
 TARGET_P99_RATIO = 0.5  # with at most half its p99
 
@@ -310,36 +312,44 @@ def print_comparison(name: str, gateway: LoadResult, mlflow: LoadResult, rounds:
 def compare(
     name: str, uri: str, body: str, tool: str, args: argparse.Namespace, root: Path
 ) -> bool:
-    from gray.gateway.testing import start_gateway, start_mlflow_serve
+    """Measure mlflow serve and the gateway (and, with --batch-size, a batching gateway)."""
+    from gray.gateway.testing import RunningGateway, start_gateway, start_mlflow_serve
 
     mlflow_serve = start_mlflow_serve(uri, f"models:/{name}/1", root / f"{name}-mlflow.log")
-    gateway = None
+    variants = {"gray gateway": ["--baseline", "1", *args.gateway_arg]}
+    if args.batch_size > 1:
+        variants[f"gateway, batch {args.batch_size}"] = [
+            *variants["gray gateway"],
+            "--batch-size",
+            str(args.batch_size),
+        ]
+    gateways: dict[str, RunningGateway] = {}
+    results: dict[str, list[LoadResult]] = {label: [] for label in [*variants, MLFLOW]}
     try:
-        gateway = start_gateway(
-            uri,
-            name,
-            root / f"{name}-gateway",
-            token=GATEWAY_TOKEN,
-            extra_args=["--baseline", "1", *args.gateway_arg],
-        )
+        for number, (label, extra) in enumerate(variants.items()):
+            gateways[label] = start_gateway(
+                uri, name, root / f"{name}-gateway-{number}", token=GATEWAY_TOKEN, extra_args=extra
+            )
         mlflow_serve.wait_ready()
-        ours_first, theirs_first = (
-            check_answers(gateway.url, body),
-            check_answers(mlflow_serve.url, body),
-        )
-        if ours_first != theirs_first:
-            raise RuntimeError(f"the servers disagree: {ours_first} vs {theirs_first}")
-        ours: list[LoadResult] = []
-        theirs: list[LoadResult] = []
+        expected = check_answers(mlflow_serve.url, body)
+        for label, gateway in gateways.items():
+            if check_answers(gateway.url, body) != expected:
+                raise RuntimeError(f"{label} and mlflow serve disagree on {body}")
+        urls = {**{label: g.url for label, g in gateways.items()}, MLFLOW: mlflow_serve.url}
         for number in range(1, args.rounds + 1):
             print(f"{name}, round {number}:", flush=True)
-            ours.append(measure("gray gateway", tool, gateway.url, body, args, root))
-            theirs.append(measure("mlflow models serve", tool, mlflow_serve.url, body, args, root))
+            for label, url in urls.items():
+                results[label].append(measure(label, tool, url, body, args, root))
     finally:
-        if gateway is not None:
+        for gateway in gateways.values():
             gateway.stop()
         mlflow_serve.stop()
-    return print_comparison(name, median_result(ours), median_result(theirs), args.rounds)
+    theirs = median_result(results[MLFLOW])
+    met = [
+        print_comparison(f"{name}, {label}", median_result(results[label]), theirs, args.rounds)
+        for label in variants
+    ]
+    return met[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -350,6 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="Alternating rounds (median).")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="Also measure a gateway run with --batch-size N (1: skip it).",
+    )
     parser.add_argument(
         "--gateway-arg",
         action="append",
