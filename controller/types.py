@@ -149,6 +149,9 @@ class VersionCounters:
     slow: tuple[tuple[float, int], ...] = ()
     labelled: int = 0
     correct: int = 0
+    # Failures replayed on the baseline by the endpoint, and how many failed there too.
+    replayed_failures: int = 0
+    baseline_also_failed: int = 0
 
     def slow_over(self, edge_seconds: float) -> int | None:
         """Requests slower than `edge_seconds`, or None when that edge is not counted."""
@@ -171,6 +174,8 @@ class VersionCounters:
             slow=tuple((edge, count - before_slow.get(edge, 0)) for edge, count in self.slow),
             labelled=self.labelled - earlier.labelled,
             correct=self.correct - earlier.correct,
+            replayed_failures=self.replayed_failures - earlier.replayed_failures,
+            baseline_also_failed=self.baseline_also_failed - earlier.baseline_also_failed,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,6 +187,8 @@ class VersionCounters:
             "slow": [[e, c] for e, c in self.slow],
             "labelled": self.labelled,
             "correct": self.correct,
+            "replayed_failures": self.replayed_failures,
+            "baseline_also_failed": self.baseline_also_failed,
         }
 
     @classmethod
@@ -196,6 +203,8 @@ class VersionCounters:
             slow=tuple((float(e), int(c)) for e, c in data.get("slow", [])),
             labelled=int(data.get("labelled", 0)),
             correct=int(data.get("correct", 0)),
+            replayed_failures=int(data.get("replayed_failures", 0)),
+            baseline_also_failed=int(data.get("baseline_also_failed", 0)),
         )
 
 

@@ -48,6 +48,9 @@ class CountGateState:
     # The baseline's counts before the stage: its rate while the stage gives it no traffic.
     reference_events: int = 0
     reference_exposure: int = 0
+    # error_rate: candidate failures the endpoint replayed on the baseline, and its failures
+    replayed_failures: int = 0
+    baseline_also_failed: int = 0
 
     family = "count"
 
@@ -70,6 +73,8 @@ class CountGateState:
             "slow_missing": self.slow_missing,
             "reference_events": self.reference_events,
             "reference_exposure": self.reference_exposure,
+            "replayed_failures": self.replayed_failures,
+            "baseline_also_failed": self.baseline_also_failed,
         }
 
     @classmethod
@@ -91,6 +96,8 @@ class CountGateState:
             slow_missing=bool(data.get("slow_missing", False)),
             reference_events=int(data.get("reference_events", 0)),
             reference_exposure=int(data.get("reference_exposure", 0)),
+            replayed_failures=int(data.get("replayed_failures", 0)),
+            baseline_also_failed=int(data.get("baseline_also_failed", 0)),
         )
 
 
@@ -127,9 +134,14 @@ def update(state: CountGateState, seen: Increment) -> CountGateState:
     candidate_events, candidate_exposure, baseline_events, baseline_exposure = observed
     track = _track(state)
     track.add(candidate_events, candidate_exposure, baseline_events, baseline_exposure)
+    replays = config.metric == "error_rate"
     return replace(
         _state(state, track),
         slow_seen=state.slow_seen or config.metric == "latency",
+        replayed_failures=state.replayed_failures
+        + (seen.candidate.replayed_failures if replays else 0),
+        baseline_also_failed=state.baseline_also_failed
+        + (seen.candidate.baseline_also_failed if replays else 0),
     )
 
 
@@ -319,13 +331,17 @@ def _counts(state: CountGateState) -> dict[str, int]:
             "min_samples": config.min_samples,
         }
     exposure = "labelled" if config.metric in LABEL_METRICS else "requests"
-    return {
+    counts = {
         "candidate_events": state.candidate_events,
         f"candidate_{exposure}": state.candidate_exposure,
         "baseline_events": state.baseline_events,
         f"baseline_{exposure}": state.baseline_exposure,
         "min_samples": config.min_samples,
     }
+    if state.replayed_failures:
+        counts["replayed_failures"] = state.replayed_failures
+        counts["baseline_also_failed"] = state.baseline_also_failed
+    return counts
 
 
 def _exposure_word(config: GateConfig) -> str:

@@ -132,6 +132,12 @@ def _sample_tail(v: Verdict) -> str:
         exposure = "labelled" if "candidate_labelled" in counts else "requests"
         text = f"{counts.get('candidate_events', 0):,} candidate {event_noun(metric)} in "
         text += f"{counts.get(f'candidate_{exposure}', 0):,} {exposure_noun(metric)}"
+    replayed = counts.get("replayed_failures", 0)
+    if replayed:
+        text += (
+            f"; the baseline also failed {counts.get('baseline_also_failed', 0):,} of "
+            f"{replayed:,} candidate failures replayed on it"
+        )
     exposures = _candidate_exposures(v)
     needed = counts.get("min_samples", 0)
     if v.outcome.value == "inconclusive" and exposures < needed:

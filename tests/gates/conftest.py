@@ -24,6 +24,8 @@ class Side:
     bad_requests: int = 0
     labelled: int = 0
     correct: int = 0
+    replayed_failures: int = 0
+    baseline_also_failed: int = 0
     slow: dict[float, int] = field(default_factory=dict)
     buckets: dict[float, int] = field(default_factory=dict)
 
@@ -34,6 +36,8 @@ class Side:
             bad_requests=self.bad_requests,
             labelled=self.labelled,
             correct=self.correct,
+            replayed_failures=self.replayed_failures,
+            baseline_also_failed=self.baseline_also_failed,
             slow=tuple(sorted(self.slow.items())),
             latency_buckets=tuple(sorted(self.buckets.items())),
         )
