@@ -47,7 +47,7 @@ def lease_ttl(plan: Plan) -> float:
 
 
 # How long a controller that lost its lease to a rollback waits for the operator's record.
-OPERATOR_RECORD_POLLS = 5
+OPERATOR_RECORD_POLLS = 20
 OPERATOR_RECORD_POLL_SECONDS = 0.1
 # How long a finished controller waits for MLflow to take the journal's last events.
 MLFLOW_DRAIN_SECONDS = 20.0
@@ -314,7 +314,8 @@ class Runner:
             return None
         ended = RolloutState.from_dict(written.state)
         self.state = ended
-        return RunResult(ended, ended.exit_code or 0, ended.reason)
+        # This controller's own account (it quotes the operator's reason) says what it saw.
+        return RunResult(ended, ended.exit_code or 0, action.reason or ended.reason)
 
     def _lease(self) -> Lease:
         assert self.state is not None
@@ -493,7 +494,10 @@ class Runner:
                     f"({exc.message}); fix with `gray rollback {self.state.model} --to previous`"
                 )
             undone.append(f"@{alias} → v{before}")
-        return "aliases restored: " + (", ".join(undone) or "none needed")
+        text = "aliases restored: " + (", ".join(undone) or "none needed")
+        if undone:
+            self.on_event(self.journal.append(self.state, "aliases_restored", text, {}))
+        return text
 
     def _lease_lost(self, reason: str, route: Applied | None = None) -> loop.LeaseLost:
         """Someone took the endpoint: say who and why when the local journal knows (an

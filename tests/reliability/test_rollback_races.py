@@ -161,12 +161,14 @@ def test_twenty_concurrent_rollbacks_flip_the_endpoint_once_and_journal_one_end(
         assert [c.returncode for c in commands] == [0] * CONCURRENT_ROLLBACKS, outputs
         answers = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
         assert all(a["route"]["weight"] == 0 for a in answers)
-        assert sum(a["already_ended"] is None for a in answers) == 1
+        # One end is journaled: by the first command, or by the controller if it looked
+        # between that command's write and its record; every other command finds it.
+        assert sum(a["already_ended"] is None for a in answers) <= 1
         assert controller.wait(timeout=30) == 1
         record = LocalJournal().load(rollout_id)
         assert record is not None
         ends = [e.event for e in record.events if e.state["phase"] in ("rolled_back", "aborted")]
-        assert ends == ["rolled_back"]
+        assert len(ends) == 1, ends
         seqs = [e.seq for e in record.events]
         assert len(seqs) == len(set(seqs)), seqs
         # The controller never moved on to the second stage.
