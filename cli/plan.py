@@ -104,7 +104,9 @@ def show(
     table.add_column("gates", overflow="fold")
     for row in rows:
         cells = [
-            f"{row['number']}. {row['name']}" + (" ⏸" if row["approval"] else ""),
+            f"{row['number']}. {row['name']}"
+            + (" ⏸" if row["approval"] else "")
+            + (" ⚓" if row["hold"] else ""),
             format_share(row["weight"]),
             format_share(row["mirror"]) if row["mirror"] else "-",
             str(row["audience"]).replace(", ", "\n"),
@@ -118,6 +120,10 @@ def show(
     console.print(table)
     if any(stage.approval for stage in plan.stages):
         console.print("⏸ waits for `gray rollout approve ID` after its dwell, traffic held.")
+    if any(stage.hold for stage in plan.stages):
+        console.print(
+            "⚓ its traffic stays with no controller watching (hold: true, no lease expiry)."
+        )
     gate_table = Table(title="gates", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("gate", "allowed", "alpha", "min samples", "stages"):
         gate_table.add_column(column)
@@ -189,6 +195,7 @@ def timeline(plan: Plan, rps: float | None) -> list[dict[str, object]]:
             "dwell_seconds": stage.dwell,
             "ends_at_seconds": elapsed,
             "approval": stage.approval,
+            "hold": stage.hold,
             "gates": [gate.describe() for gate in plan.stage_gates(index)],
             "gate_changes": _gate_changes(plan, index),
         }

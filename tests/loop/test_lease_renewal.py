@@ -103,3 +103,20 @@ def test_a_stopped_controller_says_how_long_its_traffic_stays(tmp_path: Path) ->
         harness.plan, state, hold_traffic=False
     )
     assert _kept(harness.plan, state, hold_traffic=True).endswith("with no expiry")
+
+
+def test_plan_show_marks_held_stages(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from gray.cli.app import app
+
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        PLAN.replace("{weight: 50%, dwell: 20s}", "{weight: 50%, dwell: 20s, hold: true}")
+    )
+    shown = CliRunner().invoke(app, ["plan", "show", str(path)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "⚓" in shown.output and "no lease expiry" in shown.output
+    listed = CliRunner().invoke(app, ["plan", "show", str(path), "-o", "json"])
+    assert [stage["hold"] for stage in json.loads(listed.stdout)["stages"]] == [False, True, False]
