@@ -38,3 +38,22 @@ def test_anything_else_is_left_to_the_full_command(argv: list[str]) -> None:
 
 def test_abort_takes_no_router_url() -> None:
     assert _plain_rollback(["id", "--router-url", "x"], _VALUE_OPTIONS["aborted"]) is None
+
+
+def test_nothing_heavy_is_imported_before_the_write() -> None:
+    # What `gray rollback` loads up to its endpoint write: no MLflow, pandas, numpy,
+    # pydantic, Typer or Rich, which cost seconds on a busy machine.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "import gray.cli.app, gray.cli.rollback_first as first\n"
+        "first._gateway_router('http://127.0.0.1:9', 'token', 1.0).close()\n"
+        "heavy = ('mlflow', 'pandas', 'numpy', 'scipy', 'pydantic', 'typer', 'rich', 'click')\n"
+        "print(sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]", loaded
