@@ -161,3 +161,40 @@ def test_detached_rollout_runs_in_the_background(stack: Stack) -> None:
     assert phase == "promoted", (
         stack.home / "rollouts" / rollout_id / "controller.log"
     ).read_text()
+
+
+def test_until_stage_leaves_a_watcher_that_a_resume_takes_over_from(stack: Stack) -> None:
+    plan = stack.plan("watched", "challenger")
+    held = stack.gray("rollout", "start", str(plan), "--until-stage", "1", "--output", "json")
+    assert held.returncode == 3, held.stdout + held.stderr
+    done = json.loads(held.stdout.strip().splitlines()[-1])
+    rollout_id = done["rollout_id"]
+    assert "a watcher (pid" in done["reason"]
+    watcher_pid = int(done["reason"].split("a watcher (pid ", 1)[1].split(",", 1)[0])
+    # The watcher judges the held stage: its looks reach the journal.
+    deadline = time.monotonic() + 60
+    events: list[str] = []
+    while time.monotonic() < deadline:
+        status = stack.gray("rollout", "status", rollout_id, "-o", "json")
+        events = [e["event"] for e in json.loads(status.stdout)["events"]]
+        if "watching" in events and "look" in events[events.index("watching") :]:
+            break
+        time.sleep(1)
+    assert "watching" in events and "look" in events[events.index("watching") :], events
+    assert stack.route()["route"]["weight"] == pytest.approx(0.3)
+    resumed = stack.gray("rollout", "resume", rollout_id, "--output", "json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(watcher_pid):
+        time.sleep(0.5)
+    assert not _alive(watcher_pid), "the fenced watcher kept running"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A finished child of a finished parent may linger as a zombie until reaped.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
