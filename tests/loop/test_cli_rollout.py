@@ -170,3 +170,17 @@ def test_rollback_of_an_unknown_model_says_so_and_suggests_a_name(rolled_back: H
     assert result.exit_code == 2, result.output
     assert "no rollout id or model 'frud'" in result.output
     assert "did you mean 'fraud'?" in result.output and "nothing was changed" in result.output
+
+
+def test_time_left_says_what_the_stage_waits_for(harness: Harness) -> None:
+    from gray.cli.display import time_left
+
+    now = harness.clock.now()
+    running = harness.state(phase=Phase.RUNNING, deadline=now + 90)
+    assert time_left(running, now) == "dwell left 1m30s"
+    assert time_left(running.with_(extensions=1), now) == "extended (1x), 1m30s left"
+    assert (
+        time_left(running.with_(deadline=now - 1), now) == "dwell over: deciding at the next look"
+    )
+    holding = running.with_(deadline=now - 1, nodata_since=now - 5)
+    assert time_left(holding, now) == "dwell over, no candidate data yet: holding"

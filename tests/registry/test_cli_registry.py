@@ -72,6 +72,8 @@ def test_history_shows_moves_in_order(store: Any) -> None:
     assert moves[-1]["reason"] == "error rate doubled"
     assert as_text.exit_code == 0
     assert "error rate doubled" in as_text.stdout and "@previous-champion" in as_text.stdout
+    # An alias that pointed nowhere before its first move reads as such, not as `-`.
+    assert f"(none) -> v{store.versions['baseline']}" in as_text.stdout
 
 
 def test_history_of_an_untouched_model_says_so(demo_registry: Any) -> None:
