@@ -132,7 +132,7 @@ class Recorded:
 def record_rollback(
     applied: Applied,
     *,
-    router: Router,
+    router: Router | None,
     journal: Journal | None,
     registry: Registry | None,
     state: RolloutState | None,
@@ -178,7 +178,7 @@ def record_rollback(
             warnings.append(f"registry tag not written: {exc.message}")
     moves: list[dict[str, Any]] = []
     if to_previous:
-        if registry is None or (plan is None and state is None):
+        if registry is None or router is None or (plan is None and state is None):
             raise ConfigError("--to previous needs the registry and the model; pass --registry-uri")
         writer = applied.lease.rollout_id if applied.lease else f"operator:{who}"
         applied = _restore_previous(router, registry, plan, state, writer, text, moves)
