@@ -435,7 +435,9 @@ def _name_by_position(payload: dict[str, Any], names: tuple[str, ...]) -> dict[s
             break
     split = payload.get("dataframe_split")
     if rows is None and isinstance(split, dict) and "columns" not in split:
-        rows = split.get("data")
+        if not isinstance(split.get("data"), list):
+            return payload  # MLflow's parser says what is wrong with it
+        rows = split["data"]
         payload.pop("dataframe_split")
     if rows is None:
         return payload

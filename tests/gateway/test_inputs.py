@@ -173,6 +173,7 @@ def test_the_fast_path_declines_anything_unusual(payload: dict) -> None:
         ),
         (b'{"dataframe_records": {"a": 1}}', "application/json", "list of records"),
         (b'{"inputs": [[1.0, 2]]}', "application/json", "matched by position"),
+        (b'{"dataframe_split": {"data": true}}', "application/json", "split"),
         (b'{"inputs": {"amount": [1.0], "count": [1]}}', "application/json", "country"),
         (
             b'{"inputs": {"amount": ["x"], "count": [1], "country": ["fr"]}}',
