@@ -50,7 +50,7 @@ def lease_ttl(plan: Plan) -> float:
 OPERATOR_RECORD_POLLS = 20
 OPERATOR_RECORD_POLL_SECONDS = 0.1
 # How long a finished controller waits for MLflow to take the journal's last events.
-MLFLOW_DRAIN_SECONDS = 20.0
+MLFLOW_DRAIN_SECONDS = 10.0
 
 
 class Clock(Protocol):
