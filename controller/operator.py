@@ -150,7 +150,8 @@ def record_rollback(
     verb = "aborted" if kind == "aborted" else "rolled back"
     text = f"{verb} by {who}" + (f": {reason}" if reason else "")
     event: Event | None = None
-    ended: RolloutState | None = None
+    # A rollout found already ended (a repeated or racing rollback) is reported as such.
+    ended: RolloutState | None = state if state is not None and state.phase.terminal else None
     if state is not None and journal is not None and not state.phase.terminal:
         final = state.with_(
             phase=Phase.ABORTED if kind == "aborted" else Phase.ROLLED_BACK,

@@ -164,7 +164,8 @@ def test_twenty_concurrent_rollbacks_flip_the_endpoint_once_and_journal_one_end(
         # One end is journaled: by the first command, or by the controller if it looked
         # between that command's write and its record; every other command finds it.
         assert sum(a["already_ended"] is None for a in answers) <= 1
-        assert controller.wait(timeout=30) == 1
+        controller.communicate(timeout=30)  # read while waiting: a full pipe would block it
+        assert controller.returncode == 1
         record = LocalJournal().load(rollout_id)
         assert record is not None
         ends = [e.event for e in record.events if e.state["phase"] in ("rolled_back", "aborted")]
@@ -173,6 +174,10 @@ def test_twenty_concurrent_rollbacks_flip_the_endpoint_once_and_journal_one_end(
         assert len(seqs) == len(set(seqs)), seqs
         # The controller never moved on to the second stage.
         assert [e.event for e in record.events].count("stage_started") == 1
+        # A rollback that starts after the end was journaled says the rollout had ended.
+        again = stack.gray("rollback", rollout_id, "-o", "json")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout.strip().splitlines()[-1])["already_ended"] == "rolled_back"
     finally:
         if controller.poll() is None:
             controller.kill()
