@@ -203,6 +203,12 @@ def bind(
         "--artifact-path",
         help="Where the file goes inside the model version's artifacts.",
     ),
+    no_preprocessor: bool = typer.Option(
+        False,
+        "--none",
+        help="Declare that VERSION needs no separate preprocessor (its preprocessing is "
+        "inside the model); the gateway then serves it as it is.",
+    ),
     registry_uri: str | None = RegistryUriOption,
     output: OutputFormat = OutputOption,
 ) -> None:
@@ -217,16 +223,23 @@ def bind(
       gray registry bind fraud 7 --registered-model fraud-preprocessor
       gray registry bind fraud 7 --registered-model fraud-preprocessor \\
           --preprocessor-version @challenger
+      gray registry bind fraud 7 --none      # a Pipeline: preprocessing inside the model
     """
     from gray.controller.errors import ConfigError
 
     with reported_errors(output):
-        if (preprocessor_path is None) == (registered_model is None):
-            raise ConfigError("give PREPROCESSOR_PATH or --registered-model NAME (exactly one)")
+        given = [preprocessor_path is not None, registered_model is not None, no_preprocessor]
+        if sum(given) != 1:
+            raise ConfigError(
+                "give PREPROCESSOR_PATH, --registered-model NAME or --none (exactly one)"
+            )
         if preprocessor_ref is not None and registered_model is None:
             raise ConfigError("--preprocessor-version goes with --registered-model")
         registry = _registry(registry_uri)
-        if registered_model is not None:
+        if no_preprocessor:
+            registry.declare_no_preprocessor(model, version)
+            binding = sha256 = "none"
+        elif registered_model is not None:
             sha256 = registry.bind_registered_preprocessor(
                 model, version, registered_model, preprocessor_ref=preprocessor_ref
             )
@@ -244,8 +257,13 @@ def bind(
             {"ok": True, "model": model, "version": version, "binding": binding, "sha256": sha256}
         )
         return
+    said = (
+        f"{model} version {version}: declared to need no separate preprocessor"
+        if no_preprocessor
+        else f"bound {model} version {version} to {binding}, sha256 {sha256}"
+    )
     console.print(
-        f"bound {model} version {version} to {binding}, sha256 {sha256}",
+        said,
         markup=False,
         soft_wrap=True,
     )

@@ -56,6 +56,9 @@ DEFAULT_REGISTRY_URI = "sqlite:///mlflow.db"
 CACHE_DIR_ENV = "GRAY_CACHE_DIR"
 
 TAG_PREPROCESSOR_SHA256 = "gray.preprocessor.sha256"
+# Both tags hold this for a version declared to need no separate preprocessor (its
+# preprocessing is inside the model): a recorded decision, unlike a missing tag.
+NO_PREPROCESSOR = "none"
 TAG_PREPROCESSOR_BINDING = "gray.preprocessor.binding"
 TAG_PREPROCESSOR_VERSION = "gray.preprocessor.version"
 TAG_ROLLOUT_ID = "gray.rollout_id"
@@ -172,7 +175,9 @@ class ServingBundle:
     def preprocessor_sha256(self) -> str | None:
         """The hash of the preprocessor applied; `load_serving_bundle` checked it against
         the version's tag."""
-        return self.info.preprocessor_sha256 if self.preprocessor is not None else None
+        if self.preprocessor is not None or self.info.preprocessor_sha256 == NO_PREPROCESSOR:
+            return self.info.preprocessor_sha256
+        return None
 
     @property
     def metadata(self) -> Any:
@@ -529,6 +534,14 @@ class Registry:
         label = binding_label(binding) if binding is not None else info.preprocessor_binding
         expected = info.preprocessor_sha256
         where = f"{info.name} version {info.version}"
+        if expected == NO_PREPROCESSOR:
+            if binding is not None:
+                raise PreprocessorError(
+                    f"the plan binds the preprocessor as {label} but {where} was declared to "
+                    "need none (gray registry bind --none); drop model.preprocessor from the "
+                    "plan or register a version with its preprocessor"
+                )
+            return None
         if label is None and expected is None:
             return None
         if expected is None:
@@ -645,14 +658,15 @@ class Registry:
         info = self.resolve(name, str(version))
         _require_ready(info, str(version))
         verified = self.verify_preprocessor(info, None)
-        if verified is None:
+        if verified is None and info.preprocessor_sha256 != NO_PREPROCESSOR:
             raise PreprocessorError(
                 f"{name} version {info.version} is not servable: it has no "
                 f"{TAG_PREPROCESSOR_SHA256} tag, so its preprocessor is unverified. Bind it "
                 f"with `gray registry bind {name} {info.version} PATH` (or log_preprocessor at "
-                "training time); the gateway loads it once asked again"
+                "training time), or declare that it needs none with `gray registry bind "
+                f"{name} {info.version} --none`; the gateway loads it once asked again"
             )
-        preprocessor = verified.load()
+        preprocessor = verified.load() if verified is not None else None
         _, repository = self._artifact_repository(name, info.version)
         downloads = self.cache_dir / "downloads"
         downloads.mkdir(parents=True, exist_ok=True)
@@ -902,6 +916,16 @@ class Registry:
         )
         return sha256
 
+    def declare_no_preprocessor(self, model_name: str, version: str | int) -> None:
+        """See the module function `declare_no_preprocessor`."""
+        info = self.resolve(model_name, str(version))
+        _refuse_rebinding(info)
+        self._set_version_tags(
+            model_name,
+            info.version,
+            {TAG_PREPROCESSOR_BINDING: NO_PREPROCESSOR, TAG_PREPROCESSOR_SHA256: NO_PREPROCESSOR},
+        )
+
     def bind_registered_preprocessor(
         self,
         model_name: str,
@@ -969,6 +993,15 @@ def log_preprocessor(
     return registry.log_preprocessor(model_name, version, preprocessor, artifact_path=artifact_path)
 
 
+def declare_no_preprocessor(
+    model_name: str, version: str | int, *, registry_uri: str | None = None
+) -> None:
+    """Record that a version needs no separate preprocessor (a scikit-learn Pipeline, say,
+    whose preprocessing is inside the model). The gateway serves only versions whose
+    preprocessor is bound or declared absent, so this is the explicit way to say "none"."""
+    Registry(_training_side_uri(registry_uri)).declare_no_preprocessor(model_name, version)
+
+
 def bind_registered_preprocessor(
     model_name: str,
     version: str | int,
@@ -1024,6 +1057,12 @@ def _require_ready(info: ModelVersionInfo, ref: str) -> None:
 
 
 def _refuse_rebinding(info: ModelVersionInfo) -> None:
+    if info.preprocessor_sha256 == NO_PREPROCESSOR:
+        raise PreprocessorError(
+            f"{info.name} version {info.version} was declared to need no separate "
+            "preprocessor; a version's preprocessor is part of it: register a new version "
+            "to bind one"
+        )
     if info.preprocessor_sha256 is not None:
         raise PreprocessorError(
             f"{info.name} version {info.version} is already bound to a preprocessor "

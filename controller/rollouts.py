@@ -33,6 +33,7 @@ from gray.controller.metrics.base import MetricsSource
 from gray.controller.operator import Endpoint, save_endpoint
 from gray.controller.plan import Plan, parse_plan
 from gray.controller.redact import redact
+from gray.controller.registry import NO_PREPROCESSOR
 from gray.controller.routers.base import Router
 from gray.controller.state import RolloutState
 from gray.controller.types import Applied, Pair
@@ -147,6 +148,13 @@ def preflight(
         except RegistryError as exc:
             report.add(f"{side} preprocessor", False, exc.message)
             continue
+        if verified is None and info.preprocessor_sha256 == NO_PREPROCESSOR:
+            report.add(
+                f"{side} preprocessor",
+                True,
+                f"v{info.version}: declared to need no separate preprocessor",
+            )
+            continue
         if verified is None:
             report.add(
                 f"{side} preprocessor",
@@ -215,10 +223,12 @@ def _loaded_check(version: str, applied: str | None, info: ModelVersionInfo) -> 
             f"{_short(applied)} while the registry's tag is {_short(tagged)}: the endpoint "
             "must load it again with its bound preprocessor before it takes traffic"
         )
-    return True, f"v{version} loaded and warm, preprocessor sha256 {tagged[:12]}…, no traffic yet"
+    return True, f"v{version} loaded and warm, preprocessor {_short(tagged)}, no traffic yet"
 
 
 def _short(sha256: str | None) -> str:
+    if sha256 == NO_PREPROCESSOR:
+        return "none (declared)"
     return "none" if sha256 is None else f"sha256 {sha256[:12]}…"
 
 

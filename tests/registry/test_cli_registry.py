@@ -110,6 +110,15 @@ def test_bind_a_preprocessor_file(store: Any, tmp_path: Path) -> None:
     assert (info.preprocessor_binding, info.preprocessor_sha256) == ("artifact:scaler", expected)
 
 
+def test_bind_none_declares_a_version_without_a_separate_preprocessor(store: Any) -> None:
+    version = copy_version(store.uri, store.model_name, store.versions["good"])
+    result = invoke("bind", store.model_name, version, "--none", "--registry-uri", store.uri)
+    assert result.exit_code == 0, result.output
+    assert "declared to need no separate preprocessor" in result.stdout
+    info = store.registry().resolve(store.model_name, version)
+    assert (info.preprocessor_binding, info.preprocessor_sha256) == ("none", "none")
+
+
 @pytest.mark.parametrize(
     ("args", "exit_code", "fragment"),
     [
@@ -118,6 +127,7 @@ def test_bind_a_preprocessor_file(store: Any, tmp_path: Path) -> None:
         (("bind", "fraud", "1"), 2, "exactly one"),
         (("bind", "fraud", "1", "/no/such/file.pkl"), 2, "does not exist"),
         (("bind", "fraud", "1", "--preprocessor-version", "3"), 2, "exactly one"),
+        (("bind", "fraud", "1", "--none", "--registered-model", "p"), 2, "exactly one"),
     ],
 )
 def test_errors_are_one_line_with_the_error_exit_code(

@@ -26,6 +26,7 @@ from gray.controller.registry import (
     TAG_PREPROCESSOR_SHA256,
     Registry,
     bind_registered_preprocessor,
+    declare_no_preprocessor,
     log_preprocessor,
     resolve_registry_uri,
 )
@@ -163,6 +164,25 @@ def test_missing_hash_tag_stops_the_rollout(store: Any) -> None:
     client(store.uri).delete_model_version_tag(store.model_name, version, TAG_PREPROCESSOR_BINDING)
     unbound = registry.resolve(store.model_name, version)
     assert registry.verify_preprocessor(unbound, None) is None
+
+
+def test_a_version_declared_without_a_preprocessor_is_served_as_it_is(store: Any) -> None:
+    # A Pipeline holds its own preprocessing: declaring "none" is a recorded decision,
+    # unlike a missing tag, and the gateway may serve it without a preprocessor.
+    version = copy_version(store.uri, store.model_name, store.versions["good"])
+    registry = store.registry()
+    with pytest.raises(PreprocessorError, match="not servable"):
+        registry.load_serving_bundle(store.model_name, version)
+    declare_no_preprocessor(store.model_name, version, registry_uri=store.uri)
+    info = registry.resolve(store.model_name, version)
+    assert (info.preprocessor_sha256, info.preprocessor_binding) == ("none", "none")
+    assert registry.verify_preprocessor(info, None) is None
+    with pytest.raises(PreprocessorError, match="declared to need none"):
+        registry.verify_preprocessor(info, ARTIFACT, version)
+    bundle = registry.load_serving_bundle(store.model_name, version)
+    assert bundle.preprocessor is None and bundle.preprocessor_sha256 == "none"
+    with pytest.raises(PreprocessorError, match="declared to need no separate"):
+        registry.log_preprocessor(store.model_name, version, Path(__file__))
 
 
 def test_missing_preprocessor_file_stops_the_rollout(store: Any) -> None:

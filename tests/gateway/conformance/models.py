@@ -1,8 +1,8 @@
 """The model shapes the conformance suite serves, registered in one sqlite MLflow store.
 
-Every version is bound to an identity preprocessor: the gateway serves only versions
-with a verified preprocessor, and an identity one makes the gateway's raw input the
-model's input, exactly what `mlflow models serve` gets.
+Every shape is declared to need no separate preprocessor (`gray registry bind --none`),
+as a team whose preprocessing lives inside its model would: the gateway then gives the
+model the raw input, exactly what `mlflow models serve` gets.
 """
 
 from __future__ import annotations
@@ -83,15 +83,15 @@ class Store:
 
 
 def build_store(root: Path, registered: Callable[[Store, str], None] | None = None) -> Store:
-    """Register every shape as version 1 of its own model, each with an identity preprocessor.
+    """Register every shape as version 1 of its own model, each declared to need no
+    separate preprocessor.
 
     `registered` is called as soon as each shape of SHAPES is servable, so servers can start
     while the rest is still being registered.
     """
     from mlflow import MlflowClient
-    from sklearn.preprocessing import FunctionTransformer
 
-    from gray.controller.registry import log_preprocessor
+    from gray.controller.registry import declare_no_preprocessor
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     uri = f"sqlite:///{root}/mlflow.db"
@@ -113,7 +113,7 @@ def build_store(root: Path, registered: Callable[[Store, str], None] | None = No
         client.create_model_version(
             name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
         )
-        log_preprocessor(name, "1", FunctionTransformer(), registry_uri=uri)
+        declare_no_preprocessor(name, "1", registry_uri=uri)
         if registered is not None:
             registered(store, name)
     _register_preprocessed(client, experiment, uri)
