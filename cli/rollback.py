@@ -245,9 +245,9 @@ def _local_plan(local: LocalJournal, state: RolloutState | None) -> Plan | None:
     record = local.load(state.rollout_id)
     if record is None or not record.plan_text:
         return None
-    from gray.controller.plan import parse_plan
+    from gray.controller.rollouts import rollout_plan
 
-    return parse_plan(record.plan_text, f"{state.rollout_id}/plan.yaml")
+    return rollout_plan(record, state.rollout_id)
 
 
 def _router_for(plan: Plan | None, router_url: str | None) -> Router:
@@ -258,21 +258,21 @@ def _router_for(plan: Plan | None, router_url: str | None) -> Router:
 
 def _find_rollout(journal: Journal, model_or_id: str) -> tuple[RolloutState | None, Plan | None]:
     """A rollout by id, else the model's newest active one, else its newest of all."""
-    from gray.controller.plan import parse_plan
+    from gray.controller.rollouts import rollout_plan
 
     try:
         record = journal.load(model_or_id)
     except RolloutNotFoundError:
         record = None
     if record is not None:
-        return record.state, parse_plan(record.plan_text, f"{model_or_id}/plan.yaml")
+        return record.state, rollout_plan(record, model_or_id)
     states = journal.list_states(model_or_id)
     active = [s for s in states if not s.phase.terminal]
     chosen = (active or sorted(states, key=lambda s: s.started_at, reverse=True) or [None])[0]
     if chosen is None:
         return None, None
     record = journal.load(chosen.rollout_id)
-    return record.state, parse_plan(record.plan_text, f"{chosen.rollout_id}/plan.yaml")
+    return record.state, rollout_plan(record, chosen.rollout_id)
 
 
 def _unknown_target(model_or_id: str, journal: Journal, registry_uri: str | None) -> GrayError:
