@@ -42,7 +42,6 @@ class Batcher:
         self._lock = threading.Lock()
         self._pending: deque[_Job] = deque()
         self._draining = False
-        self.batches = 0  # predictions made for more than one request at once
         self.batched_requests = 0
 
     def submit(self, body: bytes, content_type: str | None) -> Future[Computed]:
@@ -115,7 +114,6 @@ class Batcher:
             share = outputs[offset : offset + size]
             offset += size
             job.future.set_result(Computed(Outcome.OK, share, None, seconds))
-        self.batches += 1
         self.batched_requests += len(together)
         return True
 

@@ -92,10 +92,5 @@ class FailureReplays:
             found = self._counts.get(version)
             return ReplayCounts(**vars(found)) if found is not None else ReplayCounts()
 
-    def wait_idle(self, timeout: float = 10.0) -> None:
-        """Block until every accepted replay has been counted (for tests and shutdown)."""
-        marker = self._executor.submit(lambda: None)
-        marker.result(timeout=timeout)
-
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -161,10 +161,6 @@ class RouteStore:
     def terms(self) -> LeaseTerms:
         return self._terms
 
-    @property
-    def last_expiry(self) -> Expiry | None:
-        return self._last_expiry
-
     def status(self) -> dict[str, Any]:
         """The lease's terms as the admin API shows them."""
         with self._lock:
@@ -251,10 +247,6 @@ class RouteStore:
             rolled.lease.epoch if rolled.lease else 0,
         )
         return expiry
-
-    def seconds_to_expiry(self) -> float | None:
-        expires_at = self._terms.expires_at
-        return None if expires_at is None else expires_at - self._clock()
 
     def check(self, lease: Lease) -> None:
         with self._lock:

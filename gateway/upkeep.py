@@ -24,7 +24,6 @@ class Upkeep:
     def __init__(self, routes: RouteStore, models: ModelManager, verify_interval: float) -> None:
         self._routes = routes
         self._models = models
-        self._verify_interval = verify_interval
         self._stop = threading.Event()
         # Apart, so that a slow registry never delays an expiry.
         self._threads = (
