@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import typer
@@ -208,22 +206,16 @@ def _report(
 def _sync_in_background(rollout_id: str, registry_uri: str | None, *, tag: bool) -> None:
     """Send the new event to MLflow (and tag the candidate) from a detached process: the
     command returns without waiting for MLflow, the local journal holds the record."""
+    from gray.cli.rollout import start_in_background
+
     log_path = LocalJournal().root / rollout_id / "sync.log"
-    args = [sys.executable, "-m", "gray.cli", "rollout", "sync", rollout_id]
+    args = ["rollout", "sync", rollout_id]
     if tag:
         args.append("--tag-rolled-back")
     if registry_uri:
         args += ["--registry-uri", registry_uri]
     try:
-        with log_path.open("ab") as log:
-            subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=os.environ.copy(),
-            )
+        start_in_background(args, log_path)
     except OSError as exc:
         error_console.print(
             f"[yellow]warning:[/] could not start `gray rollout sync {rollout_id}` ({exc}); "

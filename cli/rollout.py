@@ -701,20 +701,11 @@ def _leave_watcher(result: RunResult, registry: Registry | None) -> RunResult:
 
     rollout_id = result.state.rollout_id
     log_path = LocalJournal().root / rollout_id / "watcher.log"
-    args = [sys.executable, "-m", "gray.cli", "rollout", "resume", rollout_id, "--watch-held"]
-    args += ["--output", "json"]
+    args = ["rollout", "resume", rollout_id, "--watch-held", "--output", "json"]
     if registry is not None:
         args += ["--registry-uri", registry.uri]
     try:
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=os.environ.copy(),
-            )
+        process = start_in_background(args, log_path)
     except OSError as exc:
         _warn(f"could not start a watcher for the held traffic ({exc}); nothing judges it now")
         return result
@@ -723,6 +714,20 @@ def _leave_watcher(result: RunResult, registry: Registry | None) -> RunResult:
         "traffic and rolls back on a FAIL"
     )
     return RunResult(result.state, result.exit_code, reason)
+
+
+def start_in_background(arguments: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `gray ARGUMENTS` detached from this process (its own session, no stdin), its
+    output appended to `log_path`. Raises OSError when it cannot be started."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gray.cli", *arguments],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=os.environ.copy(),
+        )
 
 
 class _PlainEvents:
