@@ -20,9 +20,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from gray.controller.errors import PredictionInputError
 from gray.gateway.inputs import ParsedRequest, to_jsonable
-from gray.gateway.scoring import Computed, predict
+from gray.gateway.scoring import Computed, predict, read
 from gray.gateway.stats import Outcome
 
 
@@ -75,18 +74,10 @@ class Batcher:
         together: list[tuple[_Job, ParsedRequest, float]] = []
         for job in jobs:
             started = time.perf_counter()
-            try:
-                parsed = reader.read(job.body, job.content_type)
-            except PredictionInputError as error:
-                seconds = time.perf_counter() - started
-                job.future.set_result(Computed(Outcome.BAD_REQUEST, None, error.message, seconds))
-                continue
-            except Exception as error:
-                seconds = time.perf_counter() - started
-                message = f"unusable input: {error!r}"
-                job.future.set_result(Computed(Outcome.BAD_REQUEST, None, message, seconds))
-                continue
-            if parsed.like_example and reader.fast_predict is not None:
+            parsed = read(reader, job.body, job.content_type, started)
+            if isinstance(parsed, Computed):
+                job.future.set_result(parsed)
+            elif parsed.like_example and reader.fast_predict is not None:
                 together.append((job, parsed, started))
             else:
                 job.future.set_result(predict(servable, reader, parsed, started))

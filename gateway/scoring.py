@@ -41,14 +41,23 @@ def compute(
 ) -> Computed:
     """Parse, check and predict; every failure becomes an outcome with a message."""
     started = time.perf_counter()
+    parsed = read(reader, body, content_type, started)
+    if isinstance(parsed, Computed):
+        return parsed
+    return predict(servable, reader, parsed, started)
+
+
+def read(
+    reader: RequestReader, body: bytes, content_type: str | None, started: float
+) -> ParsedRequest | Computed:
+    """The request read for the version, or the bad request it is."""
     try:
-        parsed = reader.read(body, content_type)
+        return reader.read(body, content_type)
     except PredictionInputError as error:
         return Computed(Outcome.BAD_REQUEST, None, error.message, time.perf_counter() - started)
     except Exception as error:  # a parser bug must not look like the model's fault
         message = f"unusable input: {error!r}"
         return Computed(Outcome.BAD_REQUEST, None, message, time.perf_counter() - started)
-    return predict(servable, reader, parsed, started)
 
 
 def predict(
