@@ -25,12 +25,12 @@ from gray.cli.output import (
     error_console,
     reported_errors,
 )
-from gray.controller.errors import ConfigError, PreflightError, RolloutError
+from gray.controller.errors import ConfigError, JournalError, PreflightError, RolloutError
 from gray.controller.journal import Event, Journal, LocalJournal, RolloutRecord, new_rollout_id
 from gray.controller.plan import Plan, load_plan
 from gray.controller.redact import redact
 from gray.controller.state import Phase, RolloutState
-from gray.controller.units import format_duration
+from gray.controller.units import format_duration, parse_duration
 
 if TYPE_CHECKING:
     from gray.controller import loop
@@ -266,8 +266,6 @@ def _phase_option(value: str | None) -> Phase | None:
 def _duration_option(value: str | None) -> float | None:
     if value is None:
         return None
-    from gray.controller.units import parse_duration
-
     try:
         return parse_duration(value)
     except ValueError as exc:
@@ -554,9 +552,7 @@ def sync(
     \b
       gray rollout sync fraud-20261125-101500-3fa2
     """
-    from gray.controller.errors import JournalError
     from gray.controller.journal_sync import sync_to_remote
-    from gray.controller.state import Phase
 
     with reported_errors(output):
         journal, registry = journal_for(rollout_id, registry_uri)
@@ -684,7 +680,6 @@ def _run(
 def _kept(plan: Plan, state: RolloutState, hold_traffic: bool) -> str:
     """What happens to a stage's traffic once no controller renews its lease."""
     from gray.controller.runner import lease_ttl
-    from gray.controller.units import format_duration
 
     if hold_traffic or plan.stages[state.stage].hold:
         return "held as last verified, with no expiry"
