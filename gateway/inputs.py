@@ -117,6 +117,33 @@ def _float_split(value: Any, expected: tuple[str, ...]) -> Any | None:
     import numpy as np
     import pandas as pd
 
+    split = _split_rows(value, expected)
+    if split is None:
+        return None
+    names, rows = split
+    for row in rows:
+        for item in row:
+            if type(item) is not float and type(item) is not int:
+                return None
+    block = np.array(rows, dtype=np.float64)
+    if not np.isfinite(block).all():
+        return None
+    if tuple(names) != expected:
+        block = block[:, [names.index(name) for name in expected]]
+    return pd.DataFrame(block, columns=list(expected), copy=False)
+
+
+def _split_columns(value: Any, expected: tuple[str, ...]) -> dict[str, list[Any]] | None:
+    split = _split_rows(value, expected)
+    if split is None:
+        return None
+    names, rows = split
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
+def _split_rows(value: Any, expected: tuple[str, ...]) -> tuple[list[Any], list[Any]] | None:
+    """The names and rows of a clean `dataframe_split` with `expected`'s columns in any
+    order, every row a list of one value per column, and at least one row; else None."""
     if not isinstance(value, dict) or not value.keys() <= {"columns", "data", "index"}:
         return None
     names, rows = value.get("columns"), value.get("data")
@@ -130,34 +157,7 @@ def _float_split(value: Any, expected: tuple[str, ...]) -> Any | None:
     for row in rows:
         if type(row) is not list or len(row) != width:
             return None
-        for item in row:
-            if type(item) is not float and type(item) is not int:
-                return None
-    block = np.array(rows, dtype=np.float64)
-    if not np.isfinite(block).all():
-        return None
-    if tuple(names) != expected:
-        block = block[:, [names.index(name) for name in expected]]
-    return pd.DataFrame(block, columns=list(expected), copy=False)
-
-
-def _split_columns(value: Any, expected: tuple[str, ...]) -> dict[str, list[Any]] | None:
-    if not isinstance(value, dict) or not value.keys() <= {"columns", "data", "index"}:
-        return None
-    if "columns" not in value or "data" not in value:
-        return None
-    names, rows = value["columns"], value["data"]
-    if not isinstance(rows, list) or not isinstance(names, list) or len(names) != len(expected):
-        return None
-    if not _plain_index(value, len(rows)):
-        return None
-    if set(names) != set(expected):
-        return None
-    width = len(names)
-    for row in rows:
-        if type(row) is not list or len(row) != width:
-            return None
-    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    return names, rows
 
 
 def _plain_index(value: dict[str, Any], rows: int) -> bool:
