@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 
 from gray.gateway import prometheus
-from gray.gateway.auth import Scope, TokenGuard, Tokens, Unauthorized, needs, refusal_message
+from gray.gateway.auth import Scope, TokenGuard, Tokens, Unauthorized, needs, unauthorized_payload
 from gray.gateway.bodies import FeedbackBody, PutRouteBody, RenewBody, RollbackBody
 from gray.gateway.feedback import AlreadyLabelled, LabelShapeError, UnknownRequest
 from gray.gateway.inputs import dumps, json_default
@@ -124,11 +124,7 @@ def create_app(
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(_: Request, refused: Unauthorized) -> Response:
-        return _json(
-            {"error": "unauthorized", "message": refusal_message(refused.scope)},
-            401,
-            {"WWW-Authenticate": "Bearer"},
-        )
+        return _json(unauthorized_payload(refused.scope), 401, {"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, error: BodyTooLarge) -> Response:

@@ -96,13 +96,17 @@ class Tokens:
             raise Unauthorized(scope)
 
 
-def refusal_message(scope: Scope) -> str:
+def unauthorized_payload(scope: Scope) -> dict[str, str]:
+    """The 401 answer's body, from the middleware and from a route alike."""
     accepted = {
         Scope.ADMIN: "the admin token",
         Scope.FEEDBACK: "the feedback or the admin token",
         Scope.STATS: "the stats or the admin token",
     }[scope]
-    return f"send {accepted} as 'Authorization: Bearer <token>'"
+    return {
+        "error": "unauthorized",
+        "message": f"send {accepted} as 'Authorization: Bearer <token>'",
+    }
 
 
 def needs(scope: Scope) -> dict[str, Any]:
@@ -137,7 +141,7 @@ class TokenGuard:
 
 
 async def _refuse(send: Send, scope: Scope) -> None:
-    body = json.dumps({"error": "unauthorized", "message": refusal_message(scope)}).encode()
+    body = json.dumps(unauthorized_payload(scope)).encode()
     await send(
         {
             "type": "http.response.start",
