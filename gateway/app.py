@@ -369,7 +369,7 @@ def create_app(
         kind: str | None = Query(default=None, pattern="^(prediction|shadow)$"),
         version: str | None = None,
     ) -> Response:
-        records = gateway.prediction_log.recent(min(max(limit, 0), 1000), kind, version)
+        records = gateway.prediction_log.recent(limit, kind, version)
         return _json({"samples": records})
 
     @app.post("/feedback", **needs(Scope.FEEDBACK))
