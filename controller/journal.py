@@ -287,12 +287,7 @@ class _LockedEvents:
         return min(terminal, key=lambda e: (e.at, e.seq)) if terminal else None
 
     def append(self, event: Event) -> None:
-        size = os.fstat(self.fd).st_size
-        # A line torn by a crash mid-write has no newline: end it, so this record
-        # is a line of its own instead of being glued to the fragment.
-        fresh = b"\n" if size and os.pread(self.fd, 1, size - 1) != b"\n" else b""
-        _write_all(self.fd, fresh + _encode(event.to_dict()))
-        os.fsync(self.fd)
+        _append_record(self.fd, event.to_dict())
 
 
 _TERMINAL_PHASES = frozenset(p.value for p in Phase if p.terminal)
@@ -504,12 +499,19 @@ def _append_line(path: Path, payload: dict[str, Any]) -> None:
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        size = os.fstat(fd).st_size
-        fresh = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
-        _write_all(fd, fresh + _encode(payload))
-        os.fsync(fd)
+        _append_record(fd, payload)
     finally:
         os.close(fd)
+
+
+def _append_record(fd: int, payload: dict[str, Any]) -> None:
+    """Append `payload` as one JSON line to the locked file `fd`, and fsync it."""
+    size = os.fstat(fd).st_size
+    # A line torn by a crash mid-write has no newline: end it, so this record
+    # is a line of its own instead of being glued to the fragment.
+    fresh = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
+    _write_all(fd, fresh + _encode(payload))
+    os.fsync(fd)
 
 
 def _encode(payload: dict[str, Any]) -> bytes:
