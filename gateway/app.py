@@ -46,16 +46,9 @@ JSON = "application/json"
 VERSION_PATTERN = re.compile(r"^[0-9]{1,18}$")
 
 
-def _mlflow_version() -> str:
+def _package_version(name: str) -> str:
     try:
-        return metadata.version("mlflow")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _gray_version() -> str:
-    try:
-        return metadata.version("gray-rollout")
+        return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "unknown"
 
@@ -88,7 +81,7 @@ def create_app(
     upkeep = Upkeep(gateway.routes, gateway.models, settings.verify_interval)
     tokens = Tokens(settings)
     admin_lock = asyncio.Lock()
-    mlflow_version = _mlflow_version()
+    mlflow_version = _package_version("mlflow")
     connection_counters = connections or ConnectionCounters()
 
     @asynccontextmanager
@@ -104,7 +97,7 @@ def create_app(
     app = FastAPI(
         title="gray gateway",
         summary="Serves a registered model's versions, splits traffic, takes orders from gray.",
-        version=_gray_version(),
+        version=_package_version("gray-rollout"),
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
