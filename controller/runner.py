@@ -20,7 +20,7 @@ from gray.controller.errors import (
     RouterError,
     RouteVerificationError,
 )
-from gray.controller.journal import Event, Journal, current_state
+from gray.controller.journal import Event, Journal
 from gray.controller.journal_background import BackgroundRemote
 from gray.controller.metrics.base import MetricsSource
 from gray.controller.notify import Notifier
@@ -522,10 +522,9 @@ class Runner:
             record = self.journal.local.load(self.state.rollout_id)
         except (OSError, ValueError):
             return None
-        if record is None:
+        if record is None or not record.state.phase.terminal:
             return None
-        ended = current_state(record.events)
-        return ended if ended.phase.terminal else None
+        return record.state
 
     def _read_or_none(self) -> Applied | None:
         try:
