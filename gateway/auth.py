@@ -16,7 +16,6 @@ body is read, so a caller without the token learns nothing about what it sent.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
@@ -26,6 +25,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
+from gray.gateway.limits import send_json
 from gray.gateway.settings import GatewaySettings
 
 SCOPE_KEY = "x-token-scope"
@@ -126,7 +126,9 @@ class TokenGuard:
         if scope["type"] == "http" and not self.tokens.open:
             needed = self._scope_of(scope)
             if needed is not None and not self.tokens.grants(Headers(scope=scope), needed):
-                await _refuse(send, needed)
+                await send_json(
+                    send, 401, unauthorized_payload(needed), (b"www-authenticate", b"Bearer")
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -138,19 +140,3 @@ class TokenGuard:
                 value = extra.get(SCOPE_KEY)
                 return Scope(value) if value else None
         return None
-
-
-async def _refuse(send: Send, scope: Scope) -> None:
-    body = json.dumps(unauthorized_payload(scope)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b"Bearer"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

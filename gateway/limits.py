@@ -91,20 +91,27 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(too_large_payload(self.limit)).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    # The unread body would otherwise be parsed as the next request.
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        # The unread body would otherwise be parsed as the next request.
+        await send_json(send, 413, too_large_payload(self.limit), (b"connection", b"close"))
+
+
+async def send_json(
+    send: Send, status: int, payload: dict[str, Any], *headers: tuple[bytes, bytes]
+) -> None:
+    """Answer from ASGI middleware, before the app runs: `payload` as JSON with `headers`."""
+    body = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _content_length(scope: Scope) -> int | None:
