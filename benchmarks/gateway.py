@@ -2,7 +2,8 @@
 
 Two scikit-learn pipelines (StandardScaler + LogisticRegression on the
 breast-cancer data, 30 features) are registered in a fresh sqlite registry, each
-with an identity preprocessor bound (the gateway serves only bound versions):
+declared to need no separate preprocessor (`gray registry bind --none`: the
+pipeline holds its own scaler), so both servers run the very same model:
 
 - `tensor`: logged with a numpy input example (tensor signature), driven with
   the body MLflow's client sends for a numpy row, `{"inputs": [[...]]}`;
@@ -70,9 +71,9 @@ def register_models(root: Path, names: tuple[str, ...]) -> tuple[str, dict[str, 
     from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+    from sklearn.preprocessing import StandardScaler
 
-    from gray.controller.registry import log_preprocessor
+    from gray.controller.registry import declare_no_preprocessor
     from gray.demo.models import demo_dataset
 
     features, labels = demo_dataset()
@@ -101,7 +102,7 @@ def register_models(root: Path, names: tuple[str, ...]) -> tuple[str, dict[str, 
         client.create_model_version(
             name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
         )
-        log_preprocessor(name, "1", FunctionTransformer(), registry_uri=uri)
+        declare_no_preprocessor(name, "1", registry_uri=uri)
         row = features.iloc[[42]]
         if name == "tensor":
             bodies[name] = json.dumps({"inputs": row.to_numpy().tolist()})
