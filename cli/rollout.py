@@ -242,10 +242,7 @@ def status(
         if rollout_id is None:
             _status_of_all(watch, shared, registry_uri, output)
             return
-        from gray.controller.rollouts import load_rollout
-
-        journal = _journal_to_read(rollout_id, registry_uri, shared)
-        record, plan = load_rollout(journal, rollout_id, reading=True)
+        journal, record, plan = _rollout_to_read(rollout_id, registry_uri, shared)
         if not watch:
             _show_status(plan, record, output)
             raise typer.Exit(record.state.exit_code or 0)
@@ -393,20 +390,22 @@ def _states_to_list(
     return journal.list_states(model), journal
 
 
-def _journal_to_read(rollout_id: str, registry_uri: str | None, shared: bool) -> Journal:
-    """The local journal when it is current for this rollout (it ended, or a controller
-    on this machine is running it), else the local and the MLflow journal together."""
-    from gray.controller.rollouts import controller_alive, rollout_plan
+def _rollout_to_read(
+    rollout_id: str, registry_uri: str | None, shared: bool
+) -> tuple[Journal, RolloutRecord, Plan]:
+    """The rollout, its plan, and the journal to follow it in: the local journal when it
+    is current for this rollout (it ended, or a controller on this machine is running
+    it), else the local and the MLflow journal together."""
+    from gray.controller.rollouts import controller_alive, load_rollout, rollout_plan
 
     local = LocalJournal().load(rollout_id)
     if local is not None and not shared:
-        ended = local.state.phase.terminal
-        if ended or controller_alive(
-            local.state, rollout_plan(local, rollout_id, reading=True).interval
-        ):
-            return Journal(LocalJournal())
+        plan = rollout_plan(local, rollout_id, reading=True)
+        if local.state.phase.terminal or controller_alive(local.state, plan.interval):
+            return Journal(LocalJournal()), local, plan
     journal, _ = journal_for(rollout_id, registry_uri)
-    return journal
+    record, plan = load_rollout(journal, rollout_id, reading=True)
+    return journal, record, plan
 
 
 def _command(
