@@ -173,23 +173,22 @@ def _stage_problems(plan: Plan) -> Iterator[Problem]:
 
 def _notify_problems(plan: Plan) -> Iterator[Problem]:
     for index, target in enumerate(plan.notify):
-        if not target.url.startswith(("http://", "https://")):
-            yield (
-                ("notify", index, "url"),
-                f"expected an http:// or https:// webhook URL, got {target.url!r}",
-            )
+        yield from _webhook_url_problems(("notify", index, "url"), target.url)
     for kind in HOOK_KINDS:
         hook = plan.hooks.get(kind)
-        if hook is not None and not hook.url.startswith(("http://", "https://")):
-            yield (
-                ("hooks", kind, "url"),
-                f"expected an http:// or https:// webhook URL, got {hook.url!r}",
-            )
+        if hook is None:
+            continue
+        yield from _webhook_url_problems(("hooks", kind, "url"), hook.url)
         ttl = plan.router.lease_ttl
-        if hook is not None and ttl is not None and hook.timeout >= ttl:
+        if ttl is not None and hook.timeout >= ttl:
             yield (
                 ("hooks", kind, "timeout"),
                 f"timeout {format_duration(hook.timeout)} is not shorter than router.lease_ttl "
                 f"{format_duration(ttl)}: the candidate's traffic would expire while the "
                 "controller waits for the hook",
             )
+
+
+def _webhook_url_problems(path: tuple[str | int, ...], url: str) -> Iterator[Problem]:
+    if not url.startswith(("http://", "https://")):
+        yield (path, f"expected an http:// or https:// webhook URL, got {url!r}")
