@@ -250,6 +250,7 @@ def _router_for(plan: Plan | None, router_url: str | None) -> Router:
 
 def _find_rollout(journal: Journal, model_or_id: str) -> tuple[RolloutState | None, Plan | None]:
     """A rollout by id, else the model's newest active one, else its newest of all."""
+    from gray.controller.operator import newest_rollout
     from gray.controller.rollouts import rollout_plan
 
     try:
@@ -258,9 +259,7 @@ def _find_rollout(journal: Journal, model_or_id: str) -> tuple[RolloutState | No
         record = None
     if record is not None:
         return record.state, rollout_plan(record, model_or_id)
-    states = journal.list_states(model_or_id)
-    active = [s for s in states if not s.phase.terminal]
-    chosen = (active or sorted(states, key=lambda s: s.started_at, reverse=True) or [None])[0]
+    chosen = newest_rollout(journal.list_states(model_or_id))
     if chosen is None:
         return None, None
     record = journal.load(chosen.rollout_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,11 @@ def find_local_rollout(local: LocalJournal, model_or_id: str) -> RolloutState | 
         found = local.load(folder.name)
         if found is not None and found.state.model == model_or_id:
             states.append(found.state)
+    return newest_rollout(states)
+
+
+def newest_rollout(states: Iterable[RolloutState]) -> RolloutState | None:
+    """The newest active one of `states`, else the newest of all (None: no states)."""
     newest_first = sorted(states, key=lambda s: s.started_at, reverse=True)
     active = [s for s in newest_first if not s.phase.terminal]
     return (active or newest_first or [None])[0]
