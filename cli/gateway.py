@@ -111,7 +111,7 @@ def serve(
       gray gateway serve --model fraud --registry-uri http://mlflow:5000 \\
           --host 0.0.0.0 --state-dir /var/lib/gray-gateway
     """
-    from gray.controller.units import parse_duration
+    from gray.cli.output import duration_option
     from gray.gateway.settings import (
         FEEDBACK_TOKEN_ENV,
         STATS_TOKEN_ENV,
@@ -122,16 +122,14 @@ def serve(
     )
 
     try:
-        durations = {}
-        for option, text in (
-            ("--header-timeout", header_timeout),
-            ("--idle-timeout", idle_timeout),
-            ("--verify-interval", verify_interval),
-        ):
-            try:
-                durations[option] = parse_duration(text)
-            except ValueError as error:
-                raise ConfigError(f"{option}: {error}") from None
+        durations = {
+            option: duration_option(option, text)
+            for option, text in (
+                ("--header-timeout", header_timeout),
+                ("--idle-timeout", idle_timeout),
+                ("--verify-interval", verify_interval),
+            )
+        }
         try:
             max_body_bytes = parse_size(max_body)
         except ConfigError as error:

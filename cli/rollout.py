@@ -21,6 +21,7 @@ from gray.cli.output import (
     OutputFormat,
     OutputOption,
     console,
+    duration_option,
     emit_json,
     error_console,
     reported_errors,
@@ -30,7 +31,7 @@ from gray.controller.journal import Event, Journal, LocalJournal, RolloutRecord,
 from gray.controller.plan import Plan, load_plan
 from gray.controller.redact import redact
 from gray.controller.state import Phase, RolloutState
-from gray.controller.units import format_duration, parse_duration
+from gray.controller.units import format_duration
 
 if TYPE_CHECKING:
     from gray.controller import loop
@@ -261,12 +262,7 @@ def _phase_option(value: str | None) -> Phase | None:
 
 
 def _duration_option(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise ConfigError(f"--timeout: {exc}") from None
+    return None if value is None else duration_option("--timeout", value)
 
 
 def _show_status(plan: Plan, record: RolloutRecord, output: OutputFormat) -> None:
