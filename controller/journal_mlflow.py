@@ -13,10 +13,17 @@ import json
 import math
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from gray.controller.journal import Command, Event, RolloutRecord, current_state
+from gray.controller.journal import (
+    Command,
+    Event,
+    RolloutRecord,
+    current_state,
+    print_warning,
+)
 from gray.controller.state import RolloutState
 
 if TYPE_CHECKING:
@@ -28,11 +35,23 @@ _SUMMARY_DROP = ("judge", "last_verdict", "history")
 _METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-./ ]")
 
 
+T = TypeVar("T")
+
+
+def _state_from_dict(data: object) -> RolloutState:
+    if not isinstance(data, dict):
+        raise ValueError(f"a rollout state must be a JSON object, got {type(data).__name__}")
+    return RolloutState.from_dict(data)
+
+
 class MlflowJournal:
     """Reaches MLflow through the registry's client, with its bounded retries."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(
+        self, registry: Registry, on_warning: Callable[[str], None] | None = print_warning
+    ) -> None:
         self.uri = registry.uri
+        self.on_warning = on_warning
         self.registry = registry
         self.client = registry.client
         self._experiment_id: str | None = None
@@ -118,8 +137,10 @@ class MlflowJournal:
         states = []
         for run in runs:
             summary = run.data.tags.get("gray.summary")
-            if summary:
-                states.append(RolloutState.from_dict(json.loads(summary)))
+            where = f"MLflow run {run.info.run_id} tag gray.summary"
+            state = self._parsed(where, summary, _state_from_dict) if summary else None
+            if state is not None:
+                states.append(state)
         return states
 
     def commands(self, rollout_id: str) -> list[Command]:
@@ -127,11 +148,12 @@ class MlflowJournal:
         if run_id is None:
             return []
         tags = self.client.get_run(run_id).data.tags
-        return [
-            Command.from_dict(json.loads(value))
+        found = [
+            self._parsed(f"MLflow run {run_id} tag {key}", value, Command.from_dict)
             for key, value in tags.items()
             if key.startswith("gray.command.")
         ]
+        return [command for command in found if command is not None]
 
     # --- helpers --------------------------------------------------------------
 
@@ -167,9 +189,22 @@ class MlflowJournal:
         events = []
         for path in files[-RECENT_EVENTS:]:
             text = self._artifact_text(run_id, path, folder)
-            if text:
-                events.append(Event.from_dict(json.loads(text)))
+            event = (
+                self._parsed(f"MLflow run {run_id} {path}", text, Event.from_dict) if text else None
+            )
+            if event is not None:
+                events.append(event)
         return events
+
+    def _parsed(self, where: str, text: str, parse: Callable[[object], T]) -> T | None:
+        """One stored record, or None with a warning naming it when it is damaged: one bad
+        record written by a crashed or foreign writer must not hide the whole rollout."""
+        try:
+            return parse(json.loads(text))
+        except (ValueError, KeyError, TypeError) as exc:
+            if self.on_warning is not None:
+                self.on_warning(f"{where}: skipped a damaged journal record ({exc})")
+            return None
 
     def _artifact_text(self, run_id: str, path: str, folder: Path) -> str | None:
         try:

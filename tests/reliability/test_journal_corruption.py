@@ -261,3 +261,39 @@ def test_rollback_is_not_blocked_by_another_rollouts_damaged_journal(
     record = LocalJournal(home).load(GOOD)
     assert record is not None
     assert sum(RolloutState.from_dict(e.state).phase.terminal for e in record.events) == 1
+
+
+def test_a_damaged_record_in_the_mlflow_journal_is_skipped_with_a_warning(
+    fresh_registry: object, tmp_path: Path
+) -> None:
+    # A record in the shared journal damaged by a foreign or crashed writer must not hide
+    # the rollout (or every rollout) from another machine's `rollback`, `status` or `list`.
+    from gray.controller.journal_mlflow import MlflowJournal
+
+    warnings: list[str] = []
+    remote = MlflowJournal(fresh_registry.registry(), warnings.append)  # type: ignore[attr-defined]
+    journal = Journal(LocalJournal(tmp_path / "home"), remote)
+    state = rollout_state(GOOD)
+    journal.create(state, PLAN)
+    journal.append(state, "started", "started", {})
+    journal.append(state.with_(phase=Phase.RUNNING), "stage_started", "stage 1", {})
+    other = rollout_state(BAD)
+    journal.create(other, PLAN)
+    journal.append(other, "started", "started", {})
+    client = remote.client
+    run_id = remote._run_id(GOOD)
+    first = sorted(f.path for f in client.list_artifacts(run_id, "events"))[0]
+    client.log_text(run_id, '{"seq": 1}', first)  # a record without its state
+    client.set_tag(run_id, "gray.command.x1", "{not json")
+    client.set_tag(remote._run_id(BAD), "gray.summary", '{"phase": "warp"}')
+
+    record = MlflowJournal(fresh_registry.registry(), warnings.append).load(GOOD)  # type: ignore[attr-defined]
+    assert record is not None
+    assert [e.event for e in record.events] == ["stage_started"]
+    assert record.state.phase is Phase.RUNNING
+    assert remote.commands(GOOD) == []
+    listed = [s.rollout_id for s in remote.list_states("fraud")]
+    assert listed == [GOOD]
+    assert any(first in w and "damaged" in w for w in warnings), warnings
+    assert any("gray.command.x1" in w for w in warnings), warnings
+    assert any("gray.summary" in w for w in warnings), warnings
