@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from gray.controller.errors import (
     ConfigError,
+    GrayError,
     JournalError,
-    RegistryError,
     RolloutAlreadyPromotedError,
 )
 from gray.controller.journal import Event, Journal, LocalJournal, actor
@@ -181,7 +181,7 @@ def record_rollback(
     if registry is not None and event is not None and state is not None:
         try:
             registry.mark_rolled_back(state.model, state.candidate, state.rollout_id)
-        except RegistryError as exc:
+        except GrayError as exc:  # a missing sqlite file is a ConfigError: still a warning
             warnings.append(f"registry tag not written: {exc.message}")
     moves: list[dict[str, Any]] = []
     if to_previous:

@@ -297,3 +297,27 @@ def test_a_damaged_record_in_the_mlflow_journal_is_skipped_with_a_warning(
     assert any(first in w and "damaged" in w for w in warnings), warnings
     assert any("gray.command.x1" in w for w in warnings), warnings
     assert any("gray.summary" in w for w in warnings), warnings
+
+
+def test_a_missing_registry_after_the_write_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    # Traffic is already back on the baseline when the registry is asked to tag the
+    # candidate: a registry that cannot be opened must not turn that into exit 2.
+    from gray.controller.operator import record_rollback
+    from gray.controller.registry import Registry
+    from gray.controller.types import Applied, Lease, RouteSpec
+
+    journal = write_rollout(tmp_path / "home", GOOD)
+    state = journal.load(GOOD).state
+    applied = Applied(RouteSpec(baseline="1", candidate="2"), Lease(GOOD, 2))
+    recorded = record_rollback(
+        applied,
+        router=None,
+        journal=journal,
+        registry=Registry("sqlite:////nonexistent/gray-tests/mlflow.db"),
+        state=state,
+        plan=None,
+        reason="pager",
+        to_previous=False,
+    )
+    assert recorded.event is not None and recorded.event.state["phase"] == "rolled_back"
+    assert any("registry tag not written" in w for w in recorded.warnings), recorded.warnings
