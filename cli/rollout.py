@@ -26,7 +26,13 @@ from gray.cli.output import (
     error_console,
     reported_errors,
 )
-from gray.controller.errors import ConfigError, JournalError, PreflightError, RolloutError
+from gray.controller.errors import (
+    ConfigError,
+    GrayError,
+    JournalError,
+    PreflightError,
+    RolloutError,
+)
 from gray.controller.journal import Event, Journal, LocalJournal, RolloutRecord, new_rollout_id
 from gray.controller.plan import Plan, load_plan
 from gray.controller.redact import redact
@@ -532,7 +538,11 @@ def abort(
 def sync(
     rollout_id: str = typer.Argument(..., metavar="ID"),
     tag_rolled_back: bool = typer.Option(
-        False, "--tag-rolled-back", hidden=True, help="Also tag a rolled-back candidate."
+        False,
+        "--tag-rolled-back",
+        hidden=True,
+        help="After an operator's rollback: tell the plan's webhooks and on_rollback hook, "
+        "and tag the rolled-back candidate.",
     ),
     registry_uri: str | None = RegistryOption,
     output: OutputFormat = OutputOption,
@@ -551,6 +561,8 @@ def sync(
 
     with reported_errors(output):
         journal, registry = journal_for(rollout_id, registry_uri)
+        if tag_rolled_back:  # webhooks need no MLflow: before anything that may fail on it
+            _announce_operator_end(journal, rollout_id)
         if journal.remote is None:
             raise JournalError("the MLflow journal is unavailable; nothing was sent")
         try:
@@ -577,6 +589,24 @@ def sync(
 
 
 # --- helpers ------------------------------------------------------------------
+
+
+def _announce_operator_end(journal: Journal, rollout_id: str) -> None:
+    """Tell the plan's webhooks and on_rollback hook of an operator's rollback or abort."""
+    from gray.controller import operator, rollouts
+
+    record = journal.local.load(rollout_id)
+    if record is None or not record.plan_text:
+        return
+    if record.state.phase not in (Phase.ROLLED_BACK, Phase.ABORTED):
+        return
+    try:
+        plan = rollouts.rollout_plan(record, rollout_id)
+    except GrayError as exc:  # an unset ${VAR} in a webhook URL, say
+        _warn(f"webhooks not told of the rollback: {exc.message}")
+        return
+    for failure in operator.announce_end(journal, record.state, plan):
+        _warn(failure)
 
 
 def journal_for(

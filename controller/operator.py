@@ -194,6 +194,32 @@ def record_rollback(
     return Recorded(applied, tuple(warnings), tuple(moves), event, ended)
 
 
+def announce_end(journal: Journal, state: RolloutState, plan: Plan) -> list[str]:
+    """Tell the plan's webhooks (`notify`) and its `on_rollback` hook that an operator's
+    rollback or abort ended the rollout; the hook's answer is journaled. Returns the
+    failures, one line each.
+
+    A controller that finds an operator's end adopts it without acting on its own end,
+    and with no controller running there is nobody else to tell: `gray rollback` runs
+    this in its detached `rollout sync`, after the write and off its path.
+    """
+    from gray.controller import hooks, loop
+    from gray.controller.notify import Notifier
+
+    event = "abort" if state.phase is Phase.ABORTED else "rollback"
+    failures = Notifier(plan.notify).send(event, state.reason, state.rollout_id)
+    if plan.hooks.on_rollback is not None:
+        call = loop.CallHook("on_rollback")
+        body = hooks.payload(plan, state, call.hook, None)
+        answer = hooks.HookCaller(plan.hooks).call(call.hook, body)
+        seen = loop.HookAnswered(time.time(), call, answer.ok, answer.reason, answer.status)
+        entry = loop.hook_record(seen)
+        journal.append(state, entry.event, entry.reason, entry.data)
+        if not answer.ok:
+            failures.append(answer.reason)
+    return failures
+
+
 def _journal_revert(
     journal: Journal,
     state: RolloutState,

@@ -199,3 +199,64 @@ def test_an_unusable_hook_url_is_a_failure_not_a_crash() -> None:
     caller = HookCaller(HooksSpec(pre_stage=HookSpec(url="http://[::1/x", timeout="1s")))
     answer = caller.call("pre_stage", {"rollout_id": ROLLOUT})
     assert not answer.ok and answer.status is None and "pre_stage hook" in answer.reason
+
+
+def test_an_operator_rollback_tells_the_webhooks_and_the_on_rollback_hook(
+    tmp_path: Path, receiver: Receiver, fresh_registry: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A controller adopts an operator's end without acting on its own end, and with no
+    # controller nobody else would tell anyone: `gray rollback`'s detached sync does.
+    import time
+
+    from typer.testing import CliRunner
+
+    from gray.cli.app import app
+    from gray.controller.journal import Journal, LocalJournal
+    from gray.controller.operator import record_rollback
+    from gray.controller.state import RolloutState
+    from gray.controller.types import Applied, Lease, RouteSpec
+
+    monkeypatch.setenv("GRAY_HOME", str(tmp_path / "home"))
+    plan_text = (
+        PLAN
+        + f'notify: [{{url: "{receiver.url}/notify", events: [rollback]}}]\n'
+        + f'hooks:\n  on_rollback: {{url: "{receiver.url}/on_rollback", timeout: 2s}}\n'
+    )
+    journal = Journal(LocalJournal())
+    state = RolloutState(
+        rollout_id=ROLLOUT,
+        plan_name="loop-test",
+        model="fraud",
+        baseline="1",
+        candidate="2",
+        baseline_ref="@champion",
+        candidate_ref="@challenger",
+        epoch=1,
+        started_at=time.time(),
+        updated_at=time.time(),
+    )
+    journal.create(state, plan_text)
+    running = state.with_(phase=Phase.RUNNING, stage=1)
+    journal.append(running, "stage_started", "stage 1", {})
+    applied = Applied(RouteSpec(baseline="1", candidate="2"), Lease(ROLLOUT, 2))
+    recorded = record_rollback(
+        applied,
+        router=None,
+        journal=journal,
+        registry=None,
+        state=running,
+        plan=None,
+        reason="pager",
+        to_previous=False,
+    )
+    assert recorded.event is not None
+    uri = fresh_registry.uri  # type: ignore[attr-defined]
+    result = CliRunner().invoke(
+        app, ["rollout", "sync", ROLLOUT, "--tag-rolled-back", "--registry-uri", uri]
+    )
+    assert result.exit_code == 0, result.output
+    assert receiver.paths() == ["/notify", "/on_rollback"]
+    assert "pager" in receiver.received[0].body["text"]
+    assert receiver.received[1].body["phase"] == "rolled_back"
+    events = LocalJournal().load(ROLLOUT).events  # type: ignore[union-attr]
+    assert [e.event for e in events][-2:] == ["rolled_back", "hook_passed"]
