@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "gates.py"
-
-
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gates_benchmark", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_benchmark
 
 
 @pytest.mark.slow
 def test_benchmark_prints_one_json_object_of_the_documented_shape(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("gates")
     args = ["--json", "--aa-runs", "40", "--ab-runs", "30", "--dwell", "480", "--seed", "3"]
     assert benchmark.main(args) == 0
     result = json.loads(capsys.readouterr().out)
@@ -52,7 +39,7 @@ def test_benchmark_prints_one_json_object_of_the_documented_shape(
 
 
 def test_wilson_interval_matches_the_textbook_values() -> None:
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("gates")
     low, high = benchmark.wilson(31, 2000)
     assert low == pytest.approx(0.01094, abs=5e-5)
     assert high == pytest.approx(0.02192, abs=5e-5)

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "gateway.py"
-
-
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gateway_benchmark", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_benchmark
 
 
 @pytest.mark.slow
 def test_the_benchmark_measures_both_servers_and_prints_the_comparison(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("gateway")
     args = ["--models", "tensor", "--seconds", "0.5", "--warmup", "0.2", "--rounds", "1"]
     args += ["--batch-size", "1"]  # the batching variant is the same code with one more server
     code = benchmark.main([*args, "--tool", "python"])
@@ -40,6 +27,6 @@ def test_the_benchmark_measures_both_servers_and_prints_the_comparison(
 
 def test_an_unknown_model_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        load_benchmark().main(["--models", "tensor,forest"])
+        load_benchmark("gateway").main(["--models", "tensor,forest"])
     assert exit_info.value.code == 2
     assert "forest" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,23 @@ promote: {alias: champion, keep_previous_as: previous-champion}
 """
 
 
+def rollout_state(rollout_id: str, **changes: object) -> RolloutState:
+    """A fresh rollout of the loop-test plan: v1 baseline, v2 candidate, epoch 1."""
+    state = RolloutState(
+        rollout_id=rollout_id,
+        plan_name="loop-test",
+        model="fraud",
+        baseline="1",
+        candidate="2",
+        baseline_ref="@champion",
+        candidate_ref="@challenger",
+        epoch=1,
+        started_at=time.time(),
+        updated_at=time.time(),
+    )
+    return state.with_(**changes)
+
+
 class Harness:
     def __init__(self, tmp_path: Path, plan_text: str = PLAN) -> None:
         self.plan_text = plan_text
@@ -49,18 +67,9 @@ class Harness:
         self.events: list[str] = []
 
     def state(self, **changes: object) -> RolloutState:
-        base = RolloutState(
-            rollout_id="fraud-test-0001",
-            plan_name=self.plan.name,
-            model="fraud",
-            baseline="1",
-            candidate="2",
-            baseline_ref="@champion",
-            candidate_ref="@challenger",
-            epoch=1,
-            started_at=self.clock.now(),
-        )
-        return base.with_(**changes)
+        """`rollout_state` on the fake clock, not yet updated."""
+        base = {"plan_name": self.plan.name, "started_at": self.clock.now(), "updated_at": 0.0}
+        return rollout_state("fraud-test-0001", **{**base, **changes})
 
     def runner(self, **options: object) -> Runner:
         return Runner(

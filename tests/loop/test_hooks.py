@@ -11,7 +11,7 @@ from gray.controller import loop
 from gray.controller.state import Phase
 from tests.receiver import Receiver
 
-from .conftest import PLAN, Harness
+from .conftest import PLAN, Harness, rollout_state
 
 ROLLOUT = "fraud-test-0001"
 PAYLOAD_KEYS = {
@@ -206,14 +206,11 @@ def test_an_operator_rollback_tells_the_webhooks_and_the_on_rollback_hook(
 ) -> None:
     # A controller adopts an operator's end without acting on its own end, and with no
     # controller nobody else would tell anyone: `gray rollback`'s detached sync does.
-    import time
-
     from typer.testing import CliRunner
 
     from gray.cli.app import app
     from gray.controller.journal import Journal, LocalJournal
     from gray.controller.operator import record_rollback
-    from gray.controller.state import RolloutState
     from gray.controller.types import Applied, Lease, RouteSpec
 
     monkeypatch.setenv("GRAY_HOME", str(tmp_path / "home"))
@@ -223,18 +220,7 @@ def test_an_operator_rollback_tells_the_webhooks_and_the_on_rollback_hook(
         + f'hooks:\n  on_rollback: {{url: "{receiver.url}/on_rollback", timeout: 2s}}\n'
     )
     journal = Journal(LocalJournal())
-    state = RolloutState(
-        rollout_id=ROLLOUT,
-        plan_name="loop-test",
-        model="fraud",
-        baseline="1",
-        candidate="2",
-        baseline_ref="@champion",
-        candidate_ref="@challenger",
-        epoch=1,
-        started_at=time.time(),
-        updated_at=time.time(),
-    )
+    state = rollout_state(ROLLOUT)
     journal.create(state, plan_text)
     running = state.with_(phase=Phase.RUNNING, stage=1)
     journal.append(running, "stage_started", "stage 1", {})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,29 +22,13 @@ from typer.testing import CliRunner
 from gray.cli.app import app
 from gray.controller.journal import Journal, LocalJournal
 from gray.controller.state import Phase, RolloutState
-from tests.loop.conftest import PLAN
+from tests.loop.conftest import PLAN, rollout_state
 
 runner = CliRunner()
 NO_REGISTRY = ["--registry-uri", "sqlite:////nonexistent/gray-tests/mlflow.db"]
 TOKEN = "journal-token"
 GOOD = "fraud-20260101-000000-good"
 BAD = "fraud-20260101-000001-bad0"
-
-
-def rollout_state(rollout_id: str, **changes: object) -> RolloutState:
-    state = RolloutState(
-        rollout_id=rollout_id,
-        plan_name="loop-test",
-        model="fraud",
-        baseline="1",
-        candidate="2",
-        baseline_ref="@champion",
-        candidate_ref="@challenger",
-        epoch=1,
-        started_at=time.time(),
-        updated_at=time.time(),
-    )
-    return state.with_(**changes)
 
 
 def write_rollout(home: Path, rollout_id: str, plan_text: str = PLAN) -> Journal:
