@@ -13,9 +13,9 @@ from rich.text import Text
 
 from gray.cli.output import emit_json
 from gray.controller.journal import Event
-from gray.controller.plan import Plan, StageSpec
+from gray.controller.plan.models import Plan, StageSpec
+from gray.controller.plan.units import format_duration, format_share
 from gray.controller.state import Phase, RolloutState
-from gray.controller.units import format_duration, format_share
 
 OUTCOME_STYLE = {
     "pass": "bold green",

@@ -56,7 +56,7 @@ OutputOption = typer.Option(
 
 def duration_option(option: str, text: str) -> float:
     """A command-line duration (`30s`, `2h`) in seconds; ConfigError naming `option` if not."""
-    from gray.controller.units import parse_duration
+    from gray.controller.plan.units import parse_duration
 
     try:
         return parse_duration(text)

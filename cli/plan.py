@@ -17,8 +17,8 @@ from gray.cli.output import (
     print_plan_error,
 )
 from gray.controller.errors import PlanError
-from gray.controller.plan import GateSpec, Plan, StageSpec, load_plan
-from gray.controller.units import format_duration, format_share
+from gray.controller.plan.models import GateSpec, Plan, StageSpec, load_plan
+from gray.controller.plan.units import format_duration, format_share
 
 plan_app = typer.Typer(
     help="Check rollout plans and show what they will do.",

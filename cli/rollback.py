@@ -24,7 +24,7 @@ from gray.controller.types import Applied
 
 if TYPE_CHECKING:
     from gray.controller.operator import Recorded
-    from gray.controller.plan import Plan
+    from gray.controller.plan.models import Plan
     from gray.controller.routers.base import Router
 
 HELP = """Send all traffic back to the baseline now, from any machine.
@@ -290,7 +290,7 @@ def _unknown_target(model_or_id: str, journal: Journal, registry_uri: str | None
 
 
 def _router_from_flags(router_url: str | None) -> Router:
-    from gray.controller.plan import RouterSpec
+    from gray.controller.plan.models import RouterSpec
     from gray.controller.routers.gateway import GatewayRouter
 
     url = router_url or os.environ.get("GRAY_GATEWAY_URL")

@@ -34,10 +34,10 @@ from gray.controller.errors import (
     RolloutError,
 )
 from gray.controller.journal import Event, Journal, LocalJournal, RolloutRecord, new_rollout_id
-from gray.controller.plan import Plan, load_plan
+from gray.controller.plan.models import Plan, load_plan
+from gray.controller.plan.units import format_duration
 from gray.controller.redact import redact
 from gray.controller.state import Phase, RolloutState
-from gray.controller.units import format_duration
 
 if TYPE_CHECKING:
     from gray.controller import loop
@@ -557,7 +557,7 @@ def sync(
     \b
       gray rollout sync fraud-20261125-101500-3fa2
     """
-    from gray.controller.journal_sync import sync_to_remote
+    from gray.controller.journal.sync import sync_to_remote
 
     with reported_errors(output):
         journal, registry = journal_for(rollout_id, registry_uri)

@@ -39,10 +39,10 @@ from typing import Any
 
 import httpx
 
-from gray.controller.plan import HookSpec, HooksSpec, Plan
+from gray.controller.plan.models import HookSpec, HooksSpec, Plan
+from gray.controller.plan.units import format_duration
 from gray.controller.redact import redact, webhook_label
 from gray.controller.state import RolloutState
-from gray.controller.units import format_duration
 
 HOOK_PAYLOAD_VERSION = 1
 BODY_SHOWN_CHARACTERS = 200  # of a failing hook's answer, in the reason

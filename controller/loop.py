@@ -13,10 +13,10 @@ from typing import Any
 
 from gray.controller import gates
 from gray.controller.gates.increments import increment
-from gray.controller.plan import Plan
+from gray.controller.plan.models import Plan
+from gray.controller.plan.units import format_duration, format_share
 from gray.controller.state import Phase, RolloutState
 from gray.controller.types import Applied, Pair, RouteSpec, Snapshot
-from gray.controller.units import format_duration, format_share
 
 # --- observations: what the runner saw --------------------------------------
 

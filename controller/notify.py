@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import httpx
 
-from gray.controller.plan import NotifySpec
+from gray.controller.plan.models import NotifySpec
 from gray.controller.redact import redact, webhook_label
 
 TIMEOUT_SECONDS = 5.0

@@ -28,7 +28,7 @@ from gray.controller.state import Phase, RolloutState
 from gray.controller.types import Applied, Lease, RouteSpec
 
 if TYPE_CHECKING:
-    from gray.controller.plan import Plan
+    from gray.controller.plan.models import Plan
     from gray.controller.registry import Registry
 
 ENDPOINT_FILE = "endpoint.json"
@@ -253,7 +253,7 @@ def _restore_previous(
     moves: list[dict[str, Any]],
 ) -> Applied:
     """After a promotion: move the alias back and make the endpoint serve that version."""
-    from gray.controller.plan import PromoteSpec
+    from gray.controller.plan.models import PromoteSpec
 
     promote = plan.promote if plan and plan.promote else PromoteSpec()
     model = state.model if state else (plan.model.name if plan else "")

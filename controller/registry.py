@@ -37,7 +37,7 @@ from gray.controller.errors import (
 )
 
 if TYPE_CHECKING:
-    from gray.controller.plan import ModelSpec, PreprocessorBinding, PromoteSpec
+    from gray.controller.plan.models import ModelSpec, PreprocessorBinding, PromoteSpec
 
 __all__ = [
     "DEFAULT_REGISTRY_URI",

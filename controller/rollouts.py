@@ -31,7 +31,7 @@ from gray.controller.journal import (
 )
 from gray.controller.metrics.base import MetricsSource
 from gray.controller.operator import Endpoint, save_endpoint
-from gray.controller.plan import Plan, parse_plan
+from gray.controller.plan.models import Plan, parse_plan
 from gray.controller.redact import redact
 from gray.controller.registry import NO_PREPROCESSOR
 from gray.controller.routers.base import Router
@@ -112,11 +112,11 @@ def open_journal(
     `background`: its MLflow writes and command reads then never hold up a decision."""
     remote: RemoteJournal | None = None
     if registry is not None:
-        from gray.controller.journal_mlflow import MlflowJournal
+        from gray.controller.journal.mlflow_run import MlflowJournal
 
         remote = MlflowJournal(registry)
         if background:
-            from gray.controller.journal_background import BackgroundRemote
+            from gray.controller.journal.background import BackgroundRemote
 
             remote = BackgroundRemote(remote, on_warning)
     return Journal(LocalJournal(), remote, on_remote_error=on_warning)

@@ -21,10 +21,10 @@ from gray.controller.errors import (
     RouteVerificationError,
 )
 from gray.controller.journal import Event, Journal
-from gray.controller.journal_background import BackgroundRemote
+from gray.controller.journal.background import BackgroundRemote
 from gray.controller.metrics.base import MetricsSource
 from gray.controller.notify import Notifier
-from gray.controller.plan import Plan
+from gray.controller.plan.models import Plan
 from gray.controller.routers.base import Router
 from gray.controller.state import Phase, RolloutState
 from gray.controller.types import Applied, Lease, RouteSpec, Snapshot

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gray.controller.errors import ConfigError
-from gray.controller.units import parse_duration
+from gray.controller.plan.units import parse_duration
 
 TOKEN_ENV = "GRAY_GATEWAY_TOKEN"
 FEEDBACK_TOKEN_ENV = "GRAY_GATEWAY_FEEDBACK_TOKEN"

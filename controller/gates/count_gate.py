@@ -25,8 +25,8 @@ from gray.controller.gates.verdict import (
     number_out,
     ordered_interval,
 )
+from gray.controller.plan.units import format_duration
 from gray.controller.types import VersionCounters
-from gray.controller.units import format_duration
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gray.controller.plan import GateSpec
+from gray.controller.plan.models import GateSpec
 from gray.controller.types import ShadowCounters, Snapshot, VersionCounters
 
 

@@ -175,7 +175,7 @@ def test_the_lease_is_renewed_before_each_hook_call_once_traffic_moved(
 
 def test_hook_fields_are_checked(receiver: Receiver) -> None:
     from gray.controller.errors import PlanError
-    from gray.controller.plan import parse_plan
+    from gray.controller.plan.models import parse_plan
 
     def problems(hooks: str) -> dict[str, str]:
         text = PLAN.replace("interval: 1s", "router: {lease_ttl: 10s}\ninterval: 1s")
@@ -194,7 +194,7 @@ def test_hook_fields_are_checked(receiver: Receiver) -> None:
 
 def test_an_unusable_hook_url_is_a_failure_not_a_crash() -> None:
     from gray.controller.hooks import HookCaller
-    from gray.controller.plan import HookSpec, HooksSpec
+    from gray.controller.plan.models import HookSpec, HooksSpec
 
     caller = HookCaller(HooksSpec(pre_stage=HookSpec(url="http://[::1/x", timeout="1s")))
     answer = caller.call("pre_stage", {"rollout_id": ROLLOUT})

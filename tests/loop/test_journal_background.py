@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from gray.controller.journal import Command, Event
-from gray.controller.journal_background import BackgroundRemote
+from gray.controller.journal.background import BackgroundRemote
 
 
 class SlowRemote:

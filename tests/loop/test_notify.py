@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gray.controller.notify import Notifier
-from gray.controller.plan import NotifySpec
+from gray.controller.plan.models import NotifySpec
 from tests.receiver import Receiver
 
 from .conftest import PLAN, Harness

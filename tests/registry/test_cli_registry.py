@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gray.cli.registry import registry_app
-from gray.controller.plan import PromoteSpec
+from gray.controller.plan.models import PromoteSpec
 from gray.controller.preprocessors import tree_sha256
 from gray.demo.models import ROLE_ALIASES, ROLES, demo_dataset
 

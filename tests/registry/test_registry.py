@@ -20,7 +20,7 @@ from gray.controller.errors import (
     SameVersionError,
     VersionNotReadyError,
 )
-from gray.controller.plan import ModelSpec, PreprocessorBinding, PromoteSpec
+from gray.controller.plan.models import ModelSpec, PreprocessorBinding, PromoteSpec
 from gray.controller.registry import (
     TAG_PREPROCESSOR_BINDING,
     TAG_PREPROCESSOR_SHA256,

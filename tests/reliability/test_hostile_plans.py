@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from gray.cli.app import app
 from gray.controller.errors import PlanError
-from gray.controller.plan import load_plan, parse_plan
-from gray.controller.plan_source import MAX_ALIASES, MAX_DEPTH, MAX_PLAN_BYTES, MAX_VALUES
+from gray.controller.plan.models import load_plan, parse_plan
+from gray.controller.plan.source import MAX_ALIASES, MAX_DEPTH, MAX_PLAN_BYTES, MAX_VALUES
 
 runner = CliRunner()
 

@@ -251,7 +251,7 @@ def test_a_damaged_record_in_the_mlflow_journal_is_skipped_with_a_warning(
 ) -> None:
     # A record in the shared journal damaged by a foreign or crashed writer must not hide
     # the rollout (or every rollout) from another machine's `rollback`, `status` or `list`.
-    from gray.controller.journal_mlflow import MlflowJournal
+    from gray.controller.journal.mlflow_run import MlflowJournal
 
     warnings: list[str] = []
     remote = MlflowJournal(fresh_registry.registry(), warnings.append)  # type: ignore[attr-defined]

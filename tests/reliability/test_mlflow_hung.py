@@ -20,7 +20,7 @@ import pytest
 from gray.controller import rollouts
 from gray.controller.journal import Event
 from gray.controller.loop import Step
-from gray.controller.plan import Plan, load_plan
+from gray.controller.plan.models import Plan, load_plan
 from gray.controller.registry import Registry
 from gray.controller.runner import Runner, RunResult
 from tests.conftest import MlflowServer

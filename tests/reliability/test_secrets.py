@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from gray.cli.app import app
 from gray.controller.errors import PlanError, RegistryError, RouterError
 from gray.controller.journal import Journal, LocalJournal
-from gray.controller.plan import parse_plan
+from gray.controller.plan.models import parse_plan
 from gray.controller.redact import redact, redact_data, register_secret, webhook_label
 from tests.loop.conftest import PLAN, Harness
 from tests.reliability.test_journal_corruption import rollout_state, write_rollout

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from gray.controller.journal import Command, Event, RemoteJournal, RolloutRecord
+from gray.controller.journal.events import Command, Event, RemoteJournal, RolloutRecord
 from gray.controller.state import RolloutState
 
 RETRY_FIRST_SECONDS = 1.0

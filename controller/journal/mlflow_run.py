@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from gray.controller.journal import (
+from gray.controller.journal.events import (
     Command,
     Event,
     RolloutRecord,

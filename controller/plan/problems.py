@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gray.controller.errors import PlanProblem
-from gray.controller.plan_source import PlanSource
+from gray.controller.plan.source import PlanSource
 
 _EXPECTED = {
     "int_parsing": "expected a whole number",

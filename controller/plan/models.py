@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from gray.controller.errors import PlanError, PlanProblem
+from gray.controller.plan.units import duration_between, format_duration, format_share, parse_share
 from gray.controller.redact import register_secret
 from gray.controller.types import Audience
-from gray.controller.units import duration_between, format_duration, format_share, parse_share
 
 if TYPE_CHECKING:
-    from gray.controller.plan_source import PlanSource
+    from gray.controller.plan.source import PlanSource
 
 # The durations a plan may give, in seconds (README: "Durations"). Outside them a
 # plan is a typo or hostile: a look every millisecond hammers the endpoint, a
@@ -406,9 +406,9 @@ def _stage_default_name(stage: dict[str, Any], number: int) -> str:
 
 def parse_plan(text: str, filename: str = "<plan>", environ: dict[str, str] | None = None) -> Plan:
     """Parse and check a plan; raise PlanError listing every problem found."""
-    from gray.controller.plan_checks import semantic_problems
-    from gray.controller.plan_problems import describe_validation_error
-    from gray.controller.plan_source import read_plan_source
+    from gray.controller.plan.checks import semantic_problems
+    from gray.controller.plan.problems import describe_validation_error
+    from gray.controller.plan.source import read_plan_source
 
     source = read_plan_source(text, environ)
     problems = [
@@ -446,7 +446,7 @@ def parse_plan(text: str, filename: str = "<plan>", environ: dict[str, str] | No
 
 
 def load_plan(path: str | Path, environ: dict[str, str] | None = None) -> Plan:
-    from gray.controller.plan_source import MAX_PLAN_BYTES
+    from gray.controller.plan.source import MAX_PLAN_BYTES
 
     name = str(path)
     try:

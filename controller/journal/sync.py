@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gray.controller.errors import RolloutNotFoundError
-from gray.controller.journal import Event, Journal
-from gray.controller.journal_mlflow import RECENT_EVENTS
+from gray.controller.journal.events import Event
+from gray.controller.journal.merged import Journal
+from gray.controller.journal.mlflow_run import RECENT_EVENTS
 
 _EventKey = tuple[int, str, int]
 

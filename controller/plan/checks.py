@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from pydantic import ValidationError
 
-from gray.controller.plan import (
+from gray.controller.plan.models import (
     HOOK_KINDS,
     RATE_METRICS,
     GateSpec,
@@ -15,7 +15,7 @@ from gray.controller.plan import (
     resolve_stage_gates,
     validate_cidrs,
 )
-from gray.controller.units import format_duration, format_share
+from gray.controller.plan.units import format_duration, format_share
 
 Problem = tuple[tuple[str | int, ...], str]
 

@@ -1,0 +1,34 @@
+"""The rollout journal: every event with the state after it, durable and shareable.
+
+`events` (the records), `local` (the fsynced JSON-lines file), `mlflow_run` (the
+shared MLflow run), `merged` (`Journal`, the two together), `background` (MLflow
+writes off the decision path) and `sync` (catching MLflow up with the local file).
+"""
+
+from gray.controller.journal.events import (
+    Command,
+    Event,
+    RemoteJournal,
+    RolloutRecord,
+    actor,
+    current_state,
+    gray_home,
+    new_rollout_id,
+    print_warning,
+)
+from gray.controller.journal.local import LocalJournal
+from gray.controller.journal.merged import Journal
+
+__all__ = [
+    "Command",
+    "Event",
+    "Journal",
+    "LocalJournal",
+    "RemoteJournal",
+    "RolloutRecord",
+    "actor",
+    "current_state",
+    "gray_home",
+    "new_rollout_id",
+    "print_warning",
+]

@@ -1,0 +1,1 @@
+"""The rollout plan: models, YAML source with positions, problems, whole-plan checks."""
