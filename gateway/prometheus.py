@@ -1,50 +1,43 @@
-"""The gateway's counters in the Prometheus text exposition format (version 0.0.4).
+"""The gateway's counters as a Prometheus page, written by `prometheus-client`.
 
 Every series carries `version` (the model version that did the work) and
 `traffic`: "live" for routed requests, "forced" for requests whose caller chose
 the version, "shadow" for the candidate's side of mirrored requests.
+
+The counters live in `GatewayStats`, not in prometheus-client's own metric
+objects: the controller reads the same numbers through /admin/stats, and a
+second set of counters could drift from the first. So one collector per scrape
+turns a `StatsView` into metric families, and the library writes the text.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
 
 from gray.controller.types import Applied, VersionCounters
 from gray.gateway.stats import StatsView
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(**labels: str) -> str:
-    inner = ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items())
-    return "{" + inner + "}"
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if isinstance(value, int) or float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
-
-
-def _family(name: str, kind: str, help_text: str) -> Iterator[str]:
-    yield f"# HELP {name} {help_text}"
-    yield f"# TYPE {name} {kind}"
-
-
-def _traffic(view: StatsView) -> list[tuple[str, str, VersionCounters]]:
-    rows = [("live", v, c) for v, c in sorted(view.versions.items())]
-    rows += [("forced", v, c) for v, c in sorted(view.forced.items())]
-    rows += [("shadow", v, s.candidate) for v, s in sorted(view.shadow.items())]
-    return rows
+_TRAFFIC_LABELS = ["version", "traffic"]
+_COUNTS = (
+    ("gray_requests_total", "requests", "Prediction requests handled."),
+    ("gray_errors_total", "errors", "Prediction requests the model failed (5xx)."),
+    ("gray_bad_requests_total", "bad_requests", "Prediction requests refused as unusable."),
+    ("gray_labelled_total", "labelled", "Predicted rows that later received a label."),
+    ("gray_correct_total", "correct", "Labelled rows whose prediction equalled the label."),
+)
 
 
 @dataclass(frozen=True)
@@ -57,79 +50,79 @@ class Extras:
     header_timeouts: int = 0
 
 
+@dataclass(frozen=True, eq=False)  # the registry keys collectors by identity
+class _GatewayCollector:
+    """One scrape's worth of gateway state, as prometheus-client metric families."""
+
+    view: StatsView
+    applied: Applied
+    states: dict[str, str]
+    extras: Extras
+
+    def collect(self) -> Iterator[Metric]:
+        rows = _traffic(self.view)
+        yield from _traffic_counters(rows)
+        yield _latency_histogram(rows, self.view)
+        yield _slow_requests(rows)
+        yield from _shadow_counters(self.view)
+        yield from _gateway_counters(self.view, self.extras)
+        yield from _route_gauges(self.applied, self.states, self.view, self.extras)
+
+
 def render(
     view: StatsView, applied: Applied, states: dict[str, str], extras: Extras | None = None
 ) -> str:
-    """All metrics as one text page."""
-    lines = [*_lines(view, applied, states), *_extra_lines(extras or Extras())]
-    return "\n".join(lines) + "\n"
+    """All metrics as one text page (exposition format 0.0.4)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_GatewayCollector(view, applied, states, extras or Extras()))
+    return generate_latest(registry).decode("utf-8")
 
 
-def _extra_lines(extras: Extras) -> Iterator[str]:
-    lease = extras.lease
-    yield from _family(
-        "gray_route_lease_expires_at_seconds",
-        "gauge",
-        "Unix time the candidate's traffic returns to the baseline unless renewed (0: never).",
-    )
-    yield f"gray_route_lease_expires_at_seconds {_number(lease.get('lease_expires_at') or 0)}"
-    yield from _family(
-        "gray_route_held", "gauge", "1 when candidate traffic is held with no expiry (hold)."
-    )
-    yield f"gray_route_held {1 if lease.get('hold') else 0}"
-    for name, value, help_text in (
-        (
-            "gray_lease_expiries_total",
-            extras.lease_expiries,
-            "Leases that expired unrenewed, sending everything back to the baseline.",
-        ),
-        (
-            "gray_connections_refused_total",
-            extras.connections_refused,
-            "Connections refused because --max-connections were open.",
-        ),
-        (
-            "gray_header_timeouts_total",
-            extras.header_timeouts,
-            "Connections closed because a request's headers took longer than --header-timeout.",
-        ),
-    ):
-        yield from _family(name, "counter", help_text)
-        yield f"{name} {value}"
+def _traffic(view: StatsView) -> list[tuple[str, str, VersionCounters]]:
+    rows = [("live", v, c) for v, c in sorted(view.versions.items())]
+    rows += [("forced", v, c) for v, c in sorted(view.forced.items())]
+    rows += [("shadow", v, s.candidate) for v, s in sorted(view.shadow.items())]
+    return rows
 
 
-def _lines(view: StatsView, applied: Applied, states: dict[str, str]) -> Iterator[str]:
-    rows = _traffic(view)
-    simple = (
-        ("gray_requests_total", "requests", "Prediction requests handled."),
-        ("gray_errors_total", "errors", "Prediction requests the model failed (5xx)."),
-        ("gray_bad_requests_total", "bad_requests", "Prediction requests refused as unusable."),
-        ("gray_labelled_total", "labelled", "Predicted rows that later received a label."),
-        ("gray_correct_total", "correct", "Labelled rows whose prediction equalled the label."),
-    )
-    for name, attribute, help_text in simple:
-        yield from _family(name, "counter", help_text)
+def _traffic_counters(rows: list[tuple[str, str, VersionCounters]]) -> Iterator[Metric]:
+    for name, attribute, help_text in _COUNTS:
+        family = CounterMetricFamily(name, help_text, labels=_TRAFFIC_LABELS)
         for traffic, version, counters in rows:
-            value = getattr(counters, attribute)
-            yield f"{name}{_labels(version=version, traffic=traffic)} {value}"
+            family.add_metric([version, traffic], getattr(counters, attribute))
+        yield family
 
-    name = "gray_request_duration_seconds"
-    yield from _family(name, "histogram", "Time to answer a prediction request.")
+
+def _latency_histogram(rows: list[tuple[str, str, VersionCounters]], view: StatsView) -> Metric:
+    family = HistogramMetricFamily(
+        "gray_request_duration_seconds",
+        "Time to answer a prediction request.",
+        labels=_TRAFFIC_LABELS,
+    )
     for traffic, version, counters in rows:
-        for edge, count in counters.latency_buckets:
-            labels = _labels(version=version, traffic=traffic, le=_number(edge))
-            yield f"{name}_bucket{labels} {count}"
-        latency_sum = view.latency_sums.get((traffic, version), 0.0)
-        yield f"{name}_sum{_labels(version=version, traffic=traffic)} {_number(latency_sum)}"
-        yield f"{name}_count{_labels(version=version, traffic=traffic)} {counters.requests}"
+        # The gateway's buckets are already cumulative and end at +Inf, as the format wants.
+        buckets = [(floatToGoString(edge), count) for edge, count in counters.latency_buckets]
+        if not buckets or buckets[-1][0] != "+Inf":
+            buckets.append(("+Inf", counters.requests))
+        family.add_metric(
+            [version, traffic], buckets, view.latency_sums.get((traffic, version), 0.0)
+        )
+    return family
 
-    name = "gray_slow_requests_total"
-    yield from _family(name, "counter", "Requests slower than a configured SLO edge.")
+
+def _slow_requests(rows: list[tuple[str, str, VersionCounters]]) -> Metric:
+    family = CounterMetricFamily(
+        "gray_slow_requests_total",
+        "Requests slower than a configured SLO edge.",
+        labels=[*_TRAFFIC_LABELS, "slo_seconds"],
+    )
     for traffic, version, counters in rows:
         for edge, count in counters.slow:
-            labels = _labels(version=version, traffic=traffic, slo_seconds=_number(edge))
-            yield f"{name}{labels} {count}"
+            family.add_metric([version, traffic, floatToGoString(edge)], count)
+    return family
 
+
+def _shadow_counters(view: StatsView) -> Iterator[Metric]:
     for name, attribute, help_text in (
         ("gray_shadow_pairs_total", "pairs", "Mirrored requests both versions answered."),
         (
@@ -138,10 +131,13 @@ def _lines(view: StatsView, applied: Applied, states: dict[str, str]) -> Iterato
             "Mirrored requests whose outputs differed.",
         ),
     ):
-        yield from _family(name, "counter", help_text)
+        family = CounterMetricFamily(name, help_text, labels=["version"])
         for version, shadow in sorted(view.shadow.items()):
-            yield f"{name}{_labels(version=version)} {getattr(shadow, attribute)}"
+            family.add_metric([version], getattr(shadow, attribute))
+        yield family
 
+
+def _gateway_counters(view: StatsView, extras: Extras) -> Iterator[Metric]:
     for name, value, help_text in (
         (
             "gray_ignored_overrides_total",
@@ -158,19 +154,61 @@ def _lines(view: StatsView, applied: Applied, states: dict[str, str]) -> Iterato
             view.log_dropped,
             "Prediction log lines dropped because the writer fell behind.",
         ),
+        (
+            "gray_lease_expiries_total",
+            extras.lease_expiries,
+            "Leases that expired unrenewed, sending everything back to the baseline.",
+        ),
+        (
+            "gray_connections_refused_total",
+            extras.connections_refused,
+            "Connections refused because --max-connections were open.",
+        ),
+        (
+            "gray_header_timeouts_total",
+            extras.header_timeouts,
+            "Connections closed because a request's headers took longer than --header-timeout.",
+        ),
     ):
-        yield from _family(name, "counter", help_text)
-        yield f"{name} {value}"
+        yield CounterMetricFamily(name, help_text, value=value)
 
+
+def _route_gauges(
+    applied: Applied, states: dict[str, str], view: StatsView, extras: Extras
+) -> Iterator[Metric]:
     route = applied.route
-    yield from _family("gray_route_weight_ratio", "gauge", "Share of traffic the candidate gets.")
-    yield f"gray_route_weight_ratio{_labels(version=route.candidate or '')} {_number(route.weight)}"
-    yield from _family("gray_route_mirror_ratio", "gauge", "Share of traffic mirrored.")
-    yield f"gray_route_mirror_ratio{_labels(version=route.candidate or '')} {_number(route.mirror)}"
-    yield from _family("gray_route_epoch", "gauge", "Lease epoch of the route in force.")
-    yield f"gray_route_epoch {applied.lease.epoch if applied.lease else 0}"
-    yield from _family("gray_version_ready", "gauge", "1 when a version is loaded and warm.")
+    candidate = route.candidate or ""
+    weight = GaugeMetricFamily(
+        "gray_route_weight_ratio", "Share of traffic the candidate gets.", labels=["version"]
+    )
+    weight.add_metric([candidate], route.weight)
+    yield weight
+    mirror = GaugeMetricFamily(
+        "gray_route_mirror_ratio", "Share of traffic mirrored.", labels=["version"]
+    )
+    mirror.add_metric([candidate], route.mirror)
+    yield mirror
+    yield GaugeMetricFamily(
+        "gray_route_epoch",
+        "Lease epoch of the route in force.",
+        value=applied.lease.epoch if applied.lease else 0,
+    )
+    yield GaugeMetricFamily(
+        "gray_route_lease_expires_at_seconds",
+        "Unix time the candidate's traffic returns to the baseline unless renewed (0: never).",
+        value=extras.lease.get("lease_expires_at") or 0,
+    )
+    yield GaugeMetricFamily(
+        "gray_route_held",
+        "1 when candidate traffic is held with no expiry (hold).",
+        value=1 if extras.lease.get("hold") else 0,
+    )
+    ready = GaugeMetricFamily(
+        "gray_version_ready", "1 when a version is loaded and warm.", labels=["version"]
+    )
     for version, state in sorted(states.items()):
-        yield f"gray_version_ready{_labels(version=version)} {1 if state == 'ready' else 0}"
-    yield from _family("gray_start_time_seconds", "gauge", "Unix time the gateway started.")
-    yield f"gray_start_time_seconds {_number(view.started_at)}"
+        ready.add_metric([version], 1 if state == "ready" else 0)
+    yield ready
+    yield GaugeMetricFamily(
+        "gray_start_time_seconds", "Unix time the gateway started.", value=view.started_at
+    )

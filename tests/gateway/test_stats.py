@@ -18,6 +18,7 @@ from gray.gateway.stats import (
     fine_edges,
     quantile_from_buckets,
 )
+from tests.metrics_text import sample
 
 
 class Clock:
@@ -120,15 +121,21 @@ def metrics_page() -> str:
 
 def test_prometheus_page_carries_version_labels_and_histograms() -> None:
     page = metrics_page()
-    assert 'gray_requests_total{version="1",traffic="live"} 1' in page
-    assert 'gray_errors_total{version="2",traffic="live"} 1' in page
-    assert 'gray_requests_total{version="2",traffic="forced"} 1' in page
-    assert 'gray_slow_requests_total{version="2",traffic="live",slo_seconds="0.25"} 1' in page
-    assert 'gray_request_duration_seconds_bucket{version="1",traffic="live",le="+Inf"} 1' in page
-    assert 'gray_request_duration_seconds_count{version="2",traffic="live"} 1' in page
-    assert 'gray_shadow_pairs_total{version="2\\"x"} 1' in page
-    assert "gray_route_epoch 3" in page
-    assert 'gray_version_ready{version="2"} 0' in page
+    assert sample(page, "gray_requests_total", version="1", traffic="live") == 1
+    assert sample(page, "gray_errors_total", version="2", traffic="live") == 1
+    assert sample(page, "gray_errors_total", version="1", traffic="live") == 0
+    assert sample(page, "gray_requests_total", version="2", traffic="forced") == 1
+    slow = {"version": "2", "traffic": "live", "slo_seconds": "0.25"}
+    assert sample(page, "gray_slow_requests_total", **slow) == 1
+    assert sample(page, "gray_request_duration_seconds_bucket", version="1", le="+Inf") == 1
+    assert sample(page, "gray_request_duration_seconds_bucket", version="1", le="0.25") == 1
+    assert sample(page, "gray_request_duration_seconds_bucket", version="2", le="0.25") == 0
+    assert sample(page, "gray_request_duration_seconds_count", version="2", traffic="live") == 1
+    assert sample(page, "gray_shadow_pairs_total", version='2"x') == 1
+    assert sample(page, "gray_route_epoch") == 3
+    assert sample(page, "gray_route_weight_ratio", version="2") == 0.2
+    assert sample(page, "gray_version_ready", version="2") == 0
+    assert sample(page, "gray_version_ready", version="1") == 1
     assert page.endswith("\n")
 
 

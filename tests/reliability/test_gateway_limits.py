@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from gray.gateway.testing import RunningGateway
+from tests.metrics_text import sample
 
 from .conftest import LIMITS
 
@@ -60,8 +61,9 @@ def ping_seconds(gateway: RunningGateway) -> float:
 
 def metric(gateway: RunningGateway, name: str) -> float:
     text = httpx.get(f"{gateway.url}/metrics", headers=gateway.headers, timeout=5).text
-    line = next(line for line in text.splitlines() if line.startswith(name + " "))
-    return float(line.split()[1])
+    value = sample(text, name)
+    assert value is not None, f"{name} is not on the page"
+    return value
 
 
 def test_a_huge_declared_body_is_refused_before_it_is_read(gateway: RunningGateway) -> None:
