@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any, NoReturn, TextIO
@@ -96,8 +96,3 @@ def reported_errors(output: OutputFormat = OutputFormat.text) -> Iterator[None]:
         yield
     except GrayError as error:
         fail(error, output)
-
-
-def run_reported(output: OutputFormat, action: Callable[[], Any]) -> Any:
-    with reported_errors(output):
-        return action()

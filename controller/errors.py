@@ -2,7 +2,6 @@
 
     GrayError                      base; `exit_code` says how the CLI leaves
     ├── PlanError                  a plan file is unreadable or invalid (exit 2)
-    │   └── PlanVariableError      `${VAR}` with VAR unset and no default
     ├── ConfigError                bad command-line input or settings (exit 2)
     ├── RegistryError              MLflow unreachable or answered an error (exit 4)
     │   ├── ModelNotFoundError     no such registered model or version (exit 2)
@@ -107,10 +106,6 @@ class PlanProblem:
 
     def __repr__(self) -> str:
         return f"PlanProblem({self.render()!r})"
-
-
-class PlanVariableError(PlanError):
-    """A `${VAR}` reference with VAR unset and no `:-default`."""
 
 
 class ConfigError(GrayError):
