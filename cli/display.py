@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gray.cli.output import emit_json
-from gray.controller.journal import Event
+from gray.controller.journal import Event, EventKind
 from gray.controller.plan.models import Plan, StageSpec
 from gray.controller.plan.units import format_duration, format_share
 from gray.controller.state import Phase, RolloutState
@@ -23,6 +23,8 @@ OUTCOME_STYLE = {
     "inconclusive": "yellow",
     "nodata": "dim",
 }
+# Events shown in red among a rollout's recent decisions.
+_ALARMING = (EventKind.GATE_FAILED, EventKind.ROLLED_BACK, EventKind.ABORTED)
 PHASE_STYLE = {
     Phase.PROMOTED: "bold green",
     Phase.ROLLED_BACK: "bold red",
@@ -66,7 +68,7 @@ class RolloutView:
 
     def on_event(self, event: Event) -> None:
         self.state = RolloutState.from_dict(event.state)
-        if event.event != "look":
+        if event.event != EventKind.LOOK:
             self.recent.append((event.at, event.event, event.reason))
             self.recent = self.recent[-6:]
 
@@ -97,7 +99,7 @@ def render_state(
     if recent:
         log = Table.grid(padding=(0, 1))
         for at, name, reason in recent:
-            style = "red" if name in ("gate_failed", "rolled_back", "aborted") else "dim"
+            style = "red" if name in _ALARMING else "dim"
             log.add_row(
                 time.strftime("%H:%M:%S", time.localtime(at)), Text(name, style), Text(reason)
             )

@@ -33,7 +33,14 @@ from gray.controller.errors import (
     PreflightError,
     RolloutError,
 )
-from gray.controller.journal import Event, Journal, LocalJournal, RolloutRecord, new_rollout_id
+from gray.controller.journal import (
+    Event,
+    EventKind,
+    Journal,
+    LocalJournal,
+    RolloutRecord,
+    new_rollout_id,
+)
 from gray.controller.plan.models import Plan, load_plan
 from gray.controller.plan.units import format_duration
 from gray.controller.redact import redact
@@ -758,13 +765,13 @@ class _PlainEvents:
 
     def __call__(self, event: Event) -> None:
         self.view.on_event(event)
-        if event.event != "look":
+        if event.event != EventKind.LOOK:
             stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
             console.print(f"{stamp} {event.event}: {event.reason}", markup=False, soft_wrap=True)
 
 
 def _recent(events: tuple[Event, ...]) -> list[tuple[float, str, str]]:
-    return [(e.at, e.event, e.reason) for e in events if e.event != "look"][-6:]
+    return [(e.at, e.event, e.reason) for e in events if e.event != EventKind.LOOK][-6:]
 
 
 def _print_checks(checks: list[Check], output: OutputFormat) -> None:

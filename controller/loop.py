@@ -13,6 +13,7 @@ from typing import Any
 
 from gray.controller import gates
 from gray.controller.gates.increments import increment
+from gray.controller.journal.events import EventKind
 from gray.controller.plan.models import Plan
 from gray.controller.plan.units import format_duration, format_share
 from gray.controller.state import Phase, RolloutState
@@ -107,7 +108,7 @@ Observation = (
 class Record:
     """Write an event, with the state after this step, to the journal."""
 
-    event: str
+    event: EventKind
     reason: str
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -182,7 +183,7 @@ def begin(plan: Plan, state: RolloutState) -> Step:
         f"{state.baseline_ref}=v{state.baseline}, {len(plan.stages)} stages"
     )
     state = state.with_(phase=Phase.STARTING, stage=0, reason=reason)
-    started = Record("started", reason, {"plan": plan.name})
+    started = Record(EventKind.STARTED, reason, {"plan": plan.name})
     if plan.hooks.pre_rollout is not None:  # the smoke test comes before any traffic
         return Step(state, (started, CallHook("pre_rollout")))
     return Step(state, (started, Notify("start", reason), *_enter_stage(plan, state)))
@@ -198,7 +199,7 @@ def resume(
     This is the watcher a controller leaves behind when it exits with traffic held."""
     state = state.with_(until_stage=until_stage)
     reason = f"resumed in phase {state.phase.value} at stage {_stage_label(plan, state.stage)}"
-    record = Record("resumed", reason, {"epoch": state.epoch})
+    record = Record(EventKind.RESUMED, reason, {"epoch": state.epoch})
     phase = state.phase
     if watch and phase in (Phase.HELD, Phase.WAITING_APPROVAL):
         reason = (
@@ -208,7 +209,8 @@ def resume(
         )
         route = stage_route(plan, state, state.stage)
         return Step(
-            state.with_(reason=reason), (Record("watching", reason), ApplyStage(route, fresh=False))
+            state.with_(reason=reason),
+            (Record(EventKind.WATCHING, reason), ApplyStage(route, fresh=False)),
         )
     if phase is Phase.HELD:
         step = _advance(plan, state.with_(reason=reason), now)
@@ -253,7 +255,7 @@ def tick(plan: Plan, state: RolloutState, observation: Observation) -> Step:
             reason += f"`gray rollout resume {state.rollout_id}`"
             return Step(
                 state.with_(reason=reason, updated_at=observation.now),
-                (Record("endpoint_lost", reason), Stop(4, reason)),
+                (Record(EventKind.ENDPOINT_LOST, reason), Stop(4, reason)),
             )
     raise TypeError(f"unknown observation {observation!r}")
 
@@ -269,7 +271,7 @@ def _on_routed(plan: Plan, state: RolloutState, seen: StageRouted) -> Step:
         # A resumed controller re-confirmed the route: the stage's clock, origin
         # and gate state carry on from the journal.
         reason = f"stage {label} route re-confirmed under epoch {state.epoch}"
-        return Step(state.with_(reason=reason), (Record("route_verified", reason),))
+        return Step(state.with_(reason=reason), (Record(EventKind.ROUTE_VERIFIED, reason),))
     exposure = stage.exposure
     judge = gates.start_stage(
         plan.stage_gates(state.stage),
@@ -303,7 +305,9 @@ def _on_routed(plan: Plan, state: RolloutState, seen: StageRouted) -> Step:
     return Step(
         new,
         (
-            Record("stage_started", reason, {"route": route.to_dict(), "stage": state.stage}),
+            Record(
+                EventKind.STAGE_STARTED, reason, {"route": route.to_dict(), "stage": state.stage}
+            ),
             Notify("stage", reason),
         ),
     )
@@ -333,7 +337,7 @@ def _on_look(plan: Plan, state: RolloutState, look: Look) -> Step:
         updated_at=look.now,
     )
     record = Record(
-        "look",
+        EventKind.LOOK,
         verdict.sentence(),
         {"verdict": verdict.to_dict(), "candidate_requests": requests, "stage": state.stage},
     )
@@ -383,7 +387,7 @@ def _end_of_dwell(
             reason = f"stage {label}: dwell over but no data yet; holding up to {hold}"
             return Step(
                 state.with_(nodata_since=now, reason=reason),
-                (record, Record("nodata_hold", reason)),
+                (record, Record(EventKind.NODATA_HOLD, reason)),
             )
         return Step(state, (record,))
     policy = plan.policies.inconclusive
@@ -394,7 +398,7 @@ def _end_of_dwell(
             f"{format_duration(extend)} ({state.extensions + 1} of {policy.max_extensions})"
         )
         new = state.with_(deadline=now + extend, extensions=state.extensions + 1, reason=reason)
-        return Step(new, (record, Record("stage_extended", reason)))
+        return Step(new, (record, Record(EventKind.STAGE_EXTENDED, reason)))
     if policy.then == "pass":
         reason = f"stage {label} still inconclusive after {state.extensions} extension(s); "
         reason += f"plan says pass: {short}"
@@ -417,7 +421,7 @@ def _stage_passed(
     }
     state = state.with_(history=(*state.history, result), nodata_since=None)
     passed = Record(
-        "stage_passed", state.reason, {"verdict": verdict.to_dict(), "stage": state.stage}
+        EventKind.STAGE_PASSED, state.reason, {"verdict": verdict.to_dict(), "stage": state.stage}
     )
     if plan.hooks.post_stage is not None:
         return Step(state, (record, passed, CallHook("post_stage", state.stage)))
@@ -434,7 +438,7 @@ def _after_stage_passed(plan: Plan, state: RolloutState, now: float) -> Step:
             f"(gray rollout approve {state.rollout_id})"
         )
         new = state.with_(phase=Phase.WAITING_APPROVAL, reason=reason, deadline=None)
-        return Step(new, (Record("waiting_approval", reason), Notify("approval", reason)))
+        return Step(new, (Record(EventKind.WAITING_APPROVAL, reason), Notify("approval", reason)))
     if state.until_stage is not None and state.stage >= state.until_stage:
         reason = (
             f"stage {_stage_label(plan, state.stage)} passed; stopping here as asked "
@@ -442,7 +446,7 @@ def _after_stage_passed(plan: Plan, state: RolloutState, now: float) -> Step:
             f"traffic held. Continue with `gray rollout resume {state.rollout_id}`"
         )
         new = state.with_(phase=Phase.HELD, reason=reason, deadline=None)
-        return Step(new, (Record("held", reason), Stop(3, reason)))
+        return Step(new, (Record(EventKind.HELD, reason), Stop(3, reason)))
     return _advance(plan, state, now)
 
 
@@ -484,7 +488,7 @@ def _promote_now(state: RolloutState, now: float, reason: str) -> Step:
         resume_after_hold=None,
         updated_at=now,
     )
-    return Step(new, (Record("promoting", reason), Promote()))
+    return Step(new, (Record(EventKind.PROMOTING, reason), Promote()))
 
 
 def _confirm_again(plan: Plan, state: RolloutState) -> tuple[Action, ...]:
@@ -519,7 +523,7 @@ def _on_hook(plan: Plan, state: RolloutState, answer: HookAnswered) -> Step:
         reason = f"{answer.reason}; stopped before any traffic moved, nothing changed"
         new = state.with_(phase=Phase.ABORTED, reason=reason, ended_at=now, updated_at=now)
         # One record ends a rollout: the hook's answer travels in the `aborted` event.
-        return Step(new, (Record("aborted", reason, record.data), Stop(2, reason)))
+        return Step(new, (Record(EventKind.ABORTED, reason, record.data), Stop(2, reason)))
     if call.hook == "confirm_promotion":
         if state.resume_after_hold == "promote":
             return Step(state, (record,))  # still held; asked again at the next look
@@ -531,17 +535,20 @@ def _on_hook(plan: Plan, state: RolloutState, answer: HookAnswered) -> Step:
         new = state.with_(
             phase=Phase.WAITING_APPROVAL, resume_after_hold="promote", reason=reason, deadline=None
         )
-        return Step(new, (record, Record("waiting_approval", reason), Notify("approval", reason)))
+        return Step(
+            new, (record, Record(EventKind.WAITING_APPROVAL, reason), Notify("approval", reason))
+        )
     # pre_stage, post_stage, or a resumed pre_rollout: candidate traffic may be in force.
     reason = f"stage {label}: {answer.reason}"
-    return _start_rollback(state, now, reason, record, event="hook_rollback")
+    return _start_rollback(state, now, reason, record, event=EventKind.HOOK_ROLLBACK)
 
 
 def hook_record(answer: HookAnswered) -> Record:
     """The journal entry for a hook's answer (also written by the runner for on_rollback,
     whose answer comes after the rollout ended and changes nothing)."""
     data = {"hook": answer.call.hook, "stage": answer.call.stage, "status": answer.status}
-    return Record("hook_passed" if answer.ok else "hook_failed", answer.reason, data)
+    kind = EventKind.HOOK_PASSED if answer.ok else EventKind.HOOK_FAILED
+    return Record(kind, answer.reason, data)
 
 
 def _start_rollback(
@@ -550,11 +557,12 @@ def _start_rollback(
     reason: str,
     record: Record | None,
     kind: str = "rolled_back",
-    event: str | None = None,
+    event: EventKind | None = None,
 ) -> Step:
     new = state.with_(phase=Phase.ROLLING_BACK, rollback_kind=kind, reason=reason, updated_at=now)
     records = (record,) if record else ()
-    event = event or ("gate_failed" if kind == "rolled_back" else "abort_requested")
+    failed = kind == "rolled_back"
+    event = event or (EventKind.GATE_FAILED if failed else EventKind.ABORT_REQUESTED)
     return Step(new, (*records, Record(event, reason), Rollback(reason)))
 
 
@@ -566,7 +574,7 @@ def _on_rolled_back(plan: Plan, state: RolloutState, seen: RolledBack) -> Step:
     new = state.with_(
         phase=phase, reason=reason, ended_at=seen.now, deadline=None, updated_at=seen.now
     )
-    event = "aborted" if aborted else "rolled_back"
+    event = EventKind.ABORTED if aborted else EventKind.ROLLED_BACK
     return Step(
         new,
         (
@@ -585,7 +593,7 @@ def _on_promoted(plan: Plan, state: RolloutState, seen: Promoted) -> Step:
     return Step(
         new,
         (
-            Record("promoted", reason, {"moves": list(seen.moves)}),
+            Record(EventKind.PROMOTED, reason, {"moves": list(seen.moves)}),
             Notify("promote", reason),
             Stop(0, reason),
         ),
@@ -597,14 +605,18 @@ def _on_command(plan: Plan, state: RolloutState, cmd: CommandReceived) -> Step:
     label = _stage_label(plan, state.stage)
     ignored = Step(
         state,
-        (Record("command_ignored", f"{cmd.command}{by} ignored in phase {state.phase.value}"),),
+        (
+            Record(
+                EventKind.COMMAND_IGNORED, f"{cmd.command}{by} ignored in phase {state.phase.value}"
+            ),
+        ),
     )
     if cmd.command == "approve":
         if state.phase is not Phase.WAITING_APPROVAL:
             return ignored
         reason = f"stage {label} approved{by}"
         step = _advance(plan, state.with_(reason=reason), cmd.now)
-        return Step(step.state, (Record("approved", reason), *step.actions))
+        return Step(step.state, (Record(EventKind.APPROVED, reason), *step.actions))
     if cmd.command == "pause":
         if state.phase is not Phase.RUNNING:
             return ignored
@@ -612,7 +624,7 @@ def _on_command(plan: Plan, state: RolloutState, cmd: CommandReceived) -> Step:
         left_text = format_duration(max(left, 0.001))
         reason = f"paused{by}; traffic held at stage {label} with {left_text} of dwell left"
         new = state.with_(phase=Phase.PAUSED, dwell_left=left, deadline=None, reason=reason)
-        return Step(new, (Record("paused", reason), Notify("pause", reason)))
+        return Step(new, (Record(EventKind.PAUSED, reason), Notify("pause", reason)))
     if cmd.command == "unpause":
         if state.phase is not Phase.PAUSED:
             return ignored
@@ -621,7 +633,7 @@ def _on_command(plan: Plan, state: RolloutState, cmd: CommandReceived) -> Step:
         new = state.with_(
             phase=Phase.RUNNING, deadline=cmd.now + left, dwell_left=None, reason=reason
         )
-        return Step(new, (Record("unpaused", reason),))
+        return Step(new, (Record(EventKind.UNPAUSED, reason),))
     if cmd.command == "abort":
         if state.phase in (Phase.ROLLING_BACK, Phase.PROMOTING):
             return ignored
@@ -631,7 +643,7 @@ def _on_command(plan: Plan, state: RolloutState, cmd: CommandReceived) -> Step:
             return ignored
         reason = f"promotion forced{by}, skipping stages after {label}"
         new = state.with_(phase=Phase.PROMOTING, reason=reason, deadline=None, updated_at=cmd.now)
-        return Step(new, (Record("promote_override", reason), Promote()))
+        return Step(new, (Record(EventKind.PROMOTE_OVERRIDE, reason), Promote()))
     return ignored
 
 
@@ -655,9 +667,9 @@ def _on_lease_lost(state: RolloutState, lost: LeaseLost) -> Step:
         if not rolled_back:
             # A resumed controller journals on: a record of this stale state would hide its.
             return Step(new, (Stop(4, reason),))
-        return Step(new, (Record("superseded", reason), Stop(1, reason)))
+        return Step(new, (Record(EventKind.SUPERSEDED, reason), Stop(1, reason)))
     reason = f"{lost.reason}: now held by {who}; stopping without touching the route"
-    return Step(state.with_(reason=reason), (Record("superseded", reason), Stop(4, reason)))
+    return Step(state.with_(reason=reason), (Record(EventKind.SUPERSEDED, reason), Stop(4, reason)))
 
 
 def _on_metrics_failure(plan: Plan, state: RolloutState, look: Look) -> Step:
@@ -671,10 +683,12 @@ def _on_metrics_failure(plan: Plan, state: RolloutState, look: Look) -> Step:
             f"traffic left at stage {_stage_label(plan, state.stage)}, resume with "
             f"`gray rollout resume {state.rollout_id}`"
         )
-        return Step(state.with_(reason=reason), (Record("metrics_lost", reason), Stop(4, reason)))
+        return Step(
+            state.with_(reason=reason), (Record(EventKind.METRICS_LOST, reason), Stop(4, reason))
+        )
     return Step(
         state.with_(metrics_failing_since=since),
-        (Record("metrics_error", f"metrics source failed: {error}"),),
+        (Record(EventKind.METRICS_ERROR, f"metrics source failed: {error}"),),
     )
 
 

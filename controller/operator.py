@@ -22,7 +22,7 @@ from gray.controller.errors import (
     JournalError,
     RolloutAlreadyPromotedError,
 )
-from gray.controller.journal import Event, Journal, LocalJournal, actor
+from gray.controller.journal import Event, EventKind, Journal, LocalJournal, actor
 from gray.controller.routers.base import Router
 from gray.controller.state import Phase, RolloutState
 from gray.controller.types import Applied, Lease, RouteSpec
@@ -145,22 +145,24 @@ def record_rollback(
     plan: Plan | None,
     reason: str,
     to_previous: bool,
-    kind: str = "rolled_back",
+    kind: EventKind = EventKind.ROLLED_BACK,
 ) -> Recorded:
     """Bookkeeping after the endpoint write: journal, registry tag, and `--to previous`.
 
     Failures here are warnings: traffic is already back on the baseline. With no
-    registry (the fast path) the tag is left to `gray rollout sync`."""
+    registry (the fast path) the tag is left to `gray rollout sync`. `kind` is the event
+    that ends the rollout: ROLLED_BACK (`gray rollback`) or ABORTED (`gray rollout abort`)."""
+    kind = EventKind(kind)  # the command line names it by its string
     who = actor()
     warnings: list[str] = []
-    verb = "aborted" if kind == "aborted" else "rolled back"
+    verb = "aborted" if kind is EventKind.ABORTED else "rolled back"
     text = f"{verb} by {who}" + (f": {reason}" if reason else "")
     event: Event | None = None
     # A rollout found already ended (a repeated or racing rollback) is reported as such.
     ended: RolloutState | None = state if state is not None and state.phase.terminal else None
     if state is not None and journal is not None and not state.phase.terminal:
         final = state.with_(
-            phase=Phase.ABORTED if kind == "aborted" else Phase.ROLLED_BACK,
+            phase=Phase.ABORTED if kind is EventKind.ABORTED else Phase.ROLLED_BACK,
             reason=f"{text}; baseline v{state.baseline} answers 100 %",
             ended_at=time.time(),
             updated_at=time.time(),
@@ -236,7 +238,7 @@ def _journal_revert(
     final = state.with_(phase=Phase.REVERTED, reason=reason, ended_at=now, updated_at=now)
     try:
         return journal.append(
-            final, "reverted", reason, {"route": applied.to_dict(), "moves": moves}
+            final, EventKind.REVERTED, reason, {"route": applied.to_dict(), "moves": moves}
         )
     except JournalError as exc:
         warnings.append(f"the previous version serves, but the journal write failed: {exc.message}")

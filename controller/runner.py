@@ -20,7 +20,7 @@ from gray.controller.errors import (
     RouterError,
     RouteVerificationError,
 )
-from gray.controller.journal import Event, Journal
+from gray.controller.journal import Event, EventKind, Journal
 from gray.controller.journal.background import BackgroundRemote
 from gray.controller.metrics.base import MetricsSource
 from gray.controller.notify import Notifier
@@ -388,7 +388,7 @@ class Runner:
             self._reported_drift.add(message)
             self.on_warning(message)
             if not message.startswith("could not check"):
-                self.on_event(self.journal.append(self.state, "alias_moved", message, {}))
+                self.on_event(self.journal.append(self.state, EventKind.ALIAS_MOVED, message, {}))
 
     def _apply_stage(self, action: loop.ApplyStage) -> loop.Observation:
         self._check_alias_drift()
@@ -496,7 +496,7 @@ class Runner:
             undone.append(f"@{alias} → v{before}")
         text = "aliases restored: " + (", ".join(undone) or "none needed")
         if undone:
-            self.on_event(self.journal.append(self.state, "aliases_restored", text, {}))
+            self.on_event(self.journal.append(self.state, EventKind.ALIASES_RESTORED, text, {}))
         return text
 
     def _lease_lost(self, reason: str, route: Applied | None = None) -> loop.LeaseLost:

@@ -8,6 +8,7 @@ writes off the decision path) and `sync` (catching MLflow up with the local file
 from gray.controller.journal.events import (
     Command,
     Event,
+    EventKind,
     RemoteJournal,
     RolloutRecord,
     actor,
@@ -22,6 +23,7 @@ from gray.controller.journal.merged import Journal
 __all__ = [
     "Command",
     "Event",
+    "EventKind",
     "Journal",
     "LocalJournal",
     "RemoteJournal",

@@ -14,6 +14,7 @@ import typing
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -22,11 +23,52 @@ from gray.controller.state import Phase, RolloutState
 T = TypeVar("T")
 
 
+class EventKind(StrEnum):
+    """What a journal event records. The values are the strings journals hold: never
+    rename one, or journals written before the rename stop loading."""
+
+    # a rollout's course, written by the loop
+    STARTED = "started"
+    RESUMED = "resumed"
+    WATCHING = "watching"  # a detached watcher judges a stage that holds traffic
+    ROUTE_VERIFIED = "route_verified"  # a resumed controller re-confirmed the stage's route
+    STAGE_STARTED = "stage_started"
+    LOOK = "look"  # one periodic judgement of the gates, with its numbers
+    NODATA_HOLD = "nodata_hold"
+    STAGE_EXTENDED = "stage_extended"
+    STAGE_PASSED = "stage_passed"
+    WAITING_APPROVAL = "waiting_approval"
+    HELD = "held"
+    PROMOTING = "promoting"
+    PROMOTED = "promoted"
+    GATE_FAILED = "gate_failed"
+    ABORT_REQUESTED = "abort_requested"
+    HOOK_ROLLBACK = "hook_rollback"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"
+    REVERTED = "reverted"  # a promotion undone by `gray rollback --to previous`
+    # hooks and commands
+    HOOK_PASSED = "hook_passed"
+    HOOK_FAILED = "hook_failed"
+    APPROVED = "approved"
+    PAUSED = "paused"
+    UNPAUSED = "unpaused"
+    PROMOTE_OVERRIDE = "promote_override"
+    COMMAND_IGNORED = "command_ignored"
+    # losing the endpoint, the metrics source or the registry's agreement
+    SUPERSEDED = "superseded"
+    ENDPOINT_LOST = "endpoint_lost"
+    METRICS_ERROR = "metrics_error"
+    METRICS_LOST = "metrics_lost"
+    ALIAS_MOVED = "alias_moved"
+    ALIASES_RESTORED = "aliases_restored"
+
+
 @dataclass(frozen=True)
 class Event:
     seq: int
     at: float
-    event: str
+    event: EventKind
     reason: str
     data: dict[str, Any]
     state: dict[str, Any]
@@ -50,7 +92,7 @@ class Event:
         return cls(
             seq=_typed(record, "seq", int),
             at=float(_typed(record, "at", (int, float))),
-            event=_typed(record, "event", str),
+            event=_event_kind(_typed(record, "event", str)),
             reason=str(record.get("reason") or ""),
             data=dict(_mapping(record.get("data") or {}, "'data'")),
             state=dict(state),
@@ -145,6 +187,14 @@ def current_state(events: Iterable[Event]) -> RolloutState:
                 return next((s for s in later if s.phase is Phase.REVERTED), state)
             return state
     return RolloutState.from_dict(ordered[-1].state)
+
+
+def _event_kind(value: str) -> EventKind:
+    try:
+        return EventKind(value)
+    except ValueError:
+        known = ", ".join(sorted(EventKind))
+        raise ValueError(f"unknown event {value!r} (known: {known})") from None
 
 
 def _mapping(value: object, what: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from gray.controller.errors import JournalError, RolloutNotFoundError
 from gray.controller.journal.events import (
     Command,
     Event,
+    EventKind,
     RemoteJournal,
     RolloutRecord,
     actor,
@@ -56,12 +57,14 @@ class Journal:
             except Exception as exc:  # the local journal holds it; say why the shared one does not
                 raise JournalError(f"cannot create the rollout's MLflow run: {exc}") from None
 
-    def append(self, state: RolloutState, event: str, reason: str, data: dict[str, Any]) -> Event:
+    def append(
+        self, state: RolloutState, event: EventKind, reason: str, data: dict[str, Any]
+    ) -> Event:
         record, _ = self._append(state, event, reason, data, unless_terminal=False)
         return record
 
     def append_terminal(
-        self, state: RolloutState, event: str, reason: str, data: dict[str, Any]
+        self, state: RolloutState, event: EventKind, reason: str, data: dict[str, Any]
     ) -> tuple[Event, bool]:
         """Append a terminal event unless the journal already holds one; idempotent.
 
@@ -85,18 +88,19 @@ class Journal:
     def _append(
         self,
         state: RolloutState,
-        event: str,
+        event: EventKind,
         reason: str,
         data: dict[str, Any],
         *,
         unless_terminal: bool,
     ) -> tuple[Event, bool]:
+        kind = EventKind(event)  # a caller may name it by its string
         floor = self._seq_floor(state.rollout_id)
         # Reasons quote errors, and errors quote URLs: the journal keeps no credentials.
         snapshot, reason, data = redact_data(state.to_dict()), redact(reason), redact_data(data)
 
         def build(seq: int) -> Event:
-            return Event(seq, time.time(), event, reason, data, snapshot)
+            return Event(seq, time.time(), kind, reason, data, snapshot)
 
         try:
             record, written = self.local.append_next(

@@ -24,7 +24,7 @@ from gray.controller.journal.events import (
     current_state,
     print_warning,
 )
-from gray.controller.state import RolloutState
+from gray.controller.state import Phase, RolloutState
 
 if TYPE_CHECKING:
     from gray.controller.registry import Registry
@@ -98,7 +98,7 @@ class MlflowJournal:
         ]
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         if state.phase.terminal:
-            status = "FINISHED" if state.phase.value == "promoted" else "FAILED"
+            status = "FINISHED" if state.phase is Phase.PROMOTED else "FAILED"
             self.client.set_terminated(run_id, status=status, end_time=stamp)
 
     def post_command(self, rollout_id: str, command: Command) -> None:
