@@ -37,9 +37,6 @@ class Phase(StrEnum):
         return self in (Phase.PAUSED, Phase.WAITING_APPROVAL, Phase.HELD)
 
 
-ACTIVE_PHASES = tuple(p for p in Phase if not p.terminal)
-
-
 @dataclass(frozen=True)
 class RolloutState:
     rollout_id: str

@@ -142,11 +142,6 @@ class Journal:
         if self.on_remote_error:
             self.on_remote_error(redact(text))
 
-    def flush(self) -> bool:
-        """Try once more to write what the shared journal misses; True when nothing is left."""
-        self._sync()
-        return not self._unsynced
-
     def load(self, rollout_id: str) -> RolloutRecord:
         local = self.local.load(rollout_id)
         remote = None
