@@ -43,9 +43,9 @@ import numpy as np
 from scipy import stats
 
 from gray.controller import gates
-from gray.controller.gates.cdf import ShiftTrack
 from gray.controller.gates.count_gate import rule_for
-from gray.controller.gates.counts import CountTrack
+from gray.controller.gates.stats.cdf import ShiftTrack
+from gray.controller.gates.stats.counts import CountTrack
 from gray.controller.plan.models import GateSpec
 from gray.controller.types import Snapshot
 from gray.gateway.stats import fine_edges

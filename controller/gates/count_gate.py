@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from gray.controller.gates.config import LABEL_METRICS, GateConfig
-from gray.controller.gates.counts import CountRule, CountTrack
 from gray.controller.gates.increments import Increment, slow_requests
-from gray.controller.gates.special import exp_or_inf
+from gray.controller.gates.stats.counts import CountRule, CountTrack
+from gray.controller.gates.stats.special import exp_or_inf
 from gray.controller.gates.verdict import (
     Outcome,
     Verdict,

@@ -7,10 +7,10 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gray.controller.gates import proportion
 from gray.controller.gates.config import GateConfig
 from gray.controller.gates.increments import Increment
-from gray.controller.gates.special import exp_or_inf
+from gray.controller.gates.stats import proportion
+from gray.controller.gates.stats.special import exp_or_inf
 from gray.controller.gates.verdict import (
     Outcome,
     Verdict,

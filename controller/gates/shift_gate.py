@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from gray.controller.gates import cdf
 from gray.controller.gates.config import GateConfig
 from gray.controller.gates.increments import Increment
+from gray.controller.gates.stats import cdf
 from gray.controller.gates.verdict import (
     Outcome,
     Verdict,

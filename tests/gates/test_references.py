@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import integrate, special
 
-from gray.controller.gates import cdf, proportion, ratio
-from gray.controller.gates.special import lbeta, lgamma, logsumexp
+from gray.controller.gates.stats import cdf, proportion, ratio
+from gray.controller.gates.stats.special import lbeta, lgamma, logsumexp
 
 
 @pytest.mark.parametrize("x", [1e-8, 0.01, 0.5, 1.0, 2.5, 7.999, 8.0, 40.0, 1e4, 1e9, 1e14])

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from gray.controller import gates
-from gray.controller.gates import cdf, proportion
-from gray.controller.gates.counts import CountRule, CountTrack
+from gray.controller.gates.stats import cdf, proportion
+from gray.controller.gates.stats.counts import CountRule, CountTrack
 
 from .conftest import Traffic, gate
 

@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import ArrayLike
 
-from gray.controller.gates.special import Array
+from gray.controller.gates.stats.special import Array
 
 LEADING_CONSTANT = 0.85
 

@@ -46,8 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from gray.controller.gates import proportion, ratio
-from gray.controller.gates.special import Array
+from gray.controller.gates.stats import proportion, ratio
+from gray.controller.gates.stats.special import Array
 
 RATIO_SHARE = 0.8  # of a gate's alpha, for the ratio
 RATE_SHARE = 0.1  # for each version's own rate

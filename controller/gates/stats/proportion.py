@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from gray.controller.gates.special import Array, lbeta, logsumexp, xlog1py, xlogy
+from gray.controller.gates.stats.special import Array, lbeta, logsumexp, xlog1py, xlogy
 
 PRIOR_MEANS = (1e-4, 1e-3, 1e-2, 1e-1, 0.5)
 _PRIOR_A = np.ones(len(PRIOR_MEANS))

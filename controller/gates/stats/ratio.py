@@ -35,7 +35,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import ArrayLike
 
-from gray.controller.gates.special import Array, lbeta
+from gray.controller.gates.stats.special import Array, lbeta
 
 # Grid in log r. 321 points give a 2.6 % step between neighbours.
 GRID_LIMIT = math.log(64.0)
@@ -61,21 +61,6 @@ class RatioGrid:
     @property
     def size(self) -> int:
         return int(self.log_ratio.shape[0])
-
-    def ratio_at(self, index: int) -> float:
-        """The grid ratio at `index`, 0 below the grid and infinity above it."""
-        if index < 0:
-            return 0.0
-        if index >= self.size:
-            return math.inf
-        return float(math.exp(self.log_ratio[index]))
-
-    def index_at_or_above(self, ratio: float) -> int:
-        """The first grid index whose ratio is >= `ratio` (size when none is)."""
-        if math.isinf(ratio):
-            return self.size
-        target = math.log(ratio) - 1e-12 if ratio > 0 else -math.inf
-        return int(np.searchsorted(self.log_ratio, target, side="left"))
 
 
 @lru_cache(maxsize=64)
