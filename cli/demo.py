@@ -63,6 +63,9 @@ def demo(
       gray demo --workdir /tmp/demo --quick
     """
     with reported_errors(OutputFormat.text):
+        from gray.controller.extras import require_extra
+
+        require_extra("all", "gray demo")
         ok = run_demo(scenario, defect, workdir, rps, "quick" if quick else "normal")
     raise typer.Exit(0 if ok else 1)
 

@@ -162,6 +162,9 @@ def serve(
             feedback_window=feedback_window,
         )
         settings.check()
+        from gray.controller.extras import require_extra
+
+        require_extra("gateway", "gray gateway serve")
         from gray.gateway.server import serve as run_server
 
         run_server(settings, log_level=log_level, access_log=access_log)

@@ -3,6 +3,7 @@
     GrayError                      base; `exit_code` says how the CLI leaves
     ├── PlanError                  a plan file is unreadable or invalid (exit 2)
     ├── ConfigError                bad command-line input or settings (exit 2)
+    │   └── MissingExtraError      the command needs an optional part of the install (exit 2)
     ├── RegistryError              MLflow unreachable or answered an error (exit 4)
     │   ├── ModelNotFoundError     no such registered model or version (exit 2)
     │   ├── AliasNotFoundError     no such alias on the model (exit 2)
@@ -110,6 +111,10 @@ class PlanProblem:
 
 class ConfigError(GrayError):
     """Bad command-line input or settings."""
+
+
+class MissingExtraError(ConfigError):
+    """The command needs an optional part of the install (`pip install 'gray-rollout[X]'`)."""
 
 
 class RegistryError(GrayError):
