@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
@@ -20,6 +20,9 @@ from gray.cli.output import (
 )
 from gray.controller.redact import redact
 
+if TYPE_CHECKING:
+    from gray.controller.registry import Registry
+
 registry_app = typer.Typer(
     help="Inspect registered model versions, bind preprocessors, read gray's alias history.",
     no_args_is_help=True,
@@ -34,7 +37,7 @@ RegistryUriOption = typer.Option(
 )
 
 
-def _registry(registry_uri: str | None) -> Any:
+def _registry(registry_uri: str | None) -> Registry:
     from gray.controller.registry import Registry, resolve_registry_uri
 
     return Registry(resolve_registry_uri(None, registry_uri))
@@ -59,7 +62,10 @@ def show(
     with reported_errors(output):
         registry = _registry(registry_uri)
         versions = registry.versions(model)
-    rows = [{**info.to_dict(), "last_rollout": last_rollout(info.tags)} for info in versions]
+    rows = [
+        {**info.to_dict(), "last_rollout": mark.to_dict() if (mark := info.last_rollout) else None}
+        for info in versions
+    ]
     if output == OutputFormat.json:
         emit_json(
             {"ok": True, "model": model, "registry_uri": redact(registry.uri), "versions": rows}
@@ -90,33 +96,6 @@ def show(
         console.print(f"{model} has no versions yet.")
         return
     console.print(table)
-
-
-def last_rollout(tags: dict[str, str]) -> dict[str, str] | None:
-    """The rollout that last touched a version and what it did, from gray's tags."""
-    from gray.controller.registry import (
-        TAG_PROMOTED_AT,
-        TAG_REPLACED_AT,
-        TAG_ROLLED_BACK_AT,
-        TAG_ROLLOUT_ID,
-    )
-
-    rollout_id = tags.get(TAG_ROLLOUT_ID)
-    if rollout_id is None:
-        return None
-    events = [
-        (tags[tag], event)
-        for tag, event in (
-            (TAG_PROMOTED_AT, "promoted"),
-            (TAG_REPLACED_AT, "replaced"),
-            (TAG_ROLLED_BACK_AT, "rolled back"),
-        )
-        if tag in tags
-    ]
-    if not events:
-        return {"rollout_id": rollout_id, "event": "", "at": ""}
-    at, event = max(events)
-    return {"rollout_id": rollout_id, "event": event, "at": at}
 
 
 def describe_rollout(rollout: dict[str, str] | None) -> str:
@@ -235,32 +214,31 @@ def bind(
             )
         if preprocessor_ref is not None and registered_model is None:
             raise ConfigError("--preprocessor-version goes with --registered-model")
-        registry = _registry(registry_uri)
-        if no_preprocessor:
-            registry.declare_no_preprocessor(model, version)
-            binding = sha256 = "none"
-        elif registered_model is not None:
-            sha256 = registry.bind_registered_preprocessor(
-                model, version, registered_model, preprocessor_ref=preprocessor_ref
-            )
-            binding = f"registered_model:{registered_model}"
-        else:
-            assert preprocessor_path is not None
-            if not preprocessor_path.exists():
-                raise ConfigError(f"preprocessor path {preprocessor_path} does not exist")
-            sha256 = registry.log_preprocessor(
-                model, version, preprocessor_path, artifact_path=artifact_path
-            )
-            binding = f"artifact:{artifact_path.strip('/')}"
+        if preprocessor_path is not None and not preprocessor_path.exists():
+            raise ConfigError(f"preprocessor path {preprocessor_path} does not exist")
+        bound = _registry(registry_uri).bind(
+            model,
+            version,
+            path=preprocessor_path,
+            registered_model=registered_model,
+            preprocessor_ref=preprocessor_ref,
+            artifact_path=artifact_path,
+        )
     if output == OutputFormat.json:
         emit_json(
-            {"ok": True, "model": model, "version": version, "binding": binding, "sha256": sha256}
+            {
+                "ok": True,
+                "model": model,
+                "version": version,
+                "binding": bound.binding,
+                "sha256": bound.sha256,
+            }
         )
         return
     said = (
         f"{model} version {version}: declared to need no separate preprocessor"
         if no_preprocessor
-        else f"bound {model} version {version} to {binding}, sha256 {sha256}"
+        else f"bound {model} version {version} to {bound.binding}, sha256 {bound.sha256}"
     )
     console.print(
         said,

@@ -114,7 +114,7 @@ def open_journal(
     if registry is not None:
         from gray.controller.journal.mlflow_run import MlflowJournal
 
-        remote = MlflowJournal(registry)
+        remote = MlflowJournal(registry.client)
         if background:
             from gray.controller.journal.background import BackgroundRemote
 

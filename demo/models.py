@@ -251,9 +251,9 @@ def register_demo_models(
 
 def demo_experiment(client: Any, registry_uri: str, artifact_location: str | None) -> str:
     if artifact_location is None:
-        from gray.controller.registry import Registry
+        from gray.controller.registry import RegistryClient
 
-        return Registry(registry_uri).experiment_id(DEMO_EXPERIMENT)
+        return RegistryClient(registry_uri).experiment_id(DEMO_EXPERIMENT)
     existing = client.get_experiment_by_name(DEMO_EXPERIMENT)
     if existing is not None:
         return str(existing.experiment_id)

@@ -27,7 +27,7 @@ from gray.controller.journal.events import (
 from gray.controller.state import Phase, RolloutState
 
 if TYPE_CHECKING:
-    from gray.controller.registry import Registry
+    from gray.controller.registry.client import RegistryClient
 
 EXPERIMENT = "gray-rollouts"
 RECENT_EVENTS = 200  # how many of a run's newest events `load` reads
@@ -45,15 +45,15 @@ def _state_from_dict(data: object) -> RolloutState:
 
 
 class MlflowJournal:
-    """Reaches MLflow through the registry's client, with its bounded retries."""
+    """Reaches MLflow through the registry's client (URI rules, bounded HTTP retries)."""
 
     def __init__(
-        self, registry: Registry, on_warning: Callable[[str], None] | None = print_warning
+        self, client: RegistryClient, on_warning: Callable[[str], None] | None = print_warning
     ) -> None:
-        self.uri = registry.uri
+        self.uri = client.uri
         self.on_warning = on_warning
-        self.registry = registry
-        self.client = registry.client
+        self.registry_client = client
+        self.client = client.mlflow
         self._experiment_id: str | None = None
         self._runs: dict[str, str] = {}
 
@@ -159,7 +159,7 @@ class MlflowJournal:
 
     def _experiment(self) -> str:
         if self._experiment_id is None:
-            self._experiment_id = self.registry.experiment_id(EXPERIMENT)
+            self._experiment_id = self.registry_client.experiment_id(EXPERIMENT)
         return self._experiment_id
 
     def _find_run(self, rollout_id: str) -> str | None:

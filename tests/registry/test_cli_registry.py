@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from gray.cli.registry import registry_app
 from gray.controller.plan.models import PromoteSpec
-from gray.controller.preprocessors import tree_sha256
+from gray.controller.registry.preprocessors import tree_sha256
 from gray.demo.models import ROLE_ALIASES, ROLES, demo_dataset
 
 from .helpers import copy_version

@@ -11,9 +11,10 @@ import joblib
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from gray.controller import alias_history, preprocessors
-from gray.controller.alias_history import AliasMove
 from gray.controller.errors import ConfigError, PreprocessorError
+from gray.controller.registry import aliases as alias_history
+from gray.controller.registry import preprocessors
+from gray.controller.registry.aliases import AliasMove
 
 
 def make_tree(root: Path) -> Path:

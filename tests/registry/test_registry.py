@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gray.controller import preprocessors
 from gray.controller.errors import (
     AliasConflictError,
     AliasNotFoundError,
@@ -28,9 +27,11 @@ from gray.controller.registry import (
     bind_registered_preprocessor,
     declare_no_preprocessor,
     log_preprocessor,
+    preprocessors,
     resolve_registry_uri,
 )
 from gray.demo.models import ROLE_ALIASES, ROLES, demo_dataset, train_demo_models
+from gray.gateway.registry_loader import RegistryLoader
 
 from .helpers import (
     artifact_repository,
@@ -99,7 +100,7 @@ def test_pin_refuses_a_version_that_is_not_ready(store: Any) -> None:
     with pytest.raises(VersionNotReadyError, match="PENDING_REGISTRATION, not READY"):
         store.registry().pin(plan_model(store))
     with pytest.raises(VersionNotReadyError):
-        store.registry().load_serving_bundle(store.model_name, store.versions["good"])
+        RegistryLoader(store.uri, store.model_name).load(store.versions["good"])
 
 
 def test_a_pinned_rollout_keeps_its_versions_when_aliases_move(store: Any) -> None:
@@ -172,17 +173,17 @@ def test_a_version_declared_without_a_preprocessor_is_served_as_it_is(store: Any
     version = copy_version(store.uri, store.model_name, store.versions["good"])
     registry = store.registry()
     with pytest.raises(PreprocessorError, match="not servable"):
-        registry.load_serving_bundle(store.model_name, version)
+        RegistryLoader(store.uri, store.model_name).load(version)
     declare_no_preprocessor(store.model_name, version, registry_uri=store.uri)
     info = registry.resolve(store.model_name, version)
     assert (info.preprocessor_sha256, info.preprocessor_binding) == ("none", "none")
     assert registry.verify_preprocessor(info, None) is None
     with pytest.raises(PreprocessorError, match="declared to need none"):
         registry.verify_preprocessor(info, ARTIFACT, version)
-    bundle = registry.load_serving_bundle(store.model_name, version)
+    bundle = RegistryLoader(store.uri, store.model_name).load(version)
     assert bundle.preprocessor is None and bundle.preprocessor_sha256 == "none"
     with pytest.raises(PreprocessorError, match="declared to need no separate"):
-        registry.log_preprocessor(store.model_name, version, Path(__file__))
+        registry.binder.log_preprocessor(store.model_name, version, Path(__file__))
 
 
 def test_missing_preprocessor_file_stops_the_rollout(store: Any) -> None:
@@ -219,7 +220,7 @@ def test_changed_preprocessor_file_is_a_hash_mismatch(store: Any, tmp_path: Path
     assert f"expected sha256 {info.preprocessor_sha256}, found {found}" in message
     # The serving side refuses the same version before it can take traffic.
     with pytest.raises(PreprocessorError, match="hash mismatch"):
-        registry.load_serving_bundle(store.model_name, version)
+        RegistryLoader(store.uri, store.model_name).load(version)
 
 
 def test_plan_binding_that_disagrees_with_the_version_is_refused(store: Any) -> None:
@@ -302,7 +303,7 @@ def test_log_preprocessor_binds_a_model_logged_the_usual_way(store: Any, tmp_pat
     registry = store.registry()
     info = registry.resolve(store.model_name, version)
     assert info.preprocessor_sha256 == sha
-    bundle = registry.load_serving_bundle(store.model_name, version)
+    bundle = RegistryLoader(store.uri, store.model_name).load(version)
     expected = model.predict(scaler.transform(features))
     assert np.array_equal(np.asarray(bundle.predict(features)), expected)
     assert bundle.input_example.shape == (3, 30)
@@ -342,10 +343,9 @@ def test_log_preprocessor_uploads_a_directory_as_it_is(fresh_registry: Any, tmp_
 
 
 def test_serving_bundles_apply_each_versions_own_preprocessor(demo_store: Any) -> None:
-    registry = demo_store.registry()
     features, labels = demo_dataset()
     bundles = {
-        role: registry.load_serving_bundle(demo_store.model_name, demo_store.versions[role])
+        role: RegistryLoader(demo_store.uri, demo_store.model_name).load(demo_store.versions[role])
         for role in ROLES
     }
     for role, bundle in bundles.items():
@@ -503,14 +503,14 @@ def test_demo_models_train_fast_with_their_defects() -> None:
 
 def test_other_mlflow_writers_share_the_client_and_its_error_mapping(store: Any) -> None:
     registry = store.registry()
-    registered = registry.call(
-        "read the model", lambda: registry.client.get_registered_model(store.model_name)
+    registered = registry.client.call(
+        "read the model", lambda: registry.client.mlflow.get_registered_model(store.model_name)
     )
     assert registered.name == store.model_name
     with pytest.raises(ModelNotFoundError, match="gone"):
-        registry.call(
+        registry.client.call(
             "read a missing model",
-            lambda: registry.client.get_registered_model("no-such-model"),
+            lambda: registry.client.mlflow.get_registered_model("no-such-model"),
             missing=lambda: ModelNotFoundError("gone"),
         )
 
@@ -528,7 +528,7 @@ def test_a_preprocessor_returning_arrays_keeps_the_column_names(fresh_registry: 
         registry_uri=store.uri,
         artifact_path="plain",
     )
-    bundle = store.registry().load_serving_bundle(store.model_name, version)
+    bundle = RegistryLoader(store.uri, store.model_name).load(version)
     predicted = np.asarray(bundle.predict(features))
     assert float(np.mean(predicted == labels.to_numpy())) > 0.95
 

@@ -254,7 +254,7 @@ def test_a_damaged_record_in_the_mlflow_journal_is_skipped_with_a_warning(
     from gray.controller.journal.mlflow_run import MlflowJournal
 
     warnings: list[str] = []
-    remote = MlflowJournal(fresh_registry.registry(), warnings.append)  # type: ignore[attr-defined]
+    remote = MlflowJournal(fresh_registry.registry().client, warnings.append)  # type: ignore[attr-defined]
     journal = Journal(LocalJournal(tmp_path / "home"), remote)
     state = rollout_state(GOOD)
     journal.create(state, PLAN)
@@ -270,7 +270,7 @@ def test_a_damaged_record_in_the_mlflow_journal_is_skipped_with_a_warning(
     client.set_tag(run_id, "gray.command.x1", "{not json")
     client.set_tag(remote._run_id(BAD), "gray.summary", '{"phase": "warp"}')
 
-    record = MlflowJournal(fresh_registry.registry(), warnings.append).load(GOOD)  # type: ignore[attr-defined]
+    record = MlflowJournal(fresh_registry.registry().client, warnings.append).load(GOOD)  # type: ignore[attr-defined]
     assert record is not None
     assert [e.event for e in record.events] == ["stage_started"]
     assert record.state.phase is Phase.RUNNING
