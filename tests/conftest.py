@@ -6,6 +6,7 @@
 - `server_demo_registry` (session): every demo role on that server, for reading.
 - `server_registry` (function): the baseline and good roles under a model name of its own
   on that server, so a test may change them freely.
+- `store` / `demo_store`: `fresh_registry` / `demo_registry`, then the same on the server.
 """
 
 from __future__ import annotations
@@ -217,6 +218,26 @@ def server_registry(mlflow_server: MlflowServer) -> DemoRegistry:
     return DemoRegistry(
         uri=mlflow_server.uri, model_name=name, versions=versions, root=mlflow_server.root
     )
+
+
+ON_SERVER = pytest.param("server", marks=[pytest.mark.mlflow_server, pytest.mark.slow])
+
+
+@pytest.fixture(params=["sqlite", ON_SERVER])
+def store(request: pytest.FixtureRequest) -> DemoRegistry:
+    """A registry a test may change (baseline @champion and good @challenger at least), once
+    in sqlite and once on a real `mlflow server`."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("fresh_registry")
+    return request.getfixturevalue("server_registry")
+
+
+@pytest.fixture(params=["sqlite", ON_SERVER])
+def demo_store(request: pytest.FixtureRequest) -> DemoRegistry:
+    """A registry with every demo role, for reading only, in sqlite and on a server."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("demo_registry")
+    return request.getfixturevalue("server_demo_registry")
 
 
 @pytest.fixture

@@ -1,63 +1,66 @@
-"""A gate as the judge keeps it: the plan's gate with its share of alpha resolved."""
+"""A gate's fields, declared once: the plan's gate (`plan.models.GateSpec`) and a stage's
+change to it (`StageGate`) are these fields, and the judge keeps them as `GateConfig`
+with the gate's share of alpha resolved."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal
 
-COUNT_METRICS = ("error_rate", "bad_request_rate", "latency", "wrong_prediction_rate", "accuracy")
-LABEL_METRICS = ("wrong_prediction_rate", "accuracy")
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from gray.controller.gates.metrics import METRIC_NAMES, metric
+from gray.controller.plan.units import duration_between, parse_share
+
+# A gate's latency edge, in seconds (README "Durations").
+SLO_RANGE = (0.001, 600.0)
+# Counts beyond these are typos; the gates' arithmetic turns them into floats.
+MAX_COUNT = 1_000_000_000
+
+_LatencySlo = Annotated[float, BeforeValidator(duration_between(*SLO_RANGE))]
+_Share = Annotated[float, BeforeValidator(parse_share)]
+MetricName = Literal[METRIC_NAMES]  # type: ignore[valid-type]
 
 
-class GateLike(Protocol):
-    """The fields of `plan.GateSpec` the judge reads (kept structural: no plan import here)."""
+class GateFields(BaseModel):
+    """One gate: a metric, the margin the candidate may use, and its error budget."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: MetricName
+    slo: _LatencySlo | None = None
+    max_increase: _Share | None = None
+    max_increase_abs: _Share | None = None
+    max_decrease: _Share | None = None
+    max: _Share | None = None
+    tolerance: _Share | None = None
+    alpha: float | None = Field(default=None, gt=0, lt=0.5)
+    min_samples: int = Field(default=200, ge=1, le=MAX_COUNT)
+    enabled: bool = True
 
     @property
-    def key(self) -> str: ...
-
-    metric: str
-    slo: float | None
-    max_increase: float | None
-    max_increase_abs: float | None
-    max_decrease: float | None
-    max: float | None
-    tolerance: float | None
-    alpha: float | None
-    min_samples: int
-    enabled: bool
+    def key(self) -> str:
+        """`error_rate`, or `latency<250ms` for a gate with a latency edge."""
+        return metric(self.metric).key(self.slo)
 
 
-@dataclass(frozen=True)
-class GateConfig:
-    key: str
-    metric: str
+class GateConfig(GateFields):
+    """A gate as the judge keeps it: enabled, applicable, its alpha resolved.
+
+    Stored in the judge state as the flat mapping of its fields and its `key`.
+    """
+
     alpha: float
-    min_samples: int
-    slo: float | None = None
-    max_increase: float | None = None
-    max_increase_abs: float | None = None
-    max_decrease: float | None = None
-    max: float | None = None
-    tolerance: float | None = None
 
     @classmethod
-    def from_spec(cls, spec: GateLike, alpha: float) -> GateConfig:
-        return cls(
-            key=spec.key,
-            metric=spec.metric,
-            alpha=alpha,
-            min_samples=int(spec.min_samples),
-            slo=spec.slo,
-            max_increase=spec.max_increase,
-            max_increase_abs=spec.max_increase_abs,
-            max_decrease=spec.max_decrease,
-            max=spec.max,
-            tolerance=spec.tolerance,
-        )
+    def from_spec(cls, spec: GateFields, alpha: float) -> GateConfig:
+        return cls.model_construct(**{**spec.model_dump(exclude={"enabled"}), "alpha": alpha})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"key": self.key, **self.model_dump(exclude={"enabled"})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GateConfig:
-        return cls(**data)
+        # Written by this class, so it is not parsed again (a stored slo is seconds, not
+        # a duration string); the key is derived from metric and slo as when it was written.
+        fields = {name: value for name, value in data.items() if name in cls.model_fields}
+        return cls.model_construct(**fields)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from gray.controller.errors import PlanError, PlanProblem
-from gray.controller.plan.units import duration_between, format_duration, format_share, parse_share
+from gray.controller.gates.config import MAX_COUNT, SLO_RANGE, GateFields
+from gray.controller.plan.units import duration_between, format_share, parse_share
 from gray.controller.redact import register_secret
 from gray.controller.types import Audience
 
@@ -29,38 +30,15 @@ DURATION_RANGES: dict[str, tuple[float, float]] = {
     "any": (0.001, 365 * 86400.0),
     "interval": (1.0, 3600.0),
     "dwell": (1.0, 30 * 86400.0),  # also an inconclusive stage's `extend` and no-data `hold`
-    "slo": (0.001, 600.0),
+    "slo": SLO_RANGE,
     "timeout": (0.1, 300.0),
 }
 
 Duration = Annotated[float, BeforeValidator(duration_between(*DURATION_RANGES["any"]))]
 Interval = Annotated[float, BeforeValidator(duration_between(*DURATION_RANGES["interval"]))]
 Dwell = Annotated[float, BeforeValidator(duration_between(*DURATION_RANGES["dwell"]))]
-LatencySlo = Annotated[float, BeforeValidator(duration_between(*DURATION_RANGES["slo"]))]
 Timeout = Annotated[float, BeforeValidator(duration_between(*DURATION_RANGES["timeout"]))]
 Share = Annotated[float, BeforeValidator(parse_share)]
-# Counts beyond these are typos; the gates' arithmetic turns them into floats.
-MAX_COUNT = 1_000_000_000
-
-METRICS = (
-    "error_rate",
-    "bad_request_rate",
-    "latency",
-    "latency_distribution",
-    "accuracy",
-    "wrong_prediction_rate",
-    "disagreement",
-)
-Metric = Literal[
-    "error_rate",
-    "bad_request_rate",
-    "latency",
-    "latency_distribution",
-    "accuracy",
-    "wrong_prediction_rate",
-    "disagreement",
-]
-RATE_METRICS = ("error_rate", "bad_request_rate", "latency", "wrong_prediction_rate")
 NotifyEvent = Literal["start", "stage", "approval", "pause", "rollback", "promote", "abort"]
 NOTIFY_EVENTS: tuple[str, ...] = (
     "start",
@@ -135,25 +113,9 @@ class MetricsSpec(_Strict):
     token: str | None = None
 
 
-class GateSpec(_Strict):
-    """One gate: a metric, the margin the candidate may use, and its error budget."""
-
-    metric: Metric
-    slo: LatencySlo | None = None
-    max_increase: Share | None = None
-    max_increase_abs: Share | None = None
-    max_decrease: Share | None = None
-    max: Share | None = None
-    tolerance: Share | None = None
-    alpha: float | None = Field(default=None, gt=0, lt=0.5)
-    min_samples: int = Field(default=200, ge=1, le=MAX_COUNT)
-    enabled: bool = True
-
-    @property
-    def key(self) -> str:
-        if self.metric == "latency" and self.slo is not None:
-            return f"latency<{format_duration(self.slo)}"
-        return self.metric
+class GateSpec(GateFields):
+    """One gate: a metric, the margin the candidate may use, and its error budget (the
+    fields are the gates' own, `gates.config.GateFields`; the metrics `gates.metrics`)."""
 
     def describe(self) -> str:
         """The gate in a few words, for tables: `error_rate ≤ +10%`."""
@@ -171,19 +133,12 @@ class GateSpec(_Strict):
         return f"{self.key} {' '.join(limits)}".strip()
 
 
-class StageGate(_Strict):
-    """A stage's change to one of the plan's gates (matched by metric and slo), or a new gate."""
+class StageGate(GateFields):
+    """A stage's change to one of the plan's gates (matched by metric and slo), or a new gate:
+    the gate's fields, with what it leaves out taken from the plan's gate."""
 
-    metric: Metric
-    slo: LatencySlo | None = None
-    max_increase: Share | None = None
-    max_increase_abs: Share | None = None
-    max_decrease: Share | None = None
-    max: Share | None = None
-    tolerance: Share | None = None
-    alpha: float | None = Field(default=None, gt=0, lt=0.5)
-    min_samples: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    enabled: bool | None = None
+    min_samples: int | None = Field(default=None, ge=1, le=MAX_COUNT)  # type: ignore[assignment]
+    enabled: bool | None = None  # type: ignore[assignment]
 
 
 class AudienceSpec(_Strict):
