@@ -14,6 +14,7 @@
     ├── RouterError                the serving endpoint failed or is unreachable (exit 4)
     │   ├── LeaseConflictError     a write was fenced by a newer lease epoch (exit 1)
     │   ├── RouteVerificationError the route read back differs from the one written (exit 4)
+    │   ├── RouteNotSupportedError the endpoint cannot carry the route (mirror, audience) (exit 2)
     │   └── VersionNotLoadedError  the endpoint has not loaded/warmed a version (exit 2)
     ├── MetricsError               the metrics source failed or is unreachable (exit 4)
     ├── GatewayError               the built-in gateway cannot start or serve (exit 2)
@@ -170,6 +171,12 @@ class RouteVerificationError(RouterError):
 
 
 class VersionNotLoadedError(RouterError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class RouteNotSupportedError(RouterError):
+    """The endpoint cannot carry the route asked of it (HAProxy: a mirror or an audience)."""
+
     exit_code = EXIT_BAD_INPUT
 
 
