@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gray.controller.errors import GrayError, RolloutAlreadyPromotedError, RouterError
 from gray.controller.journal import Journal, LocalJournal
 from gray.controller.operator import (
-    Recorded,
+    FirstWrite,
     find_local_rollout,
     record_rollback,
     rollback_endpoint,
     saved_endpoint,
 )
-from gray.controller.state import RolloutState
 
 if TYPE_CHECKING:
     from gray.controller.routers.gateway import GatewayRouter
@@ -39,19 +37,6 @@ _VALUE_OPTIONS = {
     "rolled_back": ("--reason", "--output", "-o", "--registry-uri", "--router-url"),
     "aborted": ("--reason", "--output", "-o", "--registry-uri"),
 }
-
-
-@dataclass(frozen=True)
-class FirstWrite:
-    """The write done and journaled (or refused) before the CLI started, for the command
-    to report."""
-
-    target: str
-    state: RolloutState
-    recorded: Recorded | None
-    seconds: float
-    refused: GrayError | None = None
-    kind: str = "rolled_back"  # or "aborted" (`gray rollout abort`)
 
 
 _done: FirstWrite | None = None

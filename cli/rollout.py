@@ -26,6 +26,7 @@ from gray.cli.output import (
     error_console,
     reported_errors,
 )
+from gray.controller import detached, lookup
 from gray.controller.errors import (
     ConfigError,
     GrayError,
@@ -48,8 +49,10 @@ from gray.controller.state import Phase, RolloutState
 
 if TYPE_CHECKING:
     from gray.controller import loop
+    from gray.controller.metrics.base import MetricsSource
     from gray.controller.registry import Registry
     from gray.controller.rollouts import Check
+    from gray.controller.routers.base import Router
     from gray.controller.runner import RunResult
 
 rollout_app = typer.Typer(
@@ -153,9 +156,9 @@ def start_rollout(
     plan = load_plan(plan_path)
     plan_text = plan_path.read_text(encoding="utf-8")
     until = rollouts.stage_number(plan, until_stage)
-    registry = rollouts.open_registry(plan, registry_uri)
-    journal = rollouts.open_journal(registry, _warn, background=True)
-    router, metrics = rollouts.build_router(plan), rollouts.build_metrics(plan)
+    registry = lookup.open_registry(plan, registry_uri)
+    journal = lookup.open_journal(registry, _warn, background=True)
+    router, metrics = rollouts.build_adapters(plan)
     waiting = (
         console.status(
             "preflight: pinning versions, checking preprocessors, loading the candidate…"
@@ -176,7 +179,16 @@ def start_rollout(
     step = rollouts.create_rollout(
         plan, plan_text, report, journal, rollout_id=rollout_id, until_stage=until
     )
-    return _run(plan, step, registry, journal, output, exit_on_hold, hold_traffic=hold_traffic)
+    return _run(
+        plan,
+        step,
+        (router, metrics),
+        registry,
+        journal,
+        output,
+        exit_on_hold,
+        hold_traffic=hold_traffic,
+    )
 
 
 @rollout_app.command("resume")
@@ -204,10 +216,18 @@ def resume(
     from gray.controller import rollouts
 
     with reported_errors(output):
-        journal, registry = journal_for(rollout_id, registry_uri, background=True)
+        journal, registry = lookup.journal_for(rollout_id, registry_uri, _warn, background=True)
         plan, step = rollouts.prepare_resume(journal, rollout_id, until_stage, watch=watch_held)
+        adapters = rollouts.build_adapters(plan)
         result = _run(
-            plan, step, registry, journal, output, exit_on_hold, leave_watcher=not watch_held
+            plan,
+            step,
+            adapters,
+            registry,
+            journal,
+            output,
+            exit_on_hold,
+            leave_watcher=not watch_held,
         )
     raise typer.Exit(result.exit_code)
 
@@ -256,7 +276,7 @@ def status(
         if rollout_id is None:
             _status_of_all(watch, shared, registry_uri, output)
             return
-        journal, record, plan = _rollout_to_read(rollout_id, registry_uri, shared)
+        journal, record, plan = lookup.rollout_to_read(rollout_id, registry_uri, shared, _warn)
         if not watch:
             _show_status(plan, record, output)
             raise typer.Exit(record.state.exit_code or 0)
@@ -343,7 +363,7 @@ def _status_of_all(
     watch: bool, shared: bool, registry_uri: str | None, output: OutputFormat
 ) -> None:
     """The active rollouts; with none, the latest ones (a finished rollout is news too)."""
-    states, journal = _states_to_list(None, registry_uri, shared)
+    states, journal = lookup.states_to_list(None, registry_uri, shared, _warn)
     active = [s for s in states if not s.phase.terminal]
     if not watch:
         if output == OutputFormat.json:
@@ -382,39 +402,8 @@ def list_rollouts(
       gray rollout list --shared --model fraud --output json
     """
     with reported_errors(output):
-        states, _ = _states_to_list(model, registry_uri, shared)
+        states, _ = lookup.states_to_list(model, registry_uri, shared, _warn)
         _print_list(states, output)
-
-
-def _states_to_list(
-    model: str | None, registry_uri: str | None, shared: bool
-) -> tuple[list[RolloutState], Journal]:
-    """Rollouts from the local journal alone when it has any and --shared was not asked:
-    reading MLflow costs seconds of start-up (importing its client) before the first byte."""
-    local = Journal(LocalJournal())
-    states = [] if shared else local.list_states(model)
-    if states:
-        return states, local
-    journal, _ = journal_for(None, registry_uri)
-    return journal.list_states(model), journal
-
-
-def _rollout_to_read(
-    rollout_id: str, registry_uri: str | None, shared: bool
-) -> tuple[Journal, RolloutRecord, Plan]:
-    """The rollout, its plan, and the journal to follow it in: the local journal when it
-    is current for this rollout (it ended, or a controller on this machine is running
-    it), else the local and the MLflow journal together."""
-    from gray.controller.rollouts import controller_alive, load_rollout, rollout_plan
-
-    local = LocalJournal().load(rollout_id)
-    if local is not None and not shared:
-        plan = rollout_plan(local, rollout_id, reading=True)
-        if local.state.phase.terminal or controller_alive(local.state, plan.interval):
-            return Journal(LocalJournal()), local, plan
-    journal, _ = journal_for(rollout_id, registry_uri)
-    record, plan = load_rollout(journal, rollout_id, reading=True)
-    return journal, record, plan
 
 
 def _command(
@@ -423,9 +412,9 @@ def _command(
     from gray.controller import rollouts
 
     with reported_errors(output):
-        journal, _ = journal_for(rollout_id, registry_uri)
+        journal, _ = lookup.journal_for(rollout_id, registry_uri, _warn)
         state, plan = rollouts.send_command(journal, rollout_id, command, reason)
-        alive = rollouts.controller_alive(state, plan.interval)
+        alive = lookup.controller_alive(state, plan.interval)
         hint = (
             "the running controller acts on it within a second or so"
             if alive
@@ -536,7 +525,7 @@ def abort(
     \b
       gray rollout abort fraud-20261125-101500-3fa2 --reason "wrong model"
     """
-    from gray.cli.rollback import perform_rollback
+    from gray.cli.rollback import perform_rollback  # the same write and report as `gray rollback`
 
     perform_rollback(rollout_id, reason, False, registry_uri, None, output, kind="aborted")
 
@@ -567,7 +556,7 @@ def sync(
     from gray.controller.journal.sync import sync_to_remote
 
     with reported_errors(output):
-        journal, registry = journal_for(rollout_id, registry_uri)
+        journal, registry = lookup.journal_for(rollout_id, registry_uri, _warn)
         if tag_rolled_back:  # webhooks need no MLflow: before anything that may fail on it
             _announce_operator_end(journal, rollout_id)
         if journal.remote is None:
@@ -600,7 +589,7 @@ def sync(
 
 def _announce_operator_end(journal: Journal, rollout_id: str) -> None:
     """Tell the plan's webhooks and on_rollback hook of an operator's rollback or abort."""
-    from gray.controller import operator, rollouts
+    from gray.controller import operator
 
     record = journal.local.load(rollout_id)
     if record is None or not record.plan_text:
@@ -608,7 +597,7 @@ def _announce_operator_end(journal: Journal, rollout_id: str) -> None:
     if record.state.phase not in (Phase.ROLLED_BACK, Phase.ABORTED):
         return
     try:
-        plan = rollouts.rollout_plan(record, rollout_id)
+        plan = lookup.rollout_plan(record, rollout_id)
     except GrayError as exc:  # an unset ${VAR} in a webhook URL, say
         _warn(f"webhooks not told of the rollback: {exc.message}")
         return
@@ -616,29 +605,10 @@ def _announce_operator_end(journal: Journal, rollout_id: str) -> None:
         _warn(failure)
 
 
-def journal_for(
-    rollout_id: str | None, registry_uri: str | None, *, background: bool = False
-) -> tuple[Journal, Registry | None]:
-    """The journal to read: the registry named by the rollout's local plan, else by flags/env.
-    `background` for a controller: its MLflow writes must never hold up a decision."""
-    from gray.controller import rollouts
-
-    plan = None
-    if rollout_id is not None:
-        local = LocalJournal().load(rollout_id)
-        if local is not None and local.plan_text:
-            plan = rollouts.rollout_plan(local, rollout_id, reading=True)
-    registry = rollouts.open_registry(plan, registry_uri)
-    try:
-        return rollouts.open_journal(registry, _warn, background=background), registry
-    except Exception as exc:  # the local journal still answers without MLflow
-        _warn(f"MLflow journal unavailable ({exc}); using the local journal only")
-        return Journal(LocalJournal()), None
-
-
 def _run(
     plan: Plan,
     step: loop.Step,
+    adapters: tuple[Router, MetricsSource],
     registry: Registry | None,
     journal: Journal,
     output: OutputFormat,
@@ -649,7 +619,6 @@ def _run(
 ) -> RunResult:
     """Run the controller here. When it exits with traffic held (`--until-stage`,
     `--exit-on-hold`), a detached watcher keeps judging the held stage."""
-    from gray.controller import rollouts
     from gray.controller.notify import Notifier
     from gray.controller.runner import Runner, RunResult
 
@@ -657,10 +626,11 @@ def _run(
     on_event = JsonEvents() if output == OutputFormat.json else view.on_event
     if output == OutputFormat.text and not console.is_terminal:
         on_event = _PlainEvents(view)
+    router, metrics = adapters
     runner = Runner(
         plan,
-        rollouts.build_router(plan),
-        rollouts.build_metrics(plan),
+        router,
+        metrics,
         registry,
         journal,
         Notifier(plan.notify),
@@ -732,7 +702,7 @@ def _leave_watcher(result: RunResult, registry: Registry | None) -> RunResult:
     if registry is not None:
         args += ["--registry-uri", registry.uri]
     try:
-        process = start_in_background(args, log_path)
+        process = detached.start_in_background(args, log_path)
     except OSError as exc:
         _warn(f"could not start a watcher for the held traffic ({exc}); nothing judges it now")
         return result
@@ -741,20 +711,6 @@ def _leave_watcher(result: RunResult, registry: Registry | None) -> RunResult:
         "traffic and rolls back on a FAIL"
     )
     return RunResult(result.state, result.exit_code, reason)
-
-
-def start_in_background(arguments: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start `gray ARGUMENTS` detached from this process (its own session, no stdin), its
-    output appended to `log_path`. Raises OSError when it cannot be started."""
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gray.cli", *arguments],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=os.environ.copy(),
-        )
 
 
 class _PlainEvents:
@@ -784,7 +740,7 @@ def _print_checks(checks: list[Check], output: OutputFormat) -> None:
 
 
 def _print_dry_run(plan: Plan, output: OutputFormat) -> None:
-    from gray.cli.plan import timeline, total_dwell
+    from gray.controller.plan.timeline import timeline, total_dwell
 
     if output == OutputFormat.json:
         emit_json(

@@ -135,6 +135,19 @@ class Recorded:
     ended_before: RolloutState | None  # the rollout had ended already (by another rollback)
 
 
+@dataclass(frozen=True)
+class FirstWrite:
+    """A rollback written and journaled (or refused) by `gray rollback`'s fast path before
+    the command line was even parsed, for the full command to report."""
+
+    target: str
+    state: RolloutState
+    recorded: Recorded | None
+    seconds: float
+    refused: GrayError | None = None
+    kind: str = "rolled_back"  # or "aborted" (`gray rollout abort`)
+
+
 def record_rollback(
     applied: Applied,
     *,

@@ -6,9 +6,7 @@ source and the journal together; the decisions themselves live in `loop.py`.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,17 +22,18 @@ from gray.controller.errors import (
 )
 from gray.controller.journal import (
     Journal,
-    LocalJournal,
-    RemoteJournal,
-    RolloutRecord,
     new_rollout_id,
 )
+from gray.controller.lookup import load_rollout
+from gray.controller.metrics import build_metrics
 from gray.controller.metrics.base import MetricsSource
 from gray.controller.operator import Endpoint, save_endpoint
-from gray.controller.plan.models import Plan, parse_plan
+from gray.controller.plan.models import Plan
 from gray.controller.redact import redact
 from gray.controller.registry import NO_PREPROCESSOR
+from gray.controller.routers import build_router
 from gray.controller.routers.base import Router
+from gray.controller.routers.gateway_spec import GatewayRouterSpec
 from gray.controller.state import RolloutState
 from gray.controller.types import Applied, Pair
 
@@ -75,51 +74,9 @@ class PreflightReport:
         )
 
 
-def open_registry(plan: Plan | None, cli_uri: str | None) -> Registry:
-    from gray.controller.registry import Registry, resolve_registry_uri
-
-    return Registry(resolve_registry_uri(plan.registry.uri if plan else None, cli_uri))
-
-
-def build_router(plan: Plan) -> Router:
-    """The plan's serving endpoint. Plan validation admits only types gray has adapters for."""
-    if plan.router.type == "gateway":
-        from gray.controller.routers.gateway import GatewayRouter
-
-        return GatewayRouter(
-            plan.router.url, plan.router.token or None, timeout=plan.router.timeout
-        )
-    raise ConfigError(f"router type {plan.router.type!r} has no adapter")
-
-
-def build_metrics(plan: Plan) -> MetricsSource:
-    if plan.metrics.type == "gateway":
-        from gray.controller.metrics.gateway import GatewayMetrics
-
-        return GatewayMetrics(
-            plan.metrics_url, plan.metrics_token or None, slo_edges=plan.slo_edges()
-        )
-    raise ConfigError(f"metrics type {plan.metrics.type!r} has no adapter")
-
-
-def open_journal(
-    registry: Registry | None,
-    on_warning: Callable[[str], None] | None = None,
-    *,
-    background: bool = False,
-) -> Journal:
-    """The local journal plus the registry's MLflow one. A controller asks for
-    `background`: its MLflow writes and command reads then never hold up a decision."""
-    remote: RemoteJournal | None = None
-    if registry is not None:
-        from gray.controller.journal.mlflow_run import MlflowJournal
-
-        remote = MlflowJournal(registry.client)
-        if background:
-            from gray.controller.journal.background import BackgroundRemote
-
-            remote = BackgroundRemote(remote, on_warning)
-    return Journal(LocalJournal(), remote, on_remote_error=on_warning)
+def build_adapters(plan: Plan) -> tuple[Router, MetricsSource]:
+    """The plan's serving endpoint and metrics source, built once per controller."""
+    return build_router(plan.router), build_metrics(plan.metrics, plan)
 
 
 def preflight(
@@ -181,7 +138,7 @@ def preflight(
         report.add(
             "endpoint",
             True,
-            f"{redact(plan.router.url)} answers; serving v{applied.route.baseline}",
+            f"{redact(plan.router.describe())} answers; serving v{applied.route.baseline}",
         )
         busy = applied.route.candidate and (applied.route.weight > 0 or applied.route.mirror > 0)
         if busy:
@@ -260,46 +217,13 @@ def create_rollout(
         until_stage=until_stage,
     )
     journal.create(state, plan_text)
-    save_endpoint(
-        journal.local,
-        state.rollout_id,
-        Endpoint(plan.router.type, plan.router.url, plan.router.timeout),
-    )
+    if isinstance(plan.router, GatewayRouterSpec):  # the one type `gray rollback` writes early
+        save_endpoint(
+            journal.local,
+            state.rollout_id,
+            Endpoint(plan.router.type, plan.router.url, plan.router.timeout),
+        )
     return loop.begin(plan, state)
-
-
-def controller_alive(state: RolloutState, interval: float, now: float | None = None) -> bool:
-    """A running controller journals a look every interval; silence means none is running."""
-    if state.phase.terminal:
-        return False
-    return (now if now is not None else time.time()) - state.updated_at < 3 * interval + 15
-
-
-class EnvironForReading(Mapping[str, str]):
-    """The environment, with unset variables read as empty: reading a journaled rollout
-    must not need the secrets (the gateway token) that only its writes use."""
-
-    def __getitem__(self, name: str) -> str:
-        return os.environ.get(name, "")
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(os.environ)
-
-    def __len__(self) -> int:
-        return len(os.environ)
-
-
-def rollout_plan(record: RolloutRecord, rollout_id: str, *, reading: bool = False) -> Plan:
-    """The plan a rollout was started with; `reading` for commands that only show it."""
-    environ = EnvironForReading() if reading else None
-    return parse_plan(record.plan_text, f"{rollout_id}/plan.yaml", environ)  # type: ignore[arg-type]
-
-
-def load_rollout(
-    journal: Journal, rollout_id: str, *, reading: bool = False
-) -> tuple[RolloutRecord, Plan]:
-    record = journal.load(rollout_id)
-    return record, rollout_plan(record, rollout_id, reading=reading)
 
 
 def stage_number(plan: Plan, ref: str | None) -> int | None:

@@ -1,1 +1,21 @@
-"""Metrics-source adapters behind the `MetricsSource` protocol."""
+"""Metrics-source adapters behind the `MetricsSource` protocol (`base.py`).
+
+A metrics type is a `MetricsSpec` subclass (the plan block's fields) whose `build`
+makes its adapter; `plugins.METRICS_TYPES` finds it by the plan's `type`, gray's
+own `gateway` (`gateway_spec.py`, adapter in `gateway.py`) or one another package
+declares in the `gray.metrics` entry-point group.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gray.controller.metrics.base import MetricsSource
+    from gray.controller.plan.models import MetricsSpec, Plan
+
+
+def build_metrics(spec: MetricsSpec, plan: Plan) -> MetricsSource:
+    """The adapter for a plan's `metrics:` block; `plan` gives what the source counts
+    (the gates' latency edges) and what it may share with the router (an address)."""
+    return spec.build(plan)

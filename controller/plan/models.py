@@ -12,16 +12,28 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SerializeAsAny,
+    ValidationError,
+)
+from pydantic_core import InitErrorDetails
 
 from gray.controller.errors import PlanError, PlanProblem
 from gray.controller.gates.config import MAX_COUNT, SLO_RANGE, GateFields
 from gray.controller.plan.units import duration_between, format_share, parse_share
+from gray.controller.plugins import METRICS_TYPES, ROUTER_TYPES, AdapterTypes
 from gray.controller.redact import register_secret
 from gray.controller.types import Audience
 
 if TYPE_CHECKING:
+    from gray.controller.metrics.base import MetricsSource
     from gray.controller.plan.source import PlanSource
+    from gray.controller.routers.base import Router
 
 # The durations a plan may give, in seconds (README: "Durations"). Outside them a
 # plan is a typo or hostile: a look every millisecond hammers the endpoint, a
@@ -98,19 +110,122 @@ class RegistrySpec(_Strict):
 
 
 class RouterSpec(_Strict):
-    type: Literal["gateway"] = "gateway"
-    url: str = "http://127.0.0.1:8080"
-    token: str | None = None
-    timeout: Timeout = 10.0
+    """The plan's `router:` block: the serving endpoint that splits traffic. Its `type`
+    picks one subclass (`plugins.ROUTER_TYPES`: `gateway`, or a type another package
+    declares), which holds that endpoint's fields and builds its adapter."""
+
+    type: str
     # Candidate traffic returns to the baseline this long after the controller's last look,
-    # unless a stage holds it. Default: a few intervals (see runner.lease_ttl).
+    # unless a stage holds it; every router writes leases. Default: a few intervals
+    # (see runner.lease_ttl).
     lease_ttl: Duration | None = None
+
+    def build(self) -> Router:
+        raise NotImplementedError(f"router type {self.type!r} builds no adapter")
+
+    def describe(self) -> str:
+        """Where the endpoint is, for messages (they are redacted where they are shown)."""
+        return f"the {self.type} endpoint"
+
+    def secrets(self) -> tuple[str | None, ...]:
+        """Values masked in every message once the plan is read (tokens)."""
+        return ()
+
+    @classmethod
+    def model_for(cls, value: object) -> type[_Strict]:
+        """The model a block with this value is read as (for plan problems' hints)."""
+        return _block_model(value, ROUTER_TYPES, RouterSpec) or cls
 
 
 class MetricsSpec(_Strict):
-    type: Literal["gateway"] = "gateway"
-    url: str | None = None
-    token: str | None = None
+    """The plan's `metrics:` block: where the counters come from. Its `type` picks one
+    subclass (`plugins.METRICS_TYPES`), which builds the adapter."""
+
+    type: str
+
+    def build(self, plan: Plan) -> MetricsSource:
+        """The adapter; `plan` for what the source counts (the gates' latency edges) or
+        what it may share with the router (an address)."""
+        raise NotImplementedError(f"metrics type {self.type!r} builds no adapter")
+
+    def secrets(self) -> tuple[str | None, ...]:
+        """Values masked in every message once the plan is read (tokens)."""
+        return ()
+
+    @classmethod
+    def model_for(cls, value: object) -> type[_Strict]:
+        """The model a block with this value is read as (for plan problems' hints)."""
+        return _block_model(value, METRICS_TYPES, MetricsSpec) or cls
+
+
+# A block that names no type is gray's own gateway, as before blocks had types.
+DEFAULT_TYPE = "gateway"
+
+
+def _block_model(value: object, types: AdapterTypes, base: type[_Strict]) -> type[_Strict] | None:
+    """The subclass of `base` a block of this value names by its `type` (None: none known)."""
+    name = value.get("type", DEFAULT_TYPE) if isinstance(value, dict) else DEFAULT_TYPE
+    if not isinstance(name, str):
+        return None
+    model = types.load(name)
+    return model if isinstance(model, type) and issubclass(model, base) else None
+
+
+def _block_validator(types: AdapterTypes, base: type[_Strict]) -> PlainValidator:
+    """Reads a `router:` or `metrics:` block as the subclass its `type` names; every
+    problem keeps its place inside the block, worded like the plan's other problems."""
+
+    def validate(value: object) -> _Strict:
+        if isinstance(value, base):
+            return value
+        if not isinstance(value, dict):
+            raise _invalid(
+                base,
+                [
+                    InitErrorDetails(
+                        type="model_type", loc=(), input=value, ctx={"class_name": base.__name__}
+                    )
+                ],
+            )
+        model = _block_model(value, types, base)
+        if model is None:
+            expected = " or ".join(f"'{name}'" for name in types.names())
+            raise _invalid(
+                base,
+                [
+                    InitErrorDetails(
+                        type="literal_error",
+                        loc=("type",),
+                        input=value.get("type"),
+                        ctx={"expected": expected},
+                    )
+                ],
+            )
+        try:
+            return model.model_validate({"type": DEFAULT_TYPE, **value})
+        except ValidationError as exc:
+            raise _invalid(
+                base,
+                [
+                    InitErrorDetails(
+                        type=item["type"],
+                        loc=tuple(item["loc"]),
+                        input=item.get("input"),
+                        ctx=item.get("ctx", {}),
+                    )
+                    for item in exc.errors(include_url=False)
+                ],
+            ) from None
+
+    return PlainValidator(validate)
+
+
+def _invalid(base: type[_Strict], errors: list[InitErrorDetails]) -> ValidationError:
+    return ValidationError.from_exception_data(base.__name__, errors)
+
+
+def _default_block(types: AdapterTypes) -> Any:
+    return types.load(DEFAULT_TYPE)()
 
 
 class GateSpec(GateFields):
@@ -257,8 +372,12 @@ class Plan(_Strict):
     description: str | None = None
     model: ModelSpec
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
-    router: RouterSpec = Field(default_factory=RouterSpec)
-    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    router: Annotated[SerializeAsAny[RouterSpec], _block_validator(ROUTER_TYPES, RouterSpec)] = (
+        Field(default_factory=lambda: _default_block(ROUTER_TYPES))
+    )
+    metrics: Annotated[
+        SerializeAsAny[MetricsSpec], _block_validator(METRICS_TYPES, MetricsSpec)
+    ] = Field(default_factory=lambda: _default_block(METRICS_TYPES))
     interval: Interval = 30.0
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     gates: tuple[GateSpec, ...] = ()
@@ -284,14 +403,6 @@ class Plan(_Strict):
                     return index
         names = ", ".join(s.name for s in self.stages)
         raise ValueError(f"no stage {ref!r} in plan {self.name} (stages: {names})")
-
-    @property
-    def metrics_url(self) -> str:
-        return self.metrics.url or self.router.url
-
-    @property
-    def metrics_token(self) -> str | None:
-        return self.metrics.token if self.metrics.token is not None else self.router.token
 
     def slo_edges(self) -> tuple[float, ...]:
         """Every latency edge any stage's gates count requests over."""
@@ -390,8 +501,8 @@ def parse_plan(text: str, filename: str = "<plan>", environ: dict[str, str] | No
         raise PlanError(filename, _hidden(_sorted(problems), source))
     hooks = [plan.hooks.get(kind) for kind in HOOK_KINDS]
     for secret in (
-        plan.router.token,
-        plan.metrics.token,
+        *plan.router.secrets(),
+        *plan.metrics.secrets(),
         *(n.url for n in plan.notify),
         *(h.url for h in hooks if h),
         *(value for h in hooks if h for value in h.headers.values()),

@@ -39,7 +39,7 @@ def describe_validation_error(
         value = item.get("input")
         if kind == "extra_forbidden":
             line, column = source.position(loc, key=True)
-            message = _unknown_field(loc, root)
+            message = _unknown_field(loc, root, source.data)
         elif kind == "missing":
             line, column = source.position(loc[:-1])
             message = f"required field '{loc[-1]}' is missing"
@@ -81,9 +81,9 @@ def _message(kind: str, item: Any, value: object) -> str:
     return str(item["msg"]) + got
 
 
-def _unknown_field(loc: tuple[Any, ...], root: type[BaseModel]) -> str:
+def _unknown_field(loc: tuple[Any, ...], root: type[BaseModel], data: Any) -> str:
     name = str(loc[-1])
-    model = _model_at(root, loc[:-1])
+    model = _model_at(root, loc[:-1], data)
     known = list(model.model_fields) if model else []
     hint = _suggest(name, known)
     if not hint and known:
@@ -96,11 +96,14 @@ def _suggest(word: str, options: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The model class that holds the field at `loc`, following field annotations."""
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
+    """The model class that holds the field at `loc`, following field annotations; a block
+    whose model depends on its value (`router:`, by its `type`) says which with `model_for`."""
     current: Any = root
-    for part in loc:
+    for index, part in enumerate(loc):
         current = _unwrap(current)
+        if hasattr(current, "model_for"):
+            current = current.model_for(_value_at(data, loc[:index]))
         if isinstance(part, int):
             args = typing.get_args(current)
             current = args[0] if args else None
@@ -110,7 +113,21 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | 
         else:
             return None
     current = _unwrap(current)
+    if hasattr(current, "model_for"):
+        current = current.model_for(_value_at(data, loc))
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
+    """The plan's value at `loc` (None where there is none)."""
+    for part in loc:
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
 
 
 def _unwrap(annotation: Any) -> Any:

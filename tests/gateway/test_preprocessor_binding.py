@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gray.controller import rollouts
+from gray.controller import lookup, rollouts
 from gray.controller.errors import PreflightError, VersionNotLoadedError
 from gray.controller.metrics.gateway import GatewayMetrics
 from gray.controller.plan.models import parse_plan
@@ -104,7 +104,7 @@ stages: [{{weight: 10%, dwell: 10s}}]
         GatewayMetrics(url, TOKEN) as metrics,
     ):
         return rollouts.preflight(
-            plan, Registry(registry_uri), router, metrics, rollouts.open_journal(None)
+            plan, Registry(registry_uri), router, metrics, lookup.open_journal(None)
         )
 
 

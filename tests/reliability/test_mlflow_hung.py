@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gray.controller import rollouts
+from gray.controller import lookup, rollouts
 from gray.controller.journal import Event
 from gray.controller.loop import Step
 from gray.controller.plan.models import Plan, load_plan
@@ -89,8 +89,8 @@ def bad_rollout(
     plan_path = stack.plan("mlflow-trouble", "bad-raises", BAD_STAGE)
     plan = load_plan(plan_path)
     shared = Registry(journal_uri, retries=0)
-    journal = rollouts.open_journal(shared, timeline.warnings.append, background=True)
-    router, metrics = rollouts.build_router(plan), rollouts.build_metrics(plan)
+    journal = lookup.open_journal(shared, timeline.warnings.append, background=True)
+    router, metrics = rollouts.build_adapters(plan)
     report = rollouts.preflight(plan, Registry(stack.registry_uri), router, metrics, journal)
     step = rollouts.create_rollout(plan, plan_path.read_text(), report, journal)
 

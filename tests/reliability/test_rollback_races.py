@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gray.controller import rollouts
+from gray.controller import lookup, rollouts
 from gray.controller.journal import Journal, LocalJournal
 from gray.controller.loop import Step
 from gray.controller.plan.models import load_plan
@@ -67,8 +67,8 @@ def prepare(stack: Stack, name: str, registry: Registry) -> Prepared:
     """Preflight and create a one-stage rollout in this process (as `rollout start` does)."""
     plan_path = stack.plan(name, "challenger", QUICK_STAGE)
     plan = load_plan(plan_path)
-    journal = rollouts.open_journal(registry)
-    router, metrics = rollouts.build_router(plan), rollouts.build_metrics(plan)
+    journal = lookup.open_journal(registry)
+    router, metrics = rollouts.build_adapters(plan)
     report = rollouts.preflight(plan, registry, router, metrics, journal)
     step = rollouts.create_rollout(plan, plan_path.read_text(), report, journal)
     return Prepared(journal, step, Runner(plan, router, metrics, registry, journal))
