@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 from pydantic import ValidationError
 
+from gray.controller.gates.config import MARGIN_FIELDS
+from gray.controller.gates.metrics import metric
 from gray.controller.plan.models import (
     HOOK_KINDS,
-    RATE_METRICS,
     GateSpec,
     Plan,
     StageGate,
@@ -18,18 +19,6 @@ from gray.controller.plan.models import (
 from gray.controller.plan.units import format_duration, format_share
 
 Problem = tuple[tuple[str | int, ...], str]
-
-# Which margin fields each metric takes: the first tuple needs at least one set.
-_MARGINS: dict[str, tuple[str, ...]] = {
-    "error_rate": ("max_increase", "max_increase_abs"),
-    "bad_request_rate": ("max_increase", "max_increase_abs"),
-    "wrong_prediction_rate": ("max_increase", "max_increase_abs"),
-    "latency": ("max_increase", "max_increase_abs"),
-    "latency_distribution": ("tolerance",),
-    "accuracy": ("max_decrease",),
-    "disagreement": ("max",),
-}
-_MARGIN_FIELDS = ("max_increase", "max_increase_abs", "max_decrease", "max", "tolerance")
 
 
 def semantic_problems(plan: Plan) -> list[Problem]:
@@ -78,27 +67,29 @@ def _model_problems(plan: Plan) -> Iterator[Problem]:
 
 
 def _gate_problems(gate: GateSpec | StageGate, path: tuple[str | int, ...]) -> Iterator[Problem]:
-    allowed = _MARGINS[gate.metric]
-    for name in _MARGIN_FIELDS:
+    definition = metric(gate.metric)
+    allowed = definition.margins  # a plan's gate sets at least one of them
+    for name in MARGIN_FIELDS:
         if getattr(gate, name) is not None and name not in allowed:
             expected = " or ".join(f"'{a}'" for a in allowed)
             yield (
                 (*path, name),
                 f"'{name}' does not apply to a {gate.metric} gate (it takes {expected})",
             )
-    if gate.slo is not None and gate.metric != "latency":
+    if gate.slo is not None and not definition.needs_slo:
         yield ((*path, "slo"), f"'slo' applies only to latency gates, not {gate.metric}")
     if isinstance(gate, GateSpec):
         if not any(getattr(gate, name) is not None for name in allowed):
             expected = " or ".join(f"'{a}'" for a in allowed)
             yield (path, f"a {gate.metric} gate needs its allowed margin: {expected}")
-        if gate.metric == "latency" and gate.slo is None:
+        if definition.needs_slo and gate.slo is None:
             yield (
                 path,
                 "a latency gate needs 'slo', the latency edge it counts slow requests over "
                 "(e.g. slo: 250ms)",
             )
-    if gate.metric in RATE_METRICS and gate.max_increase == 0 and not gate.max_increase_abs:
+    relative = "max_increase" in allowed
+    if relative and gate.max_increase == 0 and not gate.max_increase_abs:
         yield (
             (*path, "max_increase"),
             "max_increase: 0% can never pass; allow a margin (e.g. 10%) or max_increase_abs",
