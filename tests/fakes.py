@@ -1,4 +1,5 @@
-"""In-memory stand-ins for driving the loop tick by tick: clock, router, metrics, registry.
+"""In-memory stand-ins for driving the loop tick by tick: clock, router, metrics, registry,
+and the shared (MLflow) journal.
 
 They keep the real contracts: the router fences stale leases exactly like the
 gateway (409 -> LeaseConflictError), and the metrics source produces
@@ -7,10 +8,13 @@ cumulative counters from simulated traffic that follows the route in force.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gray.controller.errors import AliasConflictError, LeaseConflictError, MetricsError, RouterError
+from gray.controller.journal import Command, Event, RolloutRecord, current_state
+from gray.controller.state import RolloutState
 from gray.controller.types import (
     Applied,
     Lease,
@@ -20,6 +24,24 @@ from gray.controller.types import (
     Snapshot,
     VersionCounters,
 )
+
+
+def rollout_state(rollout_id: str, **changes: object) -> RolloutState:
+    """A fresh rollout of the loop-test plan (tests/loop/conftest.py): v1 baseline,
+    v2 candidate, epoch 1."""
+    state = RolloutState(
+        rollout_id=rollout_id,
+        plan_name="loop-test",
+        model="fraud",
+        baseline="1",
+        candidate="2",
+        baseline_ref="@champion",
+        candidate_ref="@challenger",
+        epoch=1,
+        started_at=time.time(),
+        updated_at=time.time(),
+    )
+    return state.with_(**changes)  # type: ignore[arg-type]
 
 
 class FakeClock:
@@ -225,3 +247,69 @@ class FakeRegistry:
             raise AliasConflictError(f"@{alias} points at {current}, not {expected_from}")
         self.aliases[alias] = version
         return {"alias": alias, "from_version": current, "to_version": version}
+
+
+class RemoteDown(ConnectionError):
+    """What a FakeRemoteJournal raises for a method it was told to fail."""
+
+
+@dataclass
+class _RemoteRun:
+    plan_text: str
+    events: list[Event] = field(default_factory=list)
+    latest: dict[str, Any] | None = None  # state.json
+    final: dict[str, Any] | None = None  # final.json
+    commands: list[Command] = field(default_factory=list)
+
+
+@dataclass
+class FakeRemoteJournal:
+    """The shared journal in memory, kept the way the MLflow run keeps it: per-event copies
+    without the judge's working set, the latest full state apart, the end state apart.
+    `failing` names the methods that raise RemoteDown, as an unreachable MLflow does."""
+
+    runs: dict[str, _RemoteRun] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+    calls: list[str] = field(default_factory=list)
+
+    def _call(self, method: str) -> None:
+        self.calls.append(method)
+        if method in self.failing:
+            raise RemoteDown(f"{method}: MLflow unreachable")
+
+    def create(self, state: RolloutState, plan_text: str) -> None:
+        self._call("create")
+        self.runs[state.rollout_id] = _RemoteRun(plan_text, latest=state.to_dict())
+
+    def append(self, event: Event) -> None:
+        self._call("append")
+        run = self.runs[str(event.state["rollout_id"])]  # MLflow: no run, no append
+        run.events.append(replace(event, state={**event.state, "judge": None}))
+        run.latest = event.state
+        if RolloutState.from_dict(event.state).phase.terminal:
+            run.final = event.state
+
+    def load(self, rollout_id: str) -> RolloutRecord | None:
+        self._call("load")
+        run = self.runs.get(rollout_id)
+        if run is None:
+            return None
+        full = run.final or run.latest
+        state = RolloutState.from_dict(full) if full else current_state(run.events)
+        return RolloutRecord(state, tuple(run.events), run.plan_text)
+
+    def list_states(self, model: str | None) -> list[RolloutState]:
+        self._call("list_states")
+        states = [RolloutState.from_dict(run.latest) for run in self.runs.values() if run.latest]
+        # The run's summary tag leaves out the judge, the verdict and the stage results.
+        summaries = [s.with_(judge=None, last_verdict=None, history=()) for s in states]
+        return [s for s in summaries if model is None or s.model == model]
+
+    def post_command(self, rollout_id: str, command: Command) -> None:
+        self._call("post_command")
+        self.runs[rollout_id].commands.append(command)
+
+    def commands(self, rollout_id: str) -> list[Command]:
+        self._call("commands")
+        run = self.runs.get(rollout_id)
+        return list(run.commands) if run else []

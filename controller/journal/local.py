@@ -19,13 +19,15 @@ from gray.controller.journal.events import (
     gray_home,
     print_warning,
 )
+from gray.controller.journal.latest import keep_full_state, line_state, with_full_states
 from gray.controller.state import Phase, RolloutState
 
 T = TypeVar("T")
 
 
 class LocalJournal:
-    """JSON lines under GRAY_HOME/rollouts/ID/: events, commands and the plan.
+    """JSON lines under GRAY_HOME/rollouts/ID/: events, commands and the plan; the full
+    state of the newest events beside them (`latest.py`), each event line holding numbers.
 
     Readers skip a damaged record (a line cut short by a kill -9, bytes that are
     not UTF-8, a record missing its fields or naming an unknown phase) and warn
@@ -123,10 +125,8 @@ class LocalJournal:
         ]
 
     def _events(self, path: Path) -> list[Event]:
-        return [
-            event
-            for _, event in _parse_lines(path, _read_bytes(path), Event.from_dict, self.on_warning)
-        ]
+        parsed = _parse_lines(path, _read_bytes(path), Event.from_dict, self.on_warning)
+        return with_full_states(path.parent, [event for _, event in parsed], self.on_warning)
 
     @contextmanager
     def _locked(self, rollout_id: str) -> Iterator[_LockedEvents]:
@@ -170,10 +170,15 @@ class _LockedEvents:
         raw = os.pread(self.fd, size, 0) if size else b""
         events = [e for _, e in _parse_lines(self.path, raw, Event.from_dict, None)]
         terminal = [e for e in events if e.state.get("phase") in _TERMINAL_PHASES]
-        return min(terminal, key=lambda e: (e.at, e.seq)) if terminal else None
+        first = min(terminal, key=lambda e: (e.at, e.seq)) if terminal else None
+        return with_full_states(self.path.parent, [first], None)[0] if first else None
 
     def append(self, event: Event) -> None:
-        _append_record(self.fd, event.to_dict())
+        # The full state first: a crash before the line leaves it as the state of the
+        # event before, which `state.json` keeps too.
+        terminal = event.state.get("phase") in _TERMINAL_PHASES
+        keep_full_state(self.path.parent, event, terminal=terminal)
+        _append_record(self.fd, {**event.to_dict(), "state": line_state(event.state)})
 
 
 _TERMINAL_PHASES = frozenset(p.value for p in Phase if p.terminal)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,14 @@ from gray.controller.notify import Notifier
 from gray.controller.plan.models import Plan, parse_plan
 from gray.controller.runner import Runner
 from gray.controller.state import RolloutState
-from tests.fakes import FakeClock, FakeMetrics, FakeRegistry, FakeRouter, VersionBehaviour
+from tests.fakes import (
+    FakeClock,
+    FakeMetrics,
+    FakeRegistry,
+    FakeRouter,
+    VersionBehaviour,
+    rollout_state,
+)
 
 PLAN = """\
 name: loop-test
@@ -28,23 +34,6 @@ policies:
   no_data: {hold: 5s}
 promote: {alias: champion, keep_previous_as: previous-champion}
 """
-
-
-def rollout_state(rollout_id: str, **changes: object) -> RolloutState:
-    """A fresh rollout of the loop-test plan: v1 baseline, v2 candidate, epoch 1."""
-    state = RolloutState(
-        rollout_id=rollout_id,
-        plan_name="loop-test",
-        model="fraud",
-        baseline="1",
-        candidate="2",
-        baseline_ref="@champion",
-        candidate_ref="@challenger",
-        epoch=1,
-        started_at=time.time(),
-        updated_at=time.time(),
-    )
-    return state.with_(**changes)
 
 
 class Harness:

@@ -1,17 +1,15 @@
-"""A damaged journal never breaks the on-call commands, and concurrent writers never collide.
+"""A damaged journal never breaks the on-call commands.
 
 Each mode of damage is written by hand into a real GRAY_HOME: a record missing
-its fields, a record with a phase gray does not know, bytes that are not UTF-8,
-and a line cut short by a kill -9 mid-write. The commands skip the bad records
-with a warning naming the file and line, and the next append starts on a fresh
-line. Concurrent writers (separate processes, as concurrent `gray rollback`
-commands are) get unique sequence numbers and at most one terminal event.
+its fields, a record with a phase gray does not know, bytes that are not UTF-8.
+`gray rollout list`, `status` and `rollback` skip the bad records with a warning
+naming the file and line. (The journal's own handling of damage, torn lines and
+concurrent writers is tested in tests/journal.)
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,8 @@ from typer.testing import CliRunner
 from gray.cli.app import app
 from gray.controller.journal import Journal, LocalJournal
 from gray.controller.state import Phase, RolloutState
-from tests.loop.conftest import PLAN, rollout_state
+from tests.fakes import rollout_state
+from tests.loop.conftest import PLAN
 
 runner = CliRunner()
 NO_REGISTRY = ["--registry-uri", "sqlite:////nonexistent/gray-tests/mlflow.db"]
@@ -100,108 +99,6 @@ def test_list_and_status_skip_a_bad_record_and_name_it(home: Path, raw: bytes, w
     assert where in status.stderr
 
 
-def test_a_journal_with_only_bad_records_is_skipped_and_active_rollouts_are_still_found(
-    home: Path,
-) -> None:
-    write_rollout(home, GOOD)
-    bad = events_file(home, BAD)
-    bad.parent.mkdir(parents=True)
-    bad.write_bytes(b'{"seq": 1}\n[1, 2]\n"text"\n')
-    warnings: list[str] = []
-    journal = Journal(LocalJournal(home, on_warning=warnings.append))
-    assert [s.rollout_id for s in journal.active_for("fraud")] == [GOOD]
-    assert [w.split(": ")[0] for w in warnings] == [f"{bad}:{n}" for n in (1, 2, 3)]
-
-
-def test_a_torn_last_line_does_not_swallow_the_next_event(home: Path) -> None:
-    journal = write_rollout(home, GOOD)
-    torn = damage(home, GOOD, b'{"seq": 3, "at": 17000')  # kill -9 mid-write: no newline
-    state = rollout_state(GOOD, phase=Phase.RUNNING)
-    written = Journal(LocalJournal(home)).append(state, "look", "after the crash", {})
-    assert written.seq == 3
-    warnings: list[str] = []
-    record = LocalJournal(home, on_warning=warnings.append).load(GOOD)
-    assert record is not None
-    assert [e.event for e in record.events] == ["started", "stage_started", "look"]
-    assert [e.seq for e in record.events] == [1, 2, 3]
-    assert len(warnings) == 1 and f"events.jsonl:{torn}" in warnings[0]
-    del journal
-
-
-def test_commands_file_with_bad_lines_still_yields_the_good_commands(home: Path) -> None:
-    journal = write_rollout(home, GOOD)
-    journal.post_command(GOOD, "approve", "looks right")
-    commands = home / "rollouts" / GOOD / "commands.jsonl"
-    with commands.open("ab") as file:
-        file.write(b'{"command": "pause"}\n')
-    journal.post_command(GOOD, "pause", "spike")
-    warnings: list[str] = []
-    found = Journal(LocalJournal(home, on_warning=warnings.append)).commands(GOOD)
-    assert [c.command for c in found] == ["approve", "pause"]
-    assert len(warnings) == 1 and f"{commands}:2" in warnings[0]
-
-
-# --- concurrent writers --------------------------------------------------------
-
-WRITERS = 8
-APPENDS_EACH = 25
-
-
-def _append_many(home: str, rollout_id: str, count: int) -> None:
-    journal = Journal(LocalJournal(Path(home)))
-    state = rollout_state(rollout_id, phase=Phase.RUNNING)
-    for number in range(count):
-        journal.append(state, "look", f"look {number}", {})
-
-
-def _append_terminal(home: str, rollout_id: str, writer: int) -> None:
-    journal = Journal(LocalJournal(Path(home)))
-    state = rollout_state(rollout_id, phase=Phase.ROLLED_BACK, reason=f"rolled back by {writer}")
-    journal.append_terminal(state, "rolled_back", state.reason, {"writer": writer})
-
-
-def _run_processes(target: object, args: list[tuple[object, ...]]) -> None:
-    context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=target, args=a) for a in args]  # type: ignore[arg-type]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
-
-
-def test_concurrent_writers_get_unique_sequence_numbers(home: Path) -> None:
-    write_rollout(home, GOOD)
-    _run_processes(_append_many, [(str(home), GOOD, APPENDS_EACH)] * WRITERS)
-    record = LocalJournal(home).load(GOOD)
-    assert record is not None
-    seqs = [e.seq for e in record.events]
-    assert sorted(seqs) == list(range(1, 2 + WRITERS * APPENDS_EACH + 1))
-
-
-def test_twenty_concurrent_terminal_appends_write_one_terminal_event(home: Path) -> None:
-    write_rollout(home, GOOD)
-    _run_processes(_append_terminal, [(str(home), GOOD, n) for n in range(20)])
-    record = LocalJournal(home).load(GOOD)
-    assert record is not None
-    terminal = [e for e in record.events if RolloutState.from_dict(e.state).phase.terminal]
-    assert len(terminal) == 1
-    assert record.state.phase is Phase.ROLLED_BACK
-    assert len({e.seq for e in record.events}) == len(record.events)
-
-
-def test_append_terminal_returns_the_terminal_event_already_written(home: Path) -> None:
-    journal = write_rollout(home, GOOD)
-    aborted = rollout_state(GOOD, phase=Phase.ABORTED, reason="aborted by a")
-    first, wrote_first = journal.append_terminal(aborted, "aborted", aborted.reason, {})
-    again = rollout_state(GOOD, phase=Phase.ROLLED_BACK, reason="rolled back by b")
-    second, wrote_second = journal.append_terminal(again, "rolled_back", again.reason, {})
-    assert (wrote_first, wrote_second) == (True, False)
-    assert second == first and second.event == "aborted"
-    with pytest.raises(ValueError, match="terminal"):
-        journal.append_terminal(rollout_state(GOOD, phase=Phase.RUNNING), "look", "", {})
-
-
 # --- the on-call button with a real gateway ------------------------------------
 
 
@@ -244,42 +141,6 @@ def test_rollback_is_not_blocked_by_another_rollouts_damaged_journal(
     record = LocalJournal(home).load(GOOD)
     assert record is not None
     assert sum(RolloutState.from_dict(e.state).phase.terminal for e in record.events) == 1
-
-
-def test_a_damaged_record_in_the_mlflow_journal_is_skipped_with_a_warning(
-    fresh_registry: object, tmp_path: Path
-) -> None:
-    # A record in the shared journal damaged by a foreign or crashed writer must not hide
-    # the rollout (or every rollout) from another machine's `rollback`, `status` or `list`.
-    from gray.controller.journal.mlflow_run import MlflowJournal
-
-    warnings: list[str] = []
-    remote = MlflowJournal(fresh_registry.registry().client, warnings.append)  # type: ignore[attr-defined]
-    journal = Journal(LocalJournal(tmp_path / "home"), remote)
-    state = rollout_state(GOOD)
-    journal.create(state, PLAN)
-    journal.append(state, "started", "started", {})
-    journal.append(state.with_(phase=Phase.RUNNING), "stage_started", "stage 1", {})
-    other = rollout_state(BAD)
-    journal.create(other, PLAN)
-    journal.append(other, "started", "started", {})
-    client = remote.client
-    run_id = remote._run_id(GOOD)
-    first = sorted(f.path for f in client.list_artifacts(run_id, "events"))[0]
-    client.log_text(run_id, '{"seq": 1}', first)  # a record without its state
-    client.set_tag(run_id, "gray.command.x1", "{not json")
-    client.set_tag(remote._run_id(BAD), "gray.summary", '{"phase": "warp"}')
-
-    record = MlflowJournal(fresh_registry.registry().client, warnings.append).load(GOOD)  # type: ignore[attr-defined]
-    assert record is not None
-    assert [e.event for e in record.events] == ["stage_started"]
-    assert record.state.phase is Phase.RUNNING
-    assert remote.commands(GOOD) == []
-    listed = [s.rollout_id for s in remote.list_states("fraud")]
-    assert listed == [GOOD]
-    assert any(first in w and "damaged" in w for w in warnings), warnings
-    assert any("gray.command.x1" in w for w in warnings), warnings
-    assert any("gray.summary" in w for w in warnings), warnings
 
 
 def test_a_missing_registry_after_the_write_is_a_warning_not_a_failure(tmp_path: Path) -> None:

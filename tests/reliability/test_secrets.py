@@ -19,8 +19,9 @@ from gray.controller.errors import PlanError, RegistryError, RouterError
 from gray.controller.journal import Journal, LocalJournal
 from gray.controller.plan.models import parse_plan
 from gray.controller.redact import redact, redact_data, register_secret, webhook_label
+from tests.fakes import rollout_state
 from tests.loop.conftest import PLAN, Harness
-from tests.reliability.test_journal_corruption import rollout_state, write_rollout
+from tests.reliability.test_journal_corruption import write_rollout
 
 runner = CliRunner()
 NO_REGISTRY = ["--registry-uri", "sqlite:////nonexistent/gray-tests/mlflow.db"]
