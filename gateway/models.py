@@ -39,7 +39,7 @@ FAILED_KEPT = 16
 
 
 class Servable(Protocol):
-    """What the gateway needs of a loaded version (a registry ServingBundle fits)."""
+    """What the gateway needs of a loaded version (a ServingBundle, serving_bundle.py, fits)."""
 
     input_example: Any
 

@@ -7,10 +7,16 @@ from typing import Any
 
 import pytest
 
-from gray.controller.errors import AliasConflictError, AliasNotFoundError, ConfigError
+from gray.controller.errors import (
+    AliasConflictError,
+    AliasNotFoundError,
+    ConfigError,
+    ModelNotFoundError,
+)
 from gray.controller.plan.models import PromoteSpec
+from gray.controller.registry import RegistryClient
 from gray.controller.registry import aliases as alias_history
-from gray.controller.registry.aliases import AliasMove
+from gray.controller.registry.aliases import Aliases, AliasMove
 
 from .helpers import client, copy_version
 
@@ -146,3 +152,40 @@ def test_actor_comes_from_the_environment_or_user_at_host(monkeypatch: pytest.Mo
     assert alias_history.current_actor() == "ci/deploy-job-42"
     monkeypatch.delenv("GRAY_ACTOR")
     assert "@" in alias_history.current_actor()
+
+
+def test_compare_and_set_creates_an_alias_and_refuses_a_missing_version(
+    fresh_registry: Any,
+) -> None:
+    store = fresh_registry
+    aliases = Aliases(RegistryClient(store.uri))
+    name, good = store.model_name, store.versions["good"]
+    assert aliases.target(name, "canary") is None
+
+    move = aliases.set_alias(
+        name, "canary", good, expected_from=None, rollout_id=None, reason="first canary"
+    )
+
+    assert (move.from_version, move.to_version, move.reason) == (None, good, "first canary")
+    assert aliases.points_at(name, "canary", good)
+    with pytest.raises(ModelNotFoundError, match="has no version 999"):
+        aliases.set_alias(name, "canary", "999", expected_from=good, rollout_id=None, reason="x")
+    # The refused move changed nothing and recorded nothing.
+    assert aliases.target(name, "canary") == good
+    assert aliases.history(name) == [move]
+
+
+def test_the_history_continues_after_entries_written_by_others(fresh_registry: Any) -> None:
+    store = fresh_registry
+    aliases = Aliases(RegistryClient(store.uri))
+    name, baseline, good = store.model_name, store.versions["baseline"], store.versions["good"]
+    # A newer entry than gray's own, written by another tool, and one it cannot read.
+    client(store.uri).set_registered_model_tag(name, alias_history.tag_key(7), "{unreadable")
+
+    move = aliases.set_alias(
+        name, "champion", good, expected_from=baseline, rollout_id="r-1", reason="by hand"
+    )
+
+    tags = client(store.uri).get_registered_model(name).tags
+    assert json.loads(tags[alias_history.tag_key(8)]) == move.to_dict()
+    assert aliases.history(name) == [move]

@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pytest
 
-from gray.controller.errors import PreprocessorError
+from gray.controller.errors import ConfigError, ModelNotFoundError, PreprocessorError
 from gray.controller.plan.models import PreprocessorBinding
 from gray.controller.registry import (
+    Bound,
     declare_no_preprocessor,
     log_preprocessor,
     preprocessors,
@@ -19,7 +21,7 @@ from gray.controller.registry import (
 from gray.demo.models import demo_dataset
 from gray.gateway.registry_loader import RegistryLoader
 
-from .helpers import client, copy_version
+from .helpers import client, copy_version, register_preprocessor_model
 
 ARTIFACT = PreprocessorBinding(artifact="preprocessor")
 
@@ -114,3 +116,52 @@ def test_log_preprocessor_uploads_a_directory_as_it_is(fresh_registry: Any, tmp_
     verified = registry.verify_preprocessor(info, PreprocessorBinding(artifact="features"))
     assert verified is not None
     assert sorted(p.name for p in verified.path.iterdir()) == ["README", "scaler.pkl"]
+
+
+def test_bind_takes_a_path_a_registered_model_or_nothing(
+    fresh_registry: Any, tmp_path: Path
+) -> None:
+    from sklearn.preprocessing import StandardScaler
+
+    store = fresh_registry
+    features, _ = demo_dataset()
+    prep_name = f"{store.model_name}-preprocessor"
+    register_preprocessor_model(store.uri, prep_name, StandardScaler().fit(features))
+    folder = tmp_path / "prep"
+    folder.mkdir()
+    joblib.dump(StandardScaler().fit(features), folder / "scaler.joblib")
+    by_path, by_model, by_nothing = (
+        copy_version(store.uri, store.model_name, store.versions["good"]) for _ in range(3)
+    )
+    binder = store.registry().binder
+
+    from_path = binder.bind(
+        store.model_name, by_path, path=folder / "scaler.joblib", artifact_path="/scaler/"
+    )
+    from_model = binder.bind(store.model_name, by_model, registered_model=prep_name)
+    declared = binder.bind(store.model_name, by_nothing)
+
+    assert from_path == Bound("artifact:scaler", preprocessors.tree_sha256(folder))
+    assert from_model.binding == f"registered_model:{prep_name}"
+    assert declared == Bound("none", "none")
+    for version, bound in ((by_path, from_path), (by_model, from_model), (by_nothing, declared)):
+        info = store.registry().resolve(store.model_name, version)
+        assert (info.preprocessor_binding, info.preprocessor_sha256) == (
+            bound.binding,
+            bound.sha256,
+        )
+
+
+def test_binding_refuses_an_empty_artifact_path_or_a_preprocessor_model_without_versions(
+    fresh_registry: Any, tmp_path: Path
+) -> None:
+    store = fresh_registry
+    version = copy_version(store.uri, store.model_name, store.versions["good"])
+    client(store.uri).create_registered_model("empty-preprocessor")
+    binder = store.registry().binder
+    with pytest.raises(ConfigError, match="artifact_path must name a folder"):
+        binder.log_preprocessor(store.model_name, version, tmp_path, artifact_path="/")
+    with pytest.raises(ModelNotFoundError, match="'empty-preprocessor' has no versions"):
+        binder.bind_registered_preprocessor(store.model_name, version, "empty-preprocessor")
+    info = store.registry().resolve(store.model_name, version)
+    assert info.preprocessor_sha256 is None  # nothing was bound

@@ -17,9 +17,12 @@ from gray.controller.plan.models import PreprocessorBinding
 from gray.controller.registry import (
     TAG_PREPROCESSOR_BINDING,
     TAG_PREPROCESSOR_SHA256,
+    RegistryClient,
     bind_registered_preprocessor,
     preprocessors,
 )
+from gray.controller.registry.preprocessors import PreprocessorVerifier, binding_label
+from gray.controller.registry.versions import Versions
 from gray.demo.models import demo_dataset
 from gray.gateway.registry_loader import RegistryLoader
 
@@ -231,3 +234,41 @@ def test_registered_model_binding_resolves_with_the_same_alias(store: Any) -> No
     assert registry.verify_preprocessor(info, binding, version) == verified
     with pytest.raises(PreprocessorError, match="no alias @staging"):
         registry.verify_preprocessor(info, binding, "@staging")
+
+
+def test_a_plan_binding_names_an_artifact_or_a_registered_model() -> None:
+    assert binding_label(PreprocessorBinding(artifact="prep")) == "artifact:prep"
+    assert binding_label(PreprocessorBinding(registered_model="p")) == "registered_model:p"
+    with pytest.raises(ConfigError, match="not both"):
+        binding_label(PreprocessorBinding(artifact="prep", registered_model="p"))
+    with pytest.raises(ConfigError, match="needs `artifact` or `registered_model`"):
+        binding_label(PreprocessorBinding())
+
+
+def test_an_unreadable_binding_tag_is_refused_before_any_download(
+    fresh_registry: Any, tmp_path: Path
+) -> None:
+    store = fresh_registry
+    version = copy_version(store.uri, store.model_name, store.versions["good"])
+    for key, value in (
+        (TAG_PREPROCESSOR_BINDING, "s3-bucket"),
+        (TAG_PREPROCESSOR_SHA256, "0" * 64),
+    ):
+        client(store.uri).set_model_version_tag(store.model_name, version, key, value)
+    mlflow_client = RegistryClient(store.uri)
+    versions = Versions(mlflow_client)
+    verifier = PreprocessorVerifier(mlflow_client, versions, tmp_path / "cache")
+
+    with pytest.raises(PreprocessorError, match="unreadable preprocessor binding 's3-bucket'"):
+        verifier.verify(versions.resolve(store.model_name, version), None)
+    assert not (tmp_path / "cache" / "preprocessors").exists()
+
+
+def test_the_cache_is_gray_cache_dir_else_the_xdg_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GRAY_CACHE_DIR", str(tmp_path / "mine"))
+    assert preprocessors.default_cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("GRAY_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert preprocessors.default_cache_dir() == tmp_path / "xdg" / "gray"

@@ -10,10 +10,14 @@ from gray.controller.errors import (
     AliasNotFoundError,
     ConfigError,
     ModelNotFoundError,
+    RegistryError,
     SameVersionError,
     VersionNotReadyError,
 )
-from gray.controller.plan.models import ModelSpec
+from gray.controller.plan.models import ModelSpec, PromoteSpec
+from gray.controller.registry import ModelVersionInfo, RegistryClient, RolloutMark
+from gray.controller.registry.aliases import Aliases
+from gray.controller.registry.versions import Versions, parse_ref
 from gray.demo.models import ROLE_ALIASES, ROLES
 from gray.gateway.registry_loader import RegistryLoader
 
@@ -103,3 +107,70 @@ def test_versions_lists_every_role_with_its_alias(demo_store: Any) -> None:
     for role, info in zip(ROLES, versions, strict=True):
         assert info.aliases == (ROLE_ALIASES[role],)
         assert info.preprocessor_sha256 is not None
+
+
+def version_with(tags: dict[str, str]) -> ModelVersionInfo:
+    return ModelVersionInfo(
+        name="fraud",
+        version="3",
+        model_uri="models:/fraud/3",
+        source="",
+        run_id=None,
+        status="READY",
+        aliases=(),
+        tags=tags,
+    )
+
+
+def test_last_rollout_is_the_latest_thing_a_rollout_did_to_the_version() -> None:
+    assert version_with({}).last_rollout is None
+    assert version_with({"gray.rollout_id": "r-1"}).last_rollout == RolloutMark("r-1", "", "")
+    both = {
+        "gray.rollout_id": "r-2",
+        "gray.promoted_at": "2026-01-01T00:00:00Z",
+        "gray.rolled_back_at": "2026-01-02T00:00:00Z",
+    }
+    mark = version_with(both).last_rollout
+    assert mark == RolloutMark("r-2", "rolled back", "2026-01-02T00:00:00Z")
+    assert mark is not None and mark.to_dict() == {
+        "rollout_id": "r-2",
+        "event": "rolled back",
+        "at": "2026-01-02T00:00:00Z",
+    }
+
+
+def test_last_rollout_reads_what_a_promotion_and_a_rollback_wrote(fresh_registry: Any) -> None:
+    store = fresh_registry
+    mlflow_client = RegistryClient(store.uri)
+    versions, aliases = Versions(mlflow_client), Aliases(mlflow_client)
+    name, baseline, good = store.model_name, store.versions["baseline"], store.versions["good"]
+
+    aliases.promote(name, good, PromoteSpec(), "r-5", expect_current=baseline)
+
+    promoted = versions.resolve(name, good).last_rollout
+    replaced = versions.resolve(name, baseline).last_rollout
+    assert promoted is not None and (promoted.rollout_id, promoted.event) == ("r-5", "promoted")
+    assert replaced is not None and (replaced.rollout_id, replaced.event) == ("r-5", "replaced")
+    aliases.mark_rolled_back(name, good, "r-6")
+    again = versions.resolve(name, good).last_rollout
+    assert again is not None and (again.rollout_id, again.event) == ("r-6", "rolled back")
+
+
+def test_plans_that_name_version_numbers_never_read_the_registry_for_drift(
+    unused_port: int,
+) -> None:
+    # Nothing listens there: any call would fail, so none is made.
+    unreachable = Versions(RegistryClient(f"http://127.0.0.1:{unused_port}", retries=0))
+    assert (
+        unreachable.drift_from(ModelSpec(name="fraud", baseline="1", candidate="2"), "1", "2") == []
+    )
+    with pytest.raises(RegistryError, match="Connection refused"):
+        unreachable.drift_from(ModelSpec(name="fraud", baseline="1", candidate="@new"), "1", "2")
+
+
+def test_references_are_an_alias_or_a_positive_version_number() -> None:
+    assert parse_ref("@champion") == ("champion", None)
+    assert parse_ref(" 007 ") == (None, "7")
+    for bad in ("champion", "@", "0", "-1", "1.5", ""):
+        with pytest.raises(ConfigError, match="use '@alias'"):
+            parse_ref(bad)
