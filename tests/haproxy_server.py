@@ -1,0 +1,171 @@
+"""A real HAProxy (Debian's /usr/sbin/haproxy) on free loopback ports, for tests.
+
+The config is gray's own snippet (`config_snippet`, the text `gray haproxy snippet`
+prints) plus a frontend and timeouts, so every test that drives this HAProxy also
+checks that the snippet works. The runtime API listens on a unix socket in the
+test's directory and on a loopback TCP port:
+
+    with start_haproxy(tmp_path, {"baseline": "127.0.0.1:8001", "candidate": ...}) as proxy:
+        httpx.get(f"{proxy.url}/ping")
+        HaproxyRouter(proxy.runtime_unix, proxy.backend, ...)
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gray.controller.routers.haproxy_config import config_snippet
+from gray.controller.routers.haproxy_runtime import RuntimeAddress, RuntimeApi
+from gray.gateway.testing import free_port
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+BACKEND = "models"
+START_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass
+class RunningHaproxy:
+    """One HAProxy process and where it listens; `restart()` starts it again on the same
+    config and ports (counters and runtime changes are lost, as on a real restart)."""
+
+    directory: Path
+    config_path: Path
+    port: int
+    runtime_port: int
+    backend: str
+    lease_map: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.directory / "admin.sock"
+
+    @property
+    def runtime_unix(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    @property
+    def runtime_tcp(self) -> str:
+        return f"tcp://127.0.0.1:{self.runtime_port}"
+
+    def log_tail(self, characters: int = 4000) -> str:
+        return (self.directory / "haproxy.log").read_text(errors="replace")[-characters:]
+
+    def start(self) -> RunningHaproxy:
+        with open(self.directory / "haproxy.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [HAPROXY, "-db", "-f", str(self.config_path)], stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"haproxy exited {self.process.returncode}:\n{self.log_tail()}")
+            if _answers(self.socket_path) and _accepts(self.port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"haproxy did not start in {START_TIMEOUT_SECONDS}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def api(self) -> RuntimeApi:
+        return RuntimeApi(RuntimeAddress.parse(self.runtime_unix))
+
+    def reset(self) -> None:
+        """Forget gray's record and put the config's weights and states back, so tests can
+        share one process."""
+        api = self.api()
+        api.expect_empty(f"clear map {self.lease_map}")
+        for server, weight in (("baseline", 256), ("candidate", 0)):
+            api.set_weight(self.backend, server, weight)
+            api.expect_empty(f"set server {self.backend}/{server} state ready")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> RunningHaproxy:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def start_haproxy(
+    directory: Path,
+    servers: Mapping[str, str],
+    *,
+    candidate: str | None = "candidate",
+    routing_header: str = "X-Routing-Key",
+) -> RunningHaproxy:
+    """HAProxy with gray's snippet for `servers` (name → host:port) behind one frontend."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lease_map = directory / "gray-leases.map"
+    lease_map.touch()
+    port, runtime_port = free_port(), free_port()
+    snippet = config_snippet(
+        BACKEND,
+        servers,
+        routing_header=routing_header,
+        lease_map=str(lease_map),
+        runtime_socket=str(directory / "admin.sock"),
+        candidate=candidate,
+    )
+    config = "\n".join(
+        [
+            "defaults",
+            "    mode http",
+            "    timeout connect 2s",
+            "    timeout client 30s",
+            "    timeout server 30s",
+            "",
+            snippet,
+            "global",
+            f"    stats socket ipv4@127.0.0.1:{runtime_port} level admin",
+            "",
+            "frontend models_in",
+            f"    bind 127.0.0.1:{port}",
+            f"    default_backend {BACKEND}",
+            "",
+        ]
+    )
+    config_path = directory / "haproxy.cfg"
+    config_path.write_text(config)
+    proxy = RunningHaproxy(directory, config_path, port, runtime_port, BACKEND, str(lease_map))
+    return proxy.start()
+
+
+def _answers(path: Path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            probe.connect(str(path))
+            probe.sendall(b"show info\n")
+            return bool(probe.recv(64))
+    except OSError:
+        return False
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
