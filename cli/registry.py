@@ -156,6 +156,7 @@ def history(
 
 
 @registry_app.command("bind")
+# Long only by its signature and docstring: Typer builds the options and `--help` from them.
 def bind(
     model: str = typer.Argument(..., metavar="MODEL", help="Registered model name."),
     version: str = typer.Argument(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -184,3 +186,13 @@ def test_mlflow_http_retries_are_bounded_unless_the_user_set_them(
     RegistryClient("http://127.0.0.1:9")
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "33"
+
+
+def test_importing_the_registry_package_leaves_mlflow_unimported() -> None:
+    # `gray rollback` and the CLI's start-up import it; MLflow costs about a second.
+    code = (
+        "import sys, gray.controller.registry, gray.cli.registry; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlflow', 'sqlalchemy')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
