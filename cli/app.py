@@ -37,12 +37,12 @@ def build_app() -> typer.Typer:
     import typer
 
     from gray.cli.demo import demo
-    from gray.cli.gateway import gateway_app
     from gray.cli.output import EXIT_CODES_HELP
     from gray.cli.plan import plan_app
     from gray.cli.registry import registry_app
     from gray.cli.rollback import rollback
     from gray.cli.rollout import rollout_app
+    from gray.gateway.cli import gateway_app
 
     app = typer.Typer(
         name="gray",

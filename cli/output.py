@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gray.controller.errors import ConfigError, GrayError, PlanError
+from gray.controller.errors import GrayError, PlanError
 
 # Piped or captured output has no terminal width; Rich would assume 80 columns and fold
 # every table into slivers. Use $COLUMNS, else a width that fits a rollout table's rows.
@@ -52,16 +52,6 @@ class OutputFormat(StrEnum):
 OutputOption = typer.Option(
     OutputFormat.text, "--output", "-o", help="text for people, json for machines."
 )
-
-
-def duration_option(option: str, text: str) -> float:
-    """A command-line duration (`30s`, `2h`) in seconds; ConfigError naming `option` if not."""
-    from gray.controller.plan.units import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from None
 
 
 def emit_json(payload: Any) -> None:

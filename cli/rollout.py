@@ -21,7 +21,6 @@ from gray.cli.output import (
     OutputFormat,
     OutputOption,
     console,
-    duration_option,
     emit_json,
     error_console,
     reported_errors,
@@ -42,6 +41,7 @@ from gray.controller.journal import (
     RolloutRecord,
     new_rollout_id,
 )
+from gray.controller.options import duration_option
 from gray.controller.plan.models import Plan, load_plan
 from gray.controller.plan.units import format_duration
 from gray.controller.redact import redact

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gray.cli.gateway import gateway_app
 from gray.controller.errors import ConfigError
+from gray.gateway.cli import gateway_app
 from gray.gateway.settings import GatewaySettings, parse_slo_edges
 
 runner = CliRunner()

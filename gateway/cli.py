@@ -1,4 +1,5 @@
-"""`gray gateway ...`: run the built-in serving endpoint and read its prediction log."""
+"""The gateway's command line: `gray gateway ...` and `python -m gray.gateway ...` run the
+built-in serving endpoint and read its prediction log."""
 
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ def serve(
       gray gateway serve --model fraud --registry-uri http://mlflow:5000 \\
           --host 0.0.0.0 --state-dir /var/lib/gray-gateway
     """
-    from gray.cli.output import duration_option
+    from gray.controller.options import duration_option
     from gray.gateway.settings import (
         FEEDBACK_TOKEN_ENV,
         STATS_TOKEN_ENV,
