@@ -43,7 +43,8 @@ import numpy as np
 from scipy import stats
 
 from gray.controller import gates
-from gray.controller.gates.count_gate import rule_for
+from gray.controller.gates.families.count import rule_for
+from gray.controller.gates.families.shift import ShiftGate
 from gray.controller.gates.stats.cdf import ShiftTrack
 from gray.controller.gates.stats.counts import CountTrack
 from gray.controller.plan.models import GateSpec
@@ -209,7 +210,7 @@ class Gray:
         self.min_samples = {gate.config.metric: gate.config.min_samples for gate in judge.gates}
         for gate in judge.gates:
             config = gate.config
-            if config.metric == "latency_distribution":
+            if gate.family == ShiftGate.family:
                 self.shift = ShiftTrack(config.alpha, float(config.tolerance or 0), edges, runs)
             else:
                 self.counts[config.metric] = CountTrack(rule_for(config), runs)

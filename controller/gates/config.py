@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from gray.controller.gates.metrics import METRIC_NAMES, metric
+from gray.controller.gates.metrics import METRIC_NAMES, METRICS, metric
 from gray.controller.plan.units import duration_between, parse_share
 
 # A gate's latency edge, in seconds (README "Durations").
@@ -18,7 +18,7 @@ MAX_COUNT = 1_000_000_000
 
 _LatencySlo = Annotated[float, BeforeValidator(duration_between(*SLO_RANGE))]
 _Share = Annotated[float, BeforeValidator(parse_share)]
-MetricName = Literal[METRIC_NAMES]  # type: ignore[valid-type]
+MetricName = Literal[METRIC_NAMES]
 
 
 class GateFields(BaseModel):
@@ -41,6 +41,14 @@ class GateFields(BaseModel):
     def key(self) -> str:
         """`error_rate`, or `latency<250ms` for a gate with a latency edge."""
         return metric(self.metric).key(self.slo)
+
+
+# The fields that hold a margin, in the order a gate declares them (each metric takes some).
+MARGIN_FIELDS: tuple[str, ...] = tuple(
+    name
+    for name in GateFields.model_fields
+    if any(name in definition.margins for definition in METRICS.values())
+)
 
 
 class GateConfig(GateFields):

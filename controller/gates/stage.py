@@ -29,13 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gray.controller.gates import count_gate, share_gate, shift_gate
-from gray.controller.gates.config import COUNT_METRICS, GateConfig, GateLike
+from gray.controller.gates.config import GateConfig, GateFields
+from gray.controller.gates.families import GateFamily, gate_from_dict, start_gate
 from gray.controller.gates.increments import EXPOSURES, increment
-from gray.controller.gates.verdict import StageVerdict, Verdict
-from gray.controller.types import Snapshot, VersionCounters
+from gray.controller.gates.metrics import metric
+from gray.controller.gates.verdict import StageVerdict
+from gray.controller.types import Snapshot
 
-GateState = count_gate.CountGateState | shift_gate.ShiftGateState | share_gate.ShareGateState
 STATE_VERSION = 1
 
 
@@ -47,7 +47,7 @@ class JudgeState:
     alpha: float
     origin_taken_at: float
     previous: Snapshot  # the last snapshot seen; the next look counts from it
-    gates: tuple[GateState, ...]
+    gates: tuple[GateFamily, ...]
     left_out: tuple[tuple[str, str], ...] = ()  # (gate key, why it does not apply)
     mirrored: bool = False
     looks: int = 0
@@ -75,7 +75,7 @@ class JudgeState:
             alpha=float(data["alpha"]),
             origin_taken_at=float(data["origin_taken_at"]),
             previous=Snapshot.from_dict(data["previous"]),
-            gates=tuple(_gate_from_dict(gate) for gate in data.get("gates", [])),
+            gates=tuple(gate_from_dict(gate) for gate in data.get("gates", [])),
             left_out=tuple((str(k), str(why)) for k, why in data.get("left_out", [])),
             mirrored=bool(data.get("mirrored", False)),
             looks=int(data.get("looks", 0)),
@@ -83,7 +83,7 @@ class JudgeState:
 
 
 def start_stage(
-    gates: Sequence[GateLike],
+    gates: Sequence[GateFields],
     alpha: float,
     origin: Snapshot,
     *,
@@ -95,7 +95,7 @@ def start_stage(
         raise ValueError(f"exposure must be one of {EXPOSURES}, got {exposure!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    applicable: list[GateLike] = []
+    applicable: list[GateFields] = []
     left_out: list[tuple[str, str]] = []
     for gate in gates:
         if not gate.enabled:
@@ -109,7 +109,7 @@ def start_stage(
     share = alpha / len(sharing) if sharing else alpha
     before = origin.shadow.baseline if exposure == "shadow" else origin.baseline
     states = tuple(
-        _start_gate(
+        start_gate(
             GateConfig.from_spec(gate, gate.alpha if gate.alpha is not None else share), before
         )
         for gate in applicable
@@ -128,54 +128,17 @@ def start_stage(
 def observe(state: JudgeState, snapshot: Snapshot) -> tuple[JudgeState, StageVerdict]:
     """Judge everything accrued since the stage began, given the newest cumulative snapshot."""
     seen = increment(state.previous, snapshot, state.exposure)
-    gates = tuple(_update_gate(gate, seen) for gate in state.gates)
+    gates = tuple(gate.update(seen) for gate in state.gates)
     new = replace(state, previous=snapshot, gates=gates, looks=state.looks + 1)
     return new, judge(new)
 
 
 def judge(state: JudgeState) -> StageVerdict:
     """The stage's verdict from what the judge holds, without a new look."""
-    return StageVerdict.combine(tuple(_gate_verdict(gate) for gate in state.gates))
+    return StageVerdict.combine(tuple(gate.verdict() for gate in state.gates))
 
 
-def _not_applicable(metric: str, exposure: str, mirrored: bool) -> str:
-    if metric == "disagreement" and exposure == "live" and not mirrored:
+def _not_applicable(metric_name: str, exposure: str, mirrored: bool) -> str:
+    if metric(metric_name).needs_pairs and exposure == "live" and not mirrored:
         return "a live stage without mirrored traffic has no pairs to compare"
     return ""
-
-
-def _start_gate(config: GateConfig, baseline_before: VersionCounters) -> GateState:
-    if config.metric in COUNT_METRICS:
-        return count_gate.start(config, baseline_before)
-    if config.metric == "latency_distribution":
-        return shift_gate.start(config)
-    if config.metric == "disagreement":
-        return share_gate.start(config)
-    raise ValueError(f"no gate for metric {config.metric!r}")
-
-
-def _update_gate(gate: GateState, seen: Any) -> GateState:
-    if isinstance(gate, count_gate.CountGateState):
-        return count_gate.update(gate, seen)
-    if isinstance(gate, shift_gate.ShiftGateState):
-        return shift_gate.update(gate, seen)
-    return share_gate.update(gate, seen)
-
-
-def _gate_verdict(gate: GateState) -> Verdict:
-    if isinstance(gate, count_gate.CountGateState):
-        return count_gate.verdict(gate)
-    if isinstance(gate, shift_gate.ShiftGateState):
-        return shift_gate.verdict(gate)
-    return share_gate.verdict(gate)
-
-
-def _gate_from_dict(data: dict[str, Any]) -> GateState:
-    family = data.get("family")
-    if family == "count":
-        return count_gate.CountGateState.from_dict(data)
-    if family == "shift":
-        return shift_gate.ShiftGateState.from_dict(data)
-    if family == "share":
-        return share_gate.ShareGateState.from_dict(data)
-    raise ValueError(f"unknown gate family {family!r} in judge state")

@@ -5,37 +5,36 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from gray.controller.gates.metrics import METRICS, Words
+
 if TYPE_CHECKING:
     from gray.controller.gates.verdict import StageVerdict, Verdict
 
-# metric -> (what is measured, what an event is, what an exposure is)
-_WORDS: dict[str, tuple[str, str, str]] = {
-    "error_rate": ("error rate", "errors", "requests"),
-    "bad_request_rate": ("bad-request rate", "bad requests", "requests"),
-    "latency": ("slow-request rate", "slow requests", "requests"),
-    "wrong_prediction_rate": ("wrong-prediction rate", "wrong predictions", "labelled predictions"),
-    "accuracy": ("accuracy", "wrong predictions", "labelled predictions"),
-    "latency_distribution": ("latency distribution", "", "requests"),
-    "disagreement": ("shadow disagreement", "disagreements", "mirrored pairs"),
-}
+# A verdict of a metric this gray does not know (a newer gray's journal).
+_UNKNOWN = Words("", "events", "requests")
 
 
 def label(metric: str, gate: str) -> str:
     """How a gate is named in a sentence: `slow-request rate (>250ms)`."""
-    words = _WORDS.get(metric)
-    if words is None:
+    definition = METRICS.get(metric)
+    if definition is None:
         return gate
-    if metric == "latency" and "<" in gate:
-        return f"{words[0]} (>{gate.split('<', 1)[1]})"
-    return words[0]
+    if definition.needs_slo and "<" in gate:
+        return f"{definition.words.measured} (>{gate.split('<', 1)[1]})"
+    return definition.words.measured
+
+
+def _words(metric: str) -> Words:
+    definition = METRICS.get(metric)
+    return definition.words if definition else _UNKNOWN
 
 
 def event_noun(metric: str) -> str:
-    return _WORDS.get(metric, ("", "events", "requests"))[1]
+    return _words(metric).events
 
 
 def exposure_noun(metric: str) -> str:
-    return _WORDS.get(metric, ("", "events", "requests"))[2]
+    return _words(metric).exposures
 
 
 def verdict_sentence(verdict: Verdict) -> str:

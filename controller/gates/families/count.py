@@ -1,20 +1,23 @@
-"""Rate gates: error rate, bad-request rate, slow-request rate, wrong predictions, accuracy.
+"""The count family: error rate, bad-request rate, slow-request rate, wrong predictions,
+accuracy.
 
-All five count events against exposures per version and use the test in
-`counts.py`. Accuracy is the wrong-prediction count with an absolute allowance
-(`max_decrease`), reported as a difference of accuracies.
+Each counts events against exposures per version (the metric table's `tally`) and
+uses the test in `stats/counts.py`. A metric whose higher values are better
+(accuracy) counts the complement (wrong predictions) with an absolute allowance
+(`max_decrease`) and is reported as a difference of accuracies.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from gray.controller.gates.config import LABEL_METRICS, GateConfig
-from gray.controller.gates.increments import Increment, slow_requests
+from gray.controller.gates.config import GateConfig
+from gray.controller.gates.increments import Increment
+from gray.controller.gates.metrics import metric
 from gray.controller.gates.stats.counts import CountRule, CountTrack
 from gray.controller.gates.stats.special import exp_or_inf
 from gray.controller.gates.verdict import (
@@ -30,7 +33,7 @@ from gray.controller.types import VersionCounters
 
 
 @dataclass(frozen=True)
-class CountGateState:
+class CountGate:
     config: GateConfig
     loglik: tuple[float, ...]
     lower_index: int = -1
@@ -52,7 +55,7 @@ class CountGateState:
     replayed_failures: int = 0
     baseline_also_failed: int = 0
 
-    family = "count"
+    family: ClassVar[str] = "count"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,7 +81,7 @@ class CountGateState:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CountGateState:
+    def from_dict(cls, data: dict[str, Any]) -> CountGate:
         return cls(
             config=GateConfig.from_dict(data["config"]),
             loglik=tuple(float(x) for x in data["loglik"]),
@@ -100,9 +103,53 @@ class CountGateState:
             baseline_also_failed=int(data.get("baseline_also_failed", 0)),
         )
 
+    @classmethod
+    def start(cls, config: GateConfig, baseline_before: VersionCounters) -> CountGate:
+        grid = rule_for(config).grid
+        reference = events_and_exposures(config, VersionCounters(), baseline_before)
+        _, _, reference_events, reference_exposure = reference or (0, 0, 0, 0)
+        return cls(
+            config=config,
+            loglik=(0.0,) * grid.size,
+            upper_index=grid.size,
+            reference_events=reference_events,
+            reference_exposure=reference_exposure,
+        )
+
+    def update(self, seen: Increment) -> CountGate:
+        """Add one look. A look whose slow-request counts are missing is left out whole."""
+        definition = metric(self.config.metric)
+        observed = events_and_exposures(self.config, seen.candidate, seen.baseline)
+        if observed is None:
+            return replace(self, slow_missing=True)
+        track = _track(self)
+        track.add(*observed)
+        replays = definition.counts_replays
+        return replace(
+            _state(self, track),
+            slow_seen=self.slow_seen or definition.needs_slo,
+            replayed_failures=self.replayed_failures
+            + (seen.candidate.replayed_failures if replays else 0),
+            baseline_also_failed=self.baseline_also_failed
+            + (seen.candidate.baseline_also_failed if replays else 0),
+        )
+
+    def verdict(self) -> Verdict:
+        if self.candidate_exposure == 0:
+            return _no_data(self)
+        track = _track(self)
+        config = self.config
+        failed = bool(track.fails()[0])
+        passed = bool(track.passes()[0]) and self.candidate_exposure >= config.min_samples
+        outcome = Outcome.FAIL if failed else Outcome.PASS if passed else Outcome.INCONCLUSIVE
+        if metric(config.metric).higher_is_better:
+            return _difference_verdict(self, track, outcome)
+        return _ratio_verdict(self, track, outcome)
+
 
 def rule_for(config: GateConfig) -> CountRule:
-    if config.metric == "accuracy":
+    """The count test's rule for a gate: a complement's allowance is absolute."""
+    if metric(config.metric).higher_is_better:
         return CountRule(alpha=config.alpha, max_increase_abs=config.max_decrease or 0.0)
     return CountRule(
         alpha=config.alpha,
@@ -111,98 +158,49 @@ def rule_for(config: GateConfig) -> CountRule:
     )
 
 
-def start(config: GateConfig, baseline_before: VersionCounters) -> CountGateState:
-    """A fresh gate; `baseline_before` is the baseline's counters when the stage began."""
-    grid = rule_for(config).grid
-    reference = events_and_exposures(config, VersionCounters(), baseline_before)
-    _, _, reference_events, reference_exposure = reference or (0, 0, 0, 0)
-    return CountGateState(
-        config=config,
-        loglik=(0.0,) * grid.size,
-        upper_index=grid.size,
-        reference_events=reference_events,
-        reference_exposure=reference_exposure,
-    )
-
-
-def update(state: CountGateState, seen: Increment) -> CountGateState:
-    """Add one look. A look whose slow-request counts are missing is left out whole."""
-    config = state.config
-    observed = events_and_exposures(config, seen.candidate, seen.baseline)
-    if observed is None:
-        return replace(state, slow_missing=True)
-    candidate_events, candidate_exposure, baseline_events, baseline_exposure = observed
-    track = _track(state)
-    track.add(candidate_events, candidate_exposure, baseline_events, baseline_exposure)
-    replays = config.metric == "error_rate"
-    return replace(
-        _state(state, track),
-        slow_seen=state.slow_seen or config.metric == "latency",
-        replayed_failures=state.replayed_failures
-        + (seen.candidate.replayed_failures if replays else 0),
-        baseline_also_failed=state.baseline_also_failed
-        + (seen.candidate.baseline_also_failed if replays else 0),
-    )
-
-
 def events_and_exposures(
     config: GateConfig, candidate: VersionCounters, baseline: VersionCounters
 ) -> tuple[int, int, int, int] | None:
     """(candidate events, candidate exposures, baseline events, baseline exposures)."""
-    if config.metric in LABEL_METRICS:
-        return (
-            max(candidate.labelled - candidate.correct, 0),
-            candidate.labelled,
-            max(baseline.labelled - baseline.correct, 0),
-            baseline.labelled,
-        )
-    if config.metric == "error_rate":
-        return candidate.errors, candidate.requests, baseline.errors, baseline.requests
-    if config.metric == "bad_request_rate":
-        return (
-            candidate.bad_requests,
-            candidate.requests,
-            baseline.bad_requests,
-            baseline.requests,
-        )
-    if config.metric == "latency":
-        edge = float(config.slo or 0.0)
-        slow = []
-        for counters in (candidate, baseline):
-            count = slow_requests(counters, edge) if counters.requests else 0
-            if count is None:
-                return None
-            slow.append(min(count, counters.requests))
-        return slow[0], candidate.requests, slow[1], baseline.requests
-    raise ValueError(f"{config.metric} is not a count gate")
+    tally = metric(config.metric).tally
+    if tally is None:
+        raise ValueError(f"{config.metric} is not a count gate")
+    candidate_counts = tally.read(candidate, config.slo)
+    baseline_counts = tally.read(baseline, config.slo)
+    if candidate_counts is None or baseline_counts is None:
+        return None
+    return (*candidate_counts, *baseline_counts)
 
 
-def verdict(state: CountGateState) -> Verdict:
+# --- verdicts ---------------------------------------------------------------------------
+
+
+def _no_data(state: CountGate) -> Verdict:
     config = state.config
-    accuracy = config.metric == "accuracy"
-    counts = _counts(state)
-    if state.candidate_exposure == 0:
-        missing_edge = config.metric == "latency" and state.slow_missing and not state.slow_seen
-        if missing_edge:
-            edge = format_duration(float(config.slo or 0.0))
-            note = f"the metrics source does not count requests slower than {edge}"
-        elif config.metric in LABEL_METRICS:
-            note = "no labelled candidate predictions yet"
-        else:
-            note = "no candidate requests yet"
-        unit = "difference" if accuracy else "ratio"
-        return Verdict.no_data(config, allowed=None, unit=unit, counts=counts, note=note)
-    track = _track(state)
-    failed = bool(track.fails()[0])
-    passed = bool(track.passes()[0]) and state.candidate_exposure >= config.min_samples
-    outcome = Outcome.FAIL if failed else Outcome.PASS if passed else Outcome.INCONCLUSIVE
+    definition = metric(config.metric)
+    if definition.needs_slo and state.slow_missing and not state.slow_seen:
+        edge = format_duration(float(config.slo or 0.0))
+        note = f"the metrics source does not count requests slower than {edge}"
+    elif definition.needs_labels:
+        note = "no labelled candidate predictions yet"
+    else:
+        note = "no candidate requests yet"
+    unit = "difference" if definition.higher_is_better else "ratio"
+    return Verdict.no_data(config, allowed=None, unit=unit, counts=_counts(state), note=note)
+
+
+def _evidence(
+    state: CountGate, track: CountTrack, outcome: Outcome
+) -> tuple[str, dict[str, float | None], float | None, float | None]:
+    """What both kinds of verdict share: (note, extra numbers, e-value, p-value)."""
     note = ""
     extra = _rates(state)
     if state.baseline_exposure == 0:
         if state.reference_exposure > 0:
             note = (
                 "no baseline traffic in this stage: compared with the baseline's "
-                f"{state.reference_exposure:,} {_exposure_word(config)} before it"
+                f"{state.reference_exposure:,} {metric(state.config.metric).words.exposures} "
+                "before it"
             )
             extra["baseline_rate"] = _share(state.reference_events, state.reference_exposure)
         elif outcome is Outcome.INCONCLUSIVE:
@@ -211,47 +209,60 @@ def verdict(state: CountGateState) -> Verdict:
     by_reference = bool(track.uses_reference[0])
     e_value = None if by_reference else exp_or_inf(state.log_e)
     p_value = None if by_reference else min(1.0, exp_or_inf(-state.max_log_e))
-    rule = track.rule
-    if rule.has_allowance:
+    if track.rule.has_allowance:
         low, high = (float(x[0]) for x in track.difference_bounds())
         extra["difference_low"], extra["difference_high"] = low, high
-    if accuracy:
-        extra = {
-            "candidate_accuracy": _share(
-                state.candidate_exposure - state.candidate_events, state.candidate_exposure
-            ),
-            "baseline_accuracy": _share(
-                state.baseline_exposure - state.baseline_events, state.baseline_exposure
-            ),
-            **extra,
-        }
-        estimate = _difference(extra.get("candidate_accuracy"), extra.get("baseline_accuracy"))
-        low, high = extra["difference_low"], extra["difference_high"]
-        interval, crossed = ordered_interval(_negate(high), _negate(low))
-        return Verdict(
-            gate=config.key,
-            outcome=outcome,
-            estimate=estimate,
-            interval=interval,
-            allowed=-float(config.max_decrease or 0.0),
-            e_value=e_value,
-            p_value=p_value,
-            alpha=config.alpha,
-            counts=counts,
-            metric=config.metric,
-            unit="difference",
-            note=join_notes(note, crossed),
-            extra=extra,
-        )
+    return note, extra, e_value, p_value
+
+
+def _difference_verdict(state: CountGate, track: CountTrack, outcome: Outcome) -> Verdict:
+    """Accuracy: the candidate's minus the baseline's, from the complement's counts."""
+    config = state.config
+    note, rates, e_value, p_value = _evidence(state, track, outcome)
+    extra = {
+        "candidate_accuracy": _share(
+            state.candidate_exposure - state.candidate_events, state.candidate_exposure
+        ),
+        "baseline_accuracy": _share(
+            state.baseline_exposure - state.baseline_events, state.baseline_exposure
+        ),
+        **rates,
+    }
+    estimate = _difference(extra.get("candidate_accuracy"), extra.get("baseline_accuracy"))
+    low, high = extra["difference_low"], extra["difference_high"]
+    assert low is not None and high is not None  # an absolute allowance always has bounds
+    interval, crossed = ordered_interval(-high, -low)
+    return Verdict(
+        gate=config.key,
+        outcome=outcome,
+        estimate=estimate,
+        interval=interval,
+        allowed=-float(config.max_decrease or 0.0),
+        e_value=e_value,
+        p_value=p_value,
+        alpha=config.alpha,
+        counts=_counts(state),
+        metric=config.metric,
+        unit="difference",
+        note=join_notes(note, crossed),
+        extra=extra,
+    )
+
+
+def _ratio_verdict(state: CountGate, track: CountTrack, outcome: Outcome) -> Verdict:
+    """A rate: the candidate's over the baseline's."""
+    config = state.config
+    note, extra, e_value, p_value = _evidence(state, track, outcome)
     lower, upper = (float(x[0]) for x in track.ratio_bounds())
     interval, crossed = ordered_interval(lower, upper)
+    rule = track.rule
     if rule.has_allowance:
         if config.max_increase:
             extra["margin_ratio"] = rule.margin_ratio
         extra["allowance_points"] = float(rule.max_increase_abs or 0.0)
     estimate = float(track.ratio_estimate()[0])
     candidate_rate, baseline_rate = extra["candidate_rate"], extra["baseline_rate"]
-    if by_reference and candidate_rate is not None and baseline_rate:
+    if bool(track.uses_reference[0]) and candidate_rate is not None and baseline_rate:
         estimate = candidate_rate / baseline_rate
     return Verdict(
         gate=config.key,
@@ -262,7 +273,7 @@ def verdict(state: CountGateState) -> Verdict:
         e_value=e_value,
         p_value=p_value,
         alpha=config.alpha,
-        counts=counts,
+        counts=_counts(state),
         metric=config.metric,
         unit="ratio",
         note=join_notes(note, crossed),
@@ -273,7 +284,7 @@ def verdict(state: CountGateState) -> Verdict:
 # --- state <-> batched track -------------------------------------------------------------
 
 
-def _track(state: CountGateState) -> CountTrack:
+def _track(state: CountGate) -> CountTrack:
     track = CountTrack(
         rule_for(state.config),
         runs=1,
@@ -294,7 +305,7 @@ def _track(state: CountGateState) -> CountTrack:
     return track
 
 
-def _state(previous: CountGateState, track: CountTrack) -> CountGateState:
+def _state(previous: CountGate, track: CountTrack) -> CountGate:
     return replace(
         previous,
         loglik=tuple(float(x) for x in track.loglik[0]),
@@ -320,9 +331,10 @@ def _state(previous: CountGateState, track: CountTrack) -> CountGateState:
 # --- helpers ----------------------------------------------------------------------------
 
 
-def _counts(state: CountGateState) -> dict[str, int]:
+def _counts(state: CountGate) -> dict[str, int]:
     config = state.config
-    if config.metric == "accuracy":
+    definition = metric(config.metric)
+    if definition.higher_is_better:
         return {
             "candidate_labelled": state.candidate_exposure,
             "candidate_correct": state.candidate_exposure - state.candidate_events,
@@ -330,7 +342,7 @@ def _counts(state: CountGateState) -> dict[str, int]:
             "baseline_correct": state.baseline_exposure - state.baseline_events,
             "min_samples": config.min_samples,
         }
-    exposure = "labelled" if config.metric in LABEL_METRICS else "requests"
+    exposure = definition.tally.exposures if definition.tally else "requests"
     counts = {
         "candidate_events": state.candidate_events,
         f"candidate_{exposure}": state.candidate_exposure,
@@ -344,11 +356,7 @@ def _counts(state: CountGateState) -> dict[str, int]:
     return counts
 
 
-def _exposure_word(config: GateConfig) -> str:
-    return "labelled predictions" if config.metric in LABEL_METRICS else "requests"
-
-
-def _rates(state: CountGateState) -> dict[str, float | None]:
+def _rates(state: CountGate) -> dict[str, float | None]:
     return {
         "candidate_rate": _share(state.candidate_events, state.candidate_exposure),
         "baseline_rate": _share(state.baseline_events, state.baseline_exposure),
@@ -361,10 +369,6 @@ def _share(part: int, whole: int) -> float | None:
 
 def _difference(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
-
-
-def _negate(value: float) -> float:
-    return -value
 
 
 def _float(value: float | str | None, missing: float) -> float:

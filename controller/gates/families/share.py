@@ -1,11 +1,11 @@
-"""The shadow-disagreement gate: the share of mirrored requests on which the candidate's
-output differs from the baseline's, against a maximum (see `proportion.py`)."""
+"""The share family: the share of mirrored pairs on which the candidate's output differs
+from the baseline's (shadow disagreement), against a maximum (see `stats/proportion.py`)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from gray.controller.gates.config import GateConfig
 from gray.controller.gates.increments import Increment
@@ -19,10 +19,11 @@ from gray.controller.gates.verdict import (
     number_out,
     ordered_interval,
 )
+from gray.controller.types import VersionCounters
 
 
 @dataclass(frozen=True)
-class ShareGateState:
+class ShareGate:
     config: GateConfig
     pairs: int = 0
     disagreements: int = 0
@@ -31,7 +32,7 @@ class ShareGateState:
     log_e: float = 0.0
     max_log_e: float = -math.inf
 
-    family = "share"
+    family: ClassVar[str] = "share"
 
     @property
     def limit(self) -> float:
@@ -50,7 +51,7 @@ class ShareGateState:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ShareGateState:
+    def from_dict(cls, data: dict[str, Any]) -> ShareGate:
         max_log_e = number_in(data.get("max_log_e"))
         return cls(
             config=GateConfig.from_dict(data["config"]),
@@ -62,56 +63,58 @@ class ShareGateState:
             max_log_e=-math.inf if max_log_e is None else max_log_e,
         )
 
+    @classmethod
+    def start(cls, config: GateConfig, baseline_before: VersionCounters) -> ShareGate:
+        return cls(config=config)
 
-def start(config: GateConfig) -> ShareGateState:
-    return ShareGateState(config=config)
-
-
-def update(state: ShareGateState, seen: Increment) -> ShareGateState:
-    if seen.pairs <= 0:
-        return state
-    pairs = state.pairs + seen.pairs
-    disagreements = state.disagreements + seen.disagreements
-    low, high = proportion.confidence_bounds(disagreements, pairs, state.config.alpha)
-    log_e = float(proportion.log_e_value_at_most(state.limit, disagreements, pairs))
-    return replace(
-        state,
-        pairs=pairs,
-        disagreements=disagreements,
-        lower=max(state.lower, float(low[0])),
-        upper=min(state.upper, float(high[0])),
-        log_e=log_e,
-        max_log_e=max(state.max_log_e, log_e),
-    )
-
-
-def verdict(state: ShareGateState) -> Verdict:
-    config = state.config
-    counts = {
-        "pairs": state.pairs,
-        "disagreements": state.disagreements,
-        "min_samples": config.min_samples,
-    }
-    if state.pairs == 0:
-        return Verdict.no_data(
-            config, allowed=state.limit, unit="rate", counts=counts, note="no mirrored pairs yet"
+    def update(self, seen: Increment) -> ShareGate:
+        if seen.pairs <= 0:
+            return self
+        pairs = self.pairs + seen.pairs
+        disagreements = self.disagreements + seen.disagreements
+        low, high = proportion.confidence_bounds(disagreements, pairs, self.config.alpha)
+        log_e = float(proportion.log_e_value_at_most(self.limit, disagreements, pairs))
+        return replace(
+            self,
+            pairs=pairs,
+            disagreements=disagreements,
+            lower=max(self.lower, float(low[0])),
+            upper=min(self.upper, float(high[0])),
+            log_e=log_e,
+            max_log_e=max(self.max_log_e, log_e),
         )
-    failed = state.max_log_e >= math.log(1.0 / config.alpha)
-    passed = state.upper < state.limit and state.pairs >= config.min_samples
-    outcome = Outcome.FAIL if failed else Outcome.PASS if passed else Outcome.INCONCLUSIVE
-    interval, crossed = ordered_interval(state.lower, state.upper)
-    return Verdict(
-        gate=config.key,
-        outcome=outcome,
-        estimate=state.disagreements / state.pairs,
-        interval=interval,
-        allowed=state.limit,
-        e_value=exp_or_inf(state.log_e),
-        p_value=min(1.0, exp_or_inf(-state.max_log_e)),
-        alpha=config.alpha,
-        counts=counts,
-        metric=config.metric,
-        unit="rate",
-        note=join_notes(crossed),
-        extra={},
-    )
+
+    def verdict(self) -> Verdict:
+        config = self.config
+        counts = {
+            "pairs": self.pairs,
+            "disagreements": self.disagreements,
+            "min_samples": config.min_samples,
+        }
+        if self.pairs == 0:
+            return Verdict.no_data(
+                config,
+                allowed=self.limit,
+                unit="rate",
+                counts=counts,
+                note="no mirrored pairs yet",
+            )
+        failed = self.max_log_e >= math.log(1.0 / config.alpha)
+        passed = self.upper < self.limit and self.pairs >= config.min_samples
+        outcome = Outcome.FAIL if failed else Outcome.PASS if passed else Outcome.INCONCLUSIVE
+        interval, crossed = ordered_interval(self.lower, self.upper)
+        return Verdict(
+            gate=config.key,
+            outcome=outcome,
+            estimate=self.disagreements / self.pairs,
+            interval=interval,
+            allowed=self.limit,
+            e_value=exp_or_inf(self.log_e),
+            p_value=min(1.0, exp_or_inf(-self.max_log_e)),
+            alpha=config.alpha,
+            counts=counts,
+            metric=config.metric,
+            unit="rate",
+            note=join_notes(crossed),
+            extra={},
+        )

@@ -1,11 +1,11 @@
-"""The latency-distribution gate: is the candidate's latency CDF within `tolerance` of the
-baseline's everywhere? Judged on the gateway's fine latency histogram (see `cdf.py`)."""
+"""The shift family: is the candidate's latency CDF within `tolerance` of the baseline's
+everywhere? Judged on the gateway's fine latency histogram (see `stats/cdf.py`)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,12 +20,13 @@ from gray.controller.gates.verdict import (
     number_out,
     ordered_interval,
 )
+from gray.controller.types import VersionCounters
 
 QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 
 
 @dataclass(frozen=True)
-class ShiftGateState:
+class ShiftGate:
     config: GateConfig
     # Cumulative histograms accumulated over the stage: (edge seconds, count at or below).
     candidate: tuple[tuple[float, int], ...] = ()
@@ -34,7 +35,7 @@ class ShiftGateState:
     upper: float = 1.0
     min_p_value: float = 1.0
 
-    family = "shift"
+    family: ClassVar[str] = "shift"
 
     @property
     def tolerance(self) -> float:
@@ -52,7 +53,7 @@ class ShiftGateState:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ShiftGateState:
+    def from_dict(cls, data: dict[str, Any]) -> ShiftGate:
         return cls(
             config=GateConfig.from_dict(data["config"]),
             candidate=_histogram(data.get("candidate", [])),
@@ -62,77 +63,75 @@ class ShiftGateState:
             min_p_value=float(data.get("min_p_value", 1.0)),
         )
 
+    @classmethod
+    def start(cls, config: GateConfig, baseline_before: VersionCounters) -> ShiftGate:
+        return cls(config=config)
 
-def start(config: GateConfig) -> ShiftGateState:
-    return ShiftGateState(config=config)
-
-
-def update(state: ShiftGateState, seen: Increment) -> ShiftGateState:
-    candidate = _added(state.candidate, seen.candidate.latency_buckets)
-    baseline = _added(state.baseline, seen.baseline.latency_buckets)
-    edges, candidate_counts, baseline_counts = _aligned(candidate, baseline)
-    track = cdf.ShiftTrack(state.config.alpha, state.tolerance, len(edges))
-    track.lower[:], track.upper[:] = state.lower, state.upper
-    track.add(np.array([candidate_counts]), np.array([baseline_counts]))
-    shift, n_candidate, n_baseline = (float(x[0]) for x in track.shift())
-    p_value = state.min_p_value
-    if n_candidate > 0 and n_baseline > 0:
-        p_now = cdf.always_valid_p_value(shift, n_baseline, n_candidate, state.tolerance)
-        p_value = min(p_value, p_now)
-    return replace(
-        state,
-        candidate=candidate,
-        baseline=baseline,
-        lower=float(track.lower[0]),
-        upper=float(track.upper[0]),
-        min_p_value=p_value,
-    )
-
-
-def verdict(state: ShiftGateState) -> Verdict:
-    config = state.config
-    shift, n_candidate, n_baseline = _shift(state.candidate, state.baseline)
-    counts = {
-        "candidate_samples": n_candidate,
-        "baseline_samples": n_baseline,
-        "min_samples": config.min_samples,
-    }
-    if n_candidate == 0:
-        note = (
-            "the metrics source gives no latency histogram"
-            if not state.candidate and not state.baseline
-            else "no candidate requests yet"
+    def update(self, seen: Increment) -> ShiftGate:
+        candidate = _added(self.candidate, seen.candidate.latency_buckets)
+        baseline = _added(self.baseline, seen.baseline.latency_buckets)
+        edges, candidate_counts, baseline_counts = _aligned(candidate, baseline)
+        track = cdf.ShiftTrack(self.config.alpha, self.tolerance, len(edges))
+        track.lower[:], track.upper[:] = self.lower, self.upper
+        track.add(np.array([candidate_counts]), np.array([baseline_counts]))
+        shift, n_candidate, n_baseline = (float(x[0]) for x in track.shift())
+        p_value = self.min_p_value
+        if n_candidate > 0 and n_baseline > 0:
+            p_now = cdf.always_valid_p_value(shift, n_baseline, n_candidate, self.tolerance)
+            p_value = min(p_value, p_now)
+        return replace(
+            self,
+            candidate=candidate,
+            baseline=baseline,
+            lower=float(track.lower[0]),
+            upper=float(track.upper[0]),
+            min_p_value=p_value,
         )
-        return Verdict.no_data(
-            config, allowed=state.tolerance, unit="shift", counts=counts, note=note
+
+    def verdict(self) -> Verdict:
+        config = self.config
+        shift, n_candidate, n_baseline = _shift(self.candidate, self.baseline)
+        counts = {
+            "candidate_samples": n_candidate,
+            "baseline_samples": n_baseline,
+            "min_samples": config.min_samples,
+        }
+        if n_candidate == 0:
+            note = (
+                "the metrics source gives no latency histogram"
+                if not self.candidate and not self.baseline
+                else "no candidate requests yet"
+            )
+            return Verdict.no_data(
+                config, allowed=self.tolerance, unit="shift", counts=counts, note=note
+            )
+        failed = self.lower > self.tolerance
+        passed = self.upper < self.tolerance and n_candidate >= config.min_samples
+        outcome = Outcome.FAIL if failed else Outcome.PASS if passed else Outcome.INCONCLUSIVE
+        note = ""
+        if outcome is Outcome.INCONCLUSIVE and n_baseline == 0:
+            note = "no baseline traffic in this stage to compare with"
+        interval, crossed = ordered_interval(self.lower, self.upper)
+        note = join_notes(note, crossed)
+        extra: dict[str, float | None] = {}
+        for name, q in QUANTILES:
+            extra[f"candidate_{name}"] = _quantile(self.candidate, q)
+            extra[f"baseline_{name}"] = _quantile(self.baseline, q)
+        return Verdict(
+            gate=config.key,
+            outcome=outcome,
+            estimate=shift,
+            interval=interval,
+            allowed=self.tolerance,
+            e_value=None,
+            p_value=self.min_p_value,
+            alpha=config.alpha,
+            counts=counts,
+            metric=config.metric,
+            unit="shift",
+            note=note,
+            extra=extra,
         )
-    failed = state.lower > state.tolerance
-    passed = state.upper < state.tolerance and n_candidate >= config.min_samples
-    outcome = Outcome.FAIL if failed else Outcome.PASS if passed else Outcome.INCONCLUSIVE
-    note = ""
-    if outcome is Outcome.INCONCLUSIVE and n_baseline == 0:
-        note = "no baseline traffic in this stage to compare with"
-    interval, crossed = ordered_interval(state.lower, state.upper)
-    note = join_notes(note, crossed)
-    extra: dict[str, float | None] = {}
-    for name, q in QUANTILES:
-        extra[f"candidate_{name}"] = _quantile(state.candidate, q)
-        extra[f"baseline_{name}"] = _quantile(state.baseline, q)
-    return Verdict(
-        gate=config.key,
-        outcome=outcome,
-        estimate=shift,
-        interval=interval,
-        allowed=state.tolerance,
-        e_value=None,
-        p_value=state.min_p_value,
-        alpha=config.alpha,
-        counts=counts,
-        metric=config.metric,
-        unit="shift",
-        note=note,
-        extra=extra,
-    )
 
 
 def _shift(
