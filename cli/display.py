@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gray.cli.output import emit_json
+from gray.controller.gates.metrics import METRICS
 from gray.controller.journal import Event, EventKind
 from gray.controller.plan.models import Plan, StageSpec
 from gray.controller.plan.units import format_duration, format_share
@@ -191,7 +192,8 @@ def gate_table(verdicts: list[dict[str, Any]]) -> Table:
 def _rates(extra: dict[str, Any], metric: str) -> str:
     candidate, baseline = extra.get("candidate_rate"), extra.get("baseline_rate")
     if isinstance(candidate, int | float) and isinstance(baseline, int | float):
-        if metric == "accuracy":  # the gate counts wrong predictions; people read accuracy
+        definition = METRICS.get(metric)
+        if definition and definition.higher_is_better:  # the gate counts the complement
             candidate, baseline = 1 - candidate, 1 - baseline
         return f"{candidate:.2%} vs {baseline:.2%}"
     return "-"

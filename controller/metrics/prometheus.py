@@ -27,7 +27,10 @@ raw, one per target and label set, and keeps a small ledger per series:
    late), and walks each series' samples newer than the last one it counted: a rise
    adds the difference; a fall is a counter reset (the target restarted), and adds the
    new value, since the counter started again from zero. These are the rules of
-   PromQL's own `increase`, without extrapolation.
+   PromQL's own `increase`, without extrapolation. Where targets export their start
+   time (the `gray` preset: `gray_start_time_seconds`), a sample whose scrape carries a
+   new start time is a reset too: a restarted target whose counter climbed past its
+   old value before its first scrape would otherwise look like a small rise.
 3. A series first seen after T0 is new (a replica that started, a version's first
    request): it adds its first value, then walks as above.
 4. A series that stops (its target went away) keeps what it counted; if it comes back
@@ -107,6 +110,9 @@ class Layout:
     shadow_disagreements: Selector | None = None
     latency_scale: float = 1.0
     slow_label: str = "slo_seconds"
+    # A gauge each target exports with its process's start time (unix seconds): with it,
+    # a restart is seen even when a counter climbed past its old value before a scrape.
+    start_time: Selector | None = None
 
     def narrowed(self, *matchers: Matcher) -> Layout:
         """Every selector of this layout narrowed by `matchers` (the plan's `selector:`)."""
@@ -124,6 +130,7 @@ class Layout:
                 if self.shadow_disagreements
                 else None
             ),
+            start_time=self.start_time.with_matchers(*matchers) if self.start_time else None,
         )
 
 
@@ -167,6 +174,7 @@ PRESETS: dict[str, Layout] = {
         shadow=_gray_side("shadow"),
         shadow_pairs=Selector("gray_shadow_pairs_total"),
         shadow_disagreements=Selector("gray_shadow_disagreements_total"),
+        start_time=Selector("gray_start_time_seconds"),
     ),
     # Istio's standard metrics, by the serving workload's `version` label.
     "istio": Layout(version_label="destination_version", live=_istio_live(), latency_scale=0.001),
@@ -292,11 +300,31 @@ class PrometheusMetricsSpec(MetricsSpec):
 # --- the ledger -----------------------------------------------------------------------
 
 
+Target = tuple[str, str]  # a scraped target: its job and instance labels
+# When each target's process started, by the time of the scrape that said so (a
+# counter sample and the start time from the same scrape carry the same time).
+StartTimes = Mapping[Target, Mapping[float, float]]
+
+
+def target_of(labels: Labels) -> Target:
+    named = dict(labels)
+    return named.get("job", ""), named.get("instance", "")
+
+
+def start_times(series: Iterable[Series]) -> dict[Target, dict[float, float]]:
+    """The samples of a start-time gauge, by target and scrape time."""
+    found: dict[Target, dict[float, float]] = {}
+    for one in series:
+        found.setdefault(target_of(one.labels), {}).update(one.samples)
+    return found
+
+
 @dataclass
 class _Track:
     value: float  # the newest sample counted
     at: float  # its time; samples at or before it are already counted
     counted: float  # what this series adds to the totals
+    started: float | None  # when the process that counted `value` started, if known
 
 
 @dataclass
@@ -308,25 +336,35 @@ class SeriesLedger:
     def clear(self) -> None:
         self._tracks.clear()
 
-    def start(self, query: str, levels: Iterable[Series]) -> None:
+    def start(self, query: str, levels: Iterable[Series], starts: StartTimes | None = None) -> None:
         """Every series' level at the first look: what it counts from."""
         self._tracks = {key: t for key, t in self._tracks.items() if key[0] != query}
         for series in levels:
             at, value = series.samples[-1]
-            self._tracks[(query, series.labels)] = _Track(value, at, value)
+            started = _latest((starts or {}).get(target_of(series.labels)))
+            self._tracks[(query, series.labels)] = _Track(value, at, value, started)
 
-    def advance(self, query: str, recent: Iterable[Series]) -> None:
-        """Count each series' samples newer than the last it counted."""
+    def advance(
+        self, query: str, recent: Iterable[Series], starts: StartTimes | None = None
+    ) -> None:
+        """Count each series' samples newer than the last it counted. A fall is a reset;
+        so is a new start time of the series' target, which also catches a restarted
+        target whose counter climbed past its old value before its first scrape."""
         for series in recent:
-            track = self._tracks.get((query, series.labels))
+            key = (query, series.labels)
+            target_starts = (starts or {}).get(target_of(series.labels)) or {}
+            track = self._tracks.get(key)
             for at, value in series.samples:
+                started = target_starts.get(at)
                 if track is None:
                     # A series first seen now is new: its counter started from zero.
-                    track = self._tracks[(query, series.labels)] = _Track(value, at, value)
+                    track = self._tracks[key] = _Track(value, at, value, started)
                 elif at > track.at:
                     rise = value - track.value
-                    track.counted += rise if rise >= 0 else value  # a fall: a reset to zero
+                    restarted = None not in (started, track.started) and started != track.started
+                    track.counted += value if restarted or rise < 0 else rise
                     track.value, track.at = value, at
+                    track.started = started if started is not None else track.started
 
     def counted(self, query: str) -> list[tuple[Labels, float]]:
         return [(labels, t.counted) for (name, labels), t in self._tracks.items() if name == query]
@@ -373,13 +411,19 @@ class PrometheusMetrics:
             self._pair, self._read_at = versions, None
             self._ledger.clear()
         queries = self._queries(versions)
+        started = self.layout.start_time
         if self._read_at is None:
+            levels = start_times(
+                self.client.last_values(started, self._lookback, now) if started else ()
+            )
             for name, selector in queries.items():
-                self._ledger.start(name, self.client.last_values(selector, self._lookback, now))
+                found = self.client.last_values(selector, self._lookback, now)
+                self._ledger.start(name, found, levels)
         else:
             window = max(now - self._read_at, 0.0) + MARGIN_SECONDS
+            starts = start_times(self.client.raw_samples(started, window, now) if started else ())
             for name, selector in queries.items():
-                self._ledger.advance(name, self.client.raw_samples(selector, window, now))
+                self._ledger.advance(name, self.client.raw_samples(selector, window, now), starts)
         # Only a look that read every query moves the window on: after a failed one the
         # next reads from the same place (what was counted is skipped by time).
         self._read_at = now
@@ -486,3 +530,7 @@ class PrometheusMetrics:
         if buckets[-1][0] != float("inf"):
             buckets.append((float("inf"), max(running, requests)))
         return tuple(buckets)
+
+
+def _latest(samples: Mapping[float, float] | None) -> float | None:
+    return samples[max(samples)] if samples else None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from gray.controller.metrics.prometheus import SeriesLedger
 from gray.controller.metrics.promql import Series
 
-A = (("instance", "gw-1:8080"), ("version", "1"))
-B = (("instance", "gw-2:8080"), ("version", "1"))
+A = (("instance", "gw-1:8080"), ("job", "gray"), ("version", "1"))
+B = (("instance", "gw-2:8080"), ("job", "gray"), ("version", "1"))
 
 
 def total(ledger: SeriesLedger) -> float:
@@ -83,3 +83,20 @@ def test_starting_again_forgets_the_earlier_series_of_that_query() -> None:
     ledger = started({A: 40, B: 10})
     ledger.start("requests", [Series(A, ((200.0, 41),))])
     assert total(ledger) == 41
+
+
+def test_a_new_start_time_is_a_reset_even_when_the_counter_rose() -> None:
+    target = ("gray", "gw-1:8080")
+    ledger = SeriesLedger()
+    ledger.start("requests", [Series(A, ((100.0, 4),))], {target: {100.0: 1000.0}})
+    # gw-1 restarted at 1050 and answered 9 requests before its first scrape: 4 -> 9
+    # looks like 5 more, but the start time says 9 new ones.
+    starts = {target: {101.0: 1000.0, 150.0: 1050.0, 151.0: 1050.0}}
+    ledger.advance("requests", [Series(A, ((101.0, 4), (150.0, 9), (151.0, 10)))], starts)
+    assert total(ledger) == 4 + 9 + 1
+
+
+def test_without_start_times_only_a_fall_is_a_reset() -> None:
+    ledger = started({A: 4})
+    ledger.advance("requests", [Series(A, ((150.0, 9),))])
+    assert total(ledger) == 9
