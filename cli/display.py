@@ -193,7 +193,8 @@ def _rates(extra: dict[str, Any], metric: str) -> str:
     candidate, baseline = extra.get("candidate_rate"), extra.get("baseline_rate")
     if isinstance(candidate, int | float) and isinstance(baseline, int | float):
         definition = METRICS.get(metric)
-        if definition and definition.higher_is_better:  # the gate counts the complement
+        # The gate counts the complement (wrong predictions); people read accuracy.
+        if definition and definition.higher_is_better:
             candidate, baseline = 1 - candidate, 1 - baseline
         return f"{candidate:.2%} vs {baseline:.2%}"
     return "-"
