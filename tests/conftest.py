@@ -245,3 +245,22 @@ def receiver() -> Iterator[Receiver]:
     """A real HTTP server on loopback that keeps every webhook gray posts (tests/receiver.py)."""
     with running_receiver() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def models_behind_haproxy(demo_registry: DemoRegistry, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """HAProxy (gray's config snippet) in front of two real gateways, one serving the demo
+    baseline, the other the good candidate (tests/haproxy_server.py); started on first use."""
+    from tests.haproxy_server import models_behind_haproxy as start
+
+    versions = {
+        "baseline": demo_registry.versions["baseline"],
+        "candidate": demo_registry.versions["good"],
+    }
+    with start(
+        demo_registry.uri,
+        demo_registry.model_name,
+        versions,
+        tmp_path_factory.mktemp("haproxy-models"),
+    ) as models:
+        yield models

@@ -16,13 +16,16 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from gray.controller.routers.haproxy_config import config_snippet
 from gray.controller.routers.haproxy_runtime import RuntimeAddress, RuntimeApi
-from gray.gateway.testing import free_port
+from gray.gateway.testing import RunningGateway, free_port, start_gateway, wait_for_ping
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 BACKEND = "models"
@@ -169,3 +172,61 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+@dataclass
+class ModelsBehindHaproxy:
+    """Two real model servers (gray gateways serving one version each) behind HAProxy:
+    server `baseline` serves `versions["baseline"]`, server `candidate` the other."""
+
+    proxy: RunningHaproxy
+    versions: dict[str, str]
+    gateways: dict[str, RunningGateway]
+    body: dict[str, object] = field(default_factory=dict)
+
+    def send(self, users: Iterable[str], body: dict[str, object] | None = None) -> dict[str, str]:
+        """Each user's request through HAProxy; the version that answered it, by user
+        (or the HTTP status, as text, when the answer is not 200)."""
+        answered: dict[str, str] = {}
+        with httpx.Client(base_url=self.proxy.url, timeout=30.0) as client:
+            for user in users:
+                response = client.post(
+                    "/invocations", json=body or self.body, headers={"X-Routing-Key": user}
+                )
+                answered[user] = (
+                    response.headers["X-Model-Version"]
+                    if response.status_code == 200
+                    else str(response.status_code)
+                )
+        return answered
+
+
+@contextmanager
+def models_behind_haproxy(
+    registry_uri: str, model: str, versions: Mapping[str, str], directory: Path
+) -> Iterator[ModelsBehindHaproxy]:
+    """Start both gateways side by side, then HAProxy in front of them; stop all after."""
+    from gray.demo.models import demo_dataset
+
+    gateways = {
+        role: start_gateway(
+            registry_uri,
+            model,
+            directory / f"{role}-gateway",
+            extra_args=["--baseline", version],
+            wait_ready=False,
+        )
+        for role, version in versions.items()
+    }
+    try:
+        for gateway in gateways.values():
+            wait_for_ping(gateway)
+        servers = {role: f"127.0.0.1:{gateway.port}" for role, gateway in gateways.items()}
+        features, _ = demo_dataset()
+        row = features.head(1).to_dict(orient="split")
+        body = {"dataframe_split": {"columns": row["columns"], "data": row["data"]}}
+        with start_haproxy(directory / "haproxy", servers) as proxy:
+            yield ModelsBehindHaproxy(proxy, dict(versions), gateways, body)
+    finally:
+        for gateway in gateways.values():
+            gateway.stop()
