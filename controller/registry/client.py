@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gray.controller.errors import ConfigError, GrayError, ModelNotFoundError, RegistryError
+from gray.controller.extras import require_store_for
 
 __all__ = [
     "DEFAULT_REGISTRY_URI",
@@ -90,6 +91,7 @@ class RegistryClient:
         wrap calls in `call` for retries and errors."""
         with self._lock:
             if self._mlflow is None:
+                require_store_for(self.uri)
                 self._check_local_store()
                 from mlflow import MlflowClient
 

@@ -1,8 +1,8 @@
 """`Registry`: the registry package's parts behind one object, for the controller and the CLI.
 
-Each method hands over to the part that does the job: `versions` (resolve, pin, drift),
-`preprocessors` (verification), `aliases` (compare-and-set, promotion, history) and
-`binding` (training-side binding). The parts share one `RegistryClient`, so one registry
+Each method hands over to the part that does the job: `model_versions` (resolve, pin,
+drift), `verifier` (preprocessor verification), `aliases` (compare-and-set, promotion,
+history) and `binder` (training-side binding). The parts share one `RegistryClient`, so one registry
 keeps one MLflow client, one retry budget and one error mapping.
 """
 
@@ -35,7 +35,7 @@ class Registry:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.model_versions = Versions(self.client)
         self.aliases = Aliases(self.client)
-        self.preprocessors = PreprocessorVerifier(self.client, self.model_versions, self.cache_dir)
+        self.verifier = PreprocessorVerifier(self.client, self.model_versions, self.cache_dir)
         self.binder = PreprocessorBinder(self.client, self.model_versions, self.cache_dir)
 
     @property
@@ -73,7 +73,7 @@ class Registry:
         ref: str | None = None,
     ) -> VerifiedPreprocessor | None:
         """Fetch the version's preprocessor into the cache and check it against the tag."""
-        return self.preprocessors.verify(info, binding, ref)
+        return self.verifier.verify(info, binding, ref)
 
     # -- aliases ----------------------------------------------------------------------------
 

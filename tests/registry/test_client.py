@@ -15,12 +15,14 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UN
 
 from gray.controller.errors import (
     ConfigError,
+    MissingExtraError,
     ModelNotFoundError,
     PreprocessorError,
     RegistryError,
 )
 from gray.controller.registry import Registry, RegistryClient, resolve_registry_uri
 from gray.controller.registry import client as client_module
+from tests.test_extras import hide
 
 
 def test_unreachable_server_fails_fast_with_uri_and_cause(unused_port: int) -> None:
@@ -196,3 +198,14 @@ def test_importing_the_registry_package_leaves_mlflow_unimported() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_sql_store_without_the_store_extra_is_refused_before_anything_is_opened(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hide(monkeypatch, "sqlalchemy")
+    with pytest.raises(MissingExtraError, match=r"pip install 'gray-rollout\[store\]'"):
+        _ = RegistryClient(f"sqlite:///{tmp_path}/mlflow.db").mlflow
+    assert list(tmp_path.iterdir()) == []
+    # A tracking server needs no store of its own.
+    assert RegistryClient("http://127.0.0.1:9").mlflow is not None
