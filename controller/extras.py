@@ -14,7 +14,16 @@ from gray.controller.errors import MissingExtraError
 
 # extra -> the modules that stand for it (keep in step with pyproject.toml).
 _STORE = ("sqlalchemy", "alembic")
-_SERVING = ("fastapi", "uvicorn", "orjson", "prometheus_client", "pandas", "sklearn", "joblib")
+_SERVING = (
+    "fastapi",
+    "uvicorn",
+    "httptools",
+    "orjson",
+    "prometheus_client",
+    "pandas",
+    "sklearn",
+    "joblib",
+)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "store": _STORE,
     "gateway": _STORE + _SERVING,

@@ -64,6 +64,12 @@ def serve(
         help="Predict requests that queue for a version together, up to this many per call "
         "(1: off). Only for models that answer a row the same in any company.",
     ),
+    http_parser: str = typer.Option(
+        "auto",
+        "--http",
+        help="HTTP/1.1 parser: httptools (C, faster), h11 (pure Python), or auto (httptools "
+        "when installed).",
+    ),
     mirror_queue: int = typer.Option(
         256, "--mirror-queue", help="Mirrored requests in flight before more are dropped."
     ),
@@ -157,6 +163,7 @@ def serve(
             forwarded_allow_ips=forwarded_allow_ips,
             predict_threads=predict_threads,
             batch_size=batch_size,
+            http_parser=http_parser,
             mirror_queue=mirror_queue,
             log_max_bytes=log_max_bytes,
             log_backups=log_backups,

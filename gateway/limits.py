@@ -4,7 +4,8 @@
   with 413 before a byte of it is read; a chunked body is counted as it arrives and
   refused with 413 as soon as it passes the limit. A body whose sender pauses longer
   than the header timeout is given up with 408.
-- `guarded_protocol(...)`: uvicorn's HTTP/1.1 protocol with a connection cap (a connection
+- `guarded_protocol(...)`: uvicorn's HTTP/1.1 protocol (httptools' C parser when it is
+  installed, else the pure-Python h11) with a connection cap (a connection
   over the cap is answered 503 `too_many_connections` and closed at once) and a
   header-read timeout (a connection that has not sent a request's headers within it is
   closed), so half-open sockets cannot hold file descriptors for ever. Idle kept-alive
@@ -20,6 +21,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from gray.gateway.settings import HTTP_PARSERS
 
 log = logging.getLogger("gray.gateway")
 
@@ -159,13 +162,38 @@ class ConnectionCounters:
         self.header_timeouts += 1
 
 
-def guarded_protocol(
-    max_connections: int, header_timeout: float, counters: ConnectionCounters
-) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a connection cap and a header-read timeout."""
-    refusal = refusal_bytes(max_connections)
+def http_protocol_base(parser: str = "auto") -> type[Any]:
+    """uvicorn's protocol class for `parser`; "auto" is httptools when it is installed.
 
-    class GuardedH11Protocol(H11Protocol):
+    Both parse HTTP/1.1 the same way for the gateway; httptools does it in C, which
+    matters when the model itself takes well under a millisecond per request.
+    """
+    if parser not in HTTP_PARSERS:
+        raise ValueError(f"unknown HTTP parser {parser!r} (known: {', '.join(HTTP_PARSERS)})")
+    if parser in ("auto", "httptools"):
+        try:
+            from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        except ImportError:
+            if parser == "httptools":
+                raise
+        else:
+            return HttpToolsProtocol
+    return H11Protocol
+
+
+def guarded_protocol(
+    max_connections: int,
+    header_timeout: float,
+    counters: ConnectionCounters,
+    base: type[Any] | None = None,
+) -> type[Any]:
+    """uvicorn's HTTP protocol (`base`, default `http_protocol_base()`) with a connection
+    cap and a header-read timeout. Both uvicorn protocols keep the attributes used here
+    (`server_state`, `cycle`, `loop`, `transport`) and call `on_response_complete`."""
+    refusal = refusal_bytes(max_connections)
+    base = base or http_protocol_base()
+
+    class GuardedProtocol(base):  # type: ignore[misc, valid-type]
         _header_timer: asyncio.TimerHandle | None = None
         _refused = False
 
@@ -220,4 +248,4 @@ def guarded_protocol(
                 counters.count_header_timeout()
                 self.transport.close()
 
-    return GuardedH11Protocol
+    return GuardedProtocol

@@ -59,10 +59,11 @@ def serve(
 ) -> None:
     """Serve until SIGINT/SIGTERM. Raises GrayError for anything wrong before listening."""
     import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
     from gray.controller.redact import install_log_redaction
     from gray.gateway.app import create_app
-    from gray.gateway.limits import ConnectionCounters, guarded_protocol
+    from gray.gateway.limits import ConnectionCounters, guarded_protocol, http_protocol_base
 
     settings.check()
     install_log_redaction()  # a registry URL's credentials never reach the gateway's log
@@ -78,10 +79,16 @@ def serve(
         raise
     try:
         counters = ConnectionCounters()
+        protocol = http_protocol_base(settings.http_parser)
         app = create_app(settings, loader, counters)
         config = uvicorn.Config(
             app,
-            http=guarded_protocol(max_connections, settings.header_timeout, counters),
+            http=guarded_protocol(
+                max_connections,
+                settings.header_timeout,
+                counters,
+                protocol,
+            ),
             log_level=log_level,
             access_log=access_log,
             proxy_headers=True,
@@ -91,13 +98,14 @@ def serve(
         )
         log.info(
             "gray gateway for model %s listening on %s (%s; state in %s; at most %d "
-            "connections, bodies up to %d bytes)",
+            "connections, bodies up to %d bytes; HTTP parser %s)",
             settings.model_name,
             listen_url(settings.host, int(sock.getsockname()[1])),
             "admin token required" if settings.auth_required else "NO authentication",
             settings.state_dir,
             max_connections,
             settings.max_body_bytes,
+            "h11" if protocol is H11Protocol else "httptools",
         )
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -11,6 +11,8 @@ from pathlib import Path
 from gray.controller.errors import ConfigError
 from gray.controller.plan.units import parse_duration
 
+HTTP_PARSERS = ("auto", "httptools", "h11")  # uvicorn's HTTP/1.1 protocols
+
 TOKEN_ENV = "GRAY_GATEWAY_TOKEN"
 FEEDBACK_TOKEN_ENV = "GRAY_GATEWAY_FEEDBACK_TOKEN"
 STATS_TOKEN_ENV = "GRAY_GATEWAY_STATS_TOKEN"
@@ -40,6 +42,7 @@ class GatewaySettings:
     forwarded_allow_ips: str = "127.0.0.1"
     predict_threads: int = 1
     batch_size: int = 1  # above 1: up to this many queued requests predicted in one call
+    http_parser: str = "auto"  # uvicorn's HTTP/1.1 parser: httptools when installed, else h11
     mirror_queue: int = 256
     log_max_bytes: int = 50 * 1024 * 1024
     log_backups: int = 5
@@ -99,6 +102,10 @@ class GatewaySettings:
         ):
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
+        if self.http_parser not in HTTP_PARSERS:
+            raise ConfigError(
+                f"--http must be one of {', '.join(HTTP_PARSERS)}, got {self.http_parser!r}"
+            )
         if self.log_max_bytes < 4096:
             raise ConfigError("--log-max-bytes must be at least 4096")
         if self.max_body_bytes < 1024:

@@ -25,12 +25,21 @@ def limited_gateway(
 ) -> Iterator[RunningGateway]:
     """A real gateway serving the demo registry with small limits, shared by the gateway
     tests of this suite (limits, schemathesis)."""
-    running = start_gateway(
+    running = start_limited_gateway(demo_registry, tmp_path_factory)
+    yield running
+    running.stop()
+
+
+def start_limited_gateway(
+    demo_registry: Any, tmp_path_factory: pytest.TempPathFactory, *extra_args: str
+) -> RunningGateway:
+    return start_gateway(
         demo_registry.uri,
         demo_registry.model_name,
         tmp_path_factory.mktemp("limited-gateway"),
         token=LIMITED_GATEWAY_TOKEN,
         extra_args=[
+            *extra_args,
             "--max-body",
             f"{LIMITS['max_body']}",
             "--max-connections",
@@ -41,5 +50,3 @@ def limited_gateway(
             f"{LIMITS['idle_timeout']:g}s",
         ],
     )
-    yield running
-    running.stop()

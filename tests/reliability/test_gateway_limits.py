@@ -10,7 +10,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +20,7 @@ import pytest
 from gray.gateway.testing import RunningGateway
 from tests.metrics_text import sample
 
-from .conftest import LIMITS
+from .conftest import LIMITS, start_limited_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +33,23 @@ IDLE_TIMEOUT = LIMITS["idle_timeout"]
 @pytest.fixture(scope="module")
 def gateway(limited_gateway: RunningGateway) -> RunningGateway:
     return limited_gateway
+
+
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def guarded_gateway(
+    request: pytest.FixtureRequest,
+    limited_gateway: RunningGateway,
+    demo_registry: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningGateway]:
+    """The connection guards under both of uvicorn's HTTP parsers: the guard wraps either.
+    (The body limits are ASGI middleware, the same whatever parses the request.)"""
+    if request.param == "httptools":
+        yield limited_gateway  # the suite's shared gateway runs the default parser
+        return
+    running = start_limited_gateway(demo_registry, tmp_path_factory, "--http", "h11")
+    yield running
+    running.stop()
 
 
 def raw(gateway: RunningGateway, payload: bytes = b"", timeout: float = 5.0) -> socket.socket:
@@ -115,24 +134,24 @@ def test_a_body_that_stops_arriving_is_given_up(gateway: RunningGateway) -> None
 
 
 def test_half_open_sockets_are_capped_refused_clearly_and_dropped(
-    gateway: RunningGateway,
+    guarded_gateway: RunningGateway,
 ) -> None:
-    refused_before = metric(gateway, "gray_connections_refused_total")
-    timeouts_before = metric(gateway, "gray_header_timeouts_total")
+    refused_before = metric(guarded_gateway, "gray_connections_refused_total")
+    timeouts_before = metric(guarded_gateway, "gray_header_timeouts_total")
     with ExitStack() as stack:
         # Connections that never send a byte: the attack that exhausted file descriptors.
-        silent = [stack.enter_context(raw(gateway)) for _ in range(MAX_CONNECTIONS + 20)]
+        silent = [stack.enter_context(raw(guarded_gateway)) for _ in range(MAX_CONNECTIONS + 20)]
         time.sleep(0.3)
-        extra = raw(gateway, b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        extra = raw(guarded_gateway, b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
         refusal = read_all(extra)
         extra.close()
         assert refusal.startswith(b"HTTP/1.1 503"), refusal[:200]
         assert b"too_many_connections" in refusal and b"--max-connections" in refusal
-        # Within the header timeout the gateway drops them and answers again.
+        # Within the header timeout the guarded_gateway drops them and answers again.
         started = time.monotonic()
         while True:
             try:
-                if httpx.get(f"{gateway.url}/ping", timeout=2).status_code == 200:
+                if httpx.get(f"{guarded_gateway.url}/ping", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -146,14 +165,17 @@ def test_half_open_sockets_are_capped_refused_clearly_and_dropped(
             except (ConnectionResetError, TimeoutError):
                 closed += 1
         assert closed == len(silent)
-    assert metric(gateway, "gray_connections_refused_total") >= refused_before + 20
-    assert metric(gateway, "gray_header_timeouts_total") >= timeouts_before + MAX_CONNECTIONS - 1
+    assert metric(guarded_gateway, "gray_connections_refused_total") >= refused_before + 20
+    assert (
+        metric(guarded_gateway, "gray_header_timeouts_total")
+        >= timeouts_before + MAX_CONNECTIONS - 1
+    )
 
 
 def test_headers_sent_slowly_are_cut_off_and_idle_connections_closed(
-    gateway: RunningGateway,
+    guarded_gateway: RunningGateway,
 ) -> None:
-    slow = raw(gateway, b"GET /ping HTTP/1.1\r\n", timeout=HEADER_TIMEOUT + 3)
+    slow = raw(guarded_gateway, b"GET /ping HTTP/1.1\r\n", timeout=HEADER_TIMEOUT + 3)
     closed = threading.Event()
 
     def trickle() -> None:
@@ -172,7 +194,7 @@ def test_headers_sent_slowly_are_cut_off_and_idle_connections_closed(
     assert time.monotonic() - started < HEADER_TIMEOUT + 1.5
     slow.close()
 
-    with raw(gateway, b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n") as idle:
+    with raw(guarded_gateway, b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n") as idle:
         idle.settimeout(IDLE_TIMEOUT + 3)
         started = time.monotonic()
         answer = read_all(idle)  # the answer, then the close once the idle timeout passes
@@ -180,7 +202,9 @@ def test_headers_sent_slowly_are_cut_off_and_idle_connections_closed(
         assert IDLE_TIMEOUT - 0.2 < time.monotonic() - started < IDLE_TIMEOUT + 1.5
 
 
-def test_the_limits_are_logged_with_the_address(gateway: RunningGateway) -> None:
-    log = gateway.log_path.read_text(errors="replace")
-    assert f"listening on {gateway.url}" in log
+def test_the_limits_are_logged_with_the_address(guarded_gateway: RunningGateway) -> None:
+    log = guarded_gateway.log_path.read_text(errors="replace")
+    assert f"listening on {guarded_gateway.url}" in log
     assert f"at most {MAX_CONNECTIONS} connections, bodies up to {MAX_BODY} bytes" in log
+    parser = "h11" if "h11" in guarded_gateway.args else "httptools"
+    assert f"HTTP parser {parser})" in log
