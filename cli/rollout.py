@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,16 +25,12 @@ from gray.cli.output import (
 from gray.controller import detached, lookup
 from gray.controller.errors import (
     ConfigError,
-    GrayError,
-    JournalError,
     PreflightError,
-    RolloutError,
 )
 from gray.controller.journal import (
     Event,
     EventKind,
     Journal,
-    LocalJournal,
     RolloutRecord,
     new_rollout_id,
 )
@@ -153,12 +146,8 @@ def start_rollout(
     """Preflight, then run the rollout in this process with the live display (None: dry run)."""
     from gray.controller import rollouts
 
-    plan = load_plan(plan_path)
-    plan_text = plan_path.read_text(encoding="utf-8")
-    until = rollouts.stage_number(plan, until_stage)
-    registry = lookup.open_registry(plan, registry_uri)
-    journal = lookup.open_journal(registry, _warn, background=True)
-    router, metrics = rollouts.build_adapters(plan)
+    setup = rollouts.set_up(plan_path, registry_uri, until_stage, _warn)
+    plan, journal = setup.plan, setup.journal
     waiting = (
         console.status(
             "preflight: pinning versions, checking preprocessors, loading the candidate…"
@@ -168,7 +157,7 @@ def start_rollout(
     )
     try:
         with waiting:
-            report = rollouts.preflight(plan, registry, router, metrics, journal)
+            report = rollouts.preflight(plan, setup.registry, setup.router, setup.metrics, journal)
     except PreflightError as error:
         _print_checks(error.checks, output)
         raise
@@ -177,13 +166,13 @@ def start_rollout(
         _print_dry_run(plan, output)
         return None
     step = rollouts.create_rollout(
-        plan, plan_text, report, journal, rollout_id=rollout_id, until_stage=until
+        plan, setup.plan_text, report, journal, rollout_id=rollout_id, until_stage=setup.until
     )
     return _run(
         plan,
         step,
-        (router, metrics),
-        registry,
+        (setup.router, setup.metrics),
+        setup.registry,
         journal,
         output,
         exit_on_hold,
@@ -553,56 +542,24 @@ def sync(
     \b
       gray rollout sync fraud-20261125-101500-3fa2
     """
-    from gray.controller.journal.sync import sync_to_remote
+    from gray.controller.rollout_sync import sync_rollout
 
     with reported_errors(output):
-        journal, registry = lookup.journal_for(rollout_id, registry_uri, _warn)
-        if tag_rolled_back:  # webhooks need no MLflow: before anything that may fail on it
-            _announce_operator_end(journal, rollout_id)
-        if journal.remote is None:
-            raise JournalError("the MLflow journal is unavailable; nothing was sent")
-        try:
-            result = sync_to_remote(journal, rollout_id)
-        except JournalError:
-            raise
-        except Exception as exc:  # MLflow's own errors: the local journal still holds it all
-            raise JournalError(f"cannot write rollout {rollout_id} to MLflow: {exc}") from None
-        record = journal.local.load(rollout_id)
-        ended = record.state if record is not None else None
-        tagged = (
-            tag_rolled_back
-            and registry is not None
-            and ended is not None
-            and ended.phase in (Phase.ROLLED_BACK, Phase.ABORTED)
-        )
-        if tagged:
-            assert registry is not None and ended is not None
-            registry.mark_rolled_back(ended.model, ended.candidate, ended.rollout_id)
+        synced = sync_rollout(rollout_id, registry_uri, _warn, after_operator_end=tag_rolled_back)
         if output == OutputFormat.json:
-            emit_json({"ok": True, "rollout_id": rollout_id, "sent": result.sent, "tagged": tagged})
+            emit_json(
+                {
+                    "ok": True,
+                    "rollout_id": rollout_id,
+                    "sent": synced.sent,
+                    "tagged": synced.tagged,
+                }
+            )
         else:
-            console.print(f"[green]✓[/] {rollout_id}: {result.sent} event(s) sent to MLflow")
+            console.print(f"[green]✓[/] {rollout_id}: {synced.sent} event(s) sent to MLflow")
 
 
 # --- helpers ------------------------------------------------------------------
-
-
-def _announce_operator_end(journal: Journal, rollout_id: str) -> None:
-    """Tell the plan's webhooks and on_rollback hook of an operator's rollback or abort."""
-    from gray.controller import operator
-
-    record = journal.local.load(rollout_id)
-    if record is None or not record.plan_text:
-        return
-    if record.state.phase not in (Phase.ROLLED_BACK, Phase.ABORTED):
-        return
-    try:
-        plan = lookup.rollout_plan(record, rollout_id)
-    except GrayError as exc:  # an unset ${VAR} in a webhook URL, say
-        _warn(f"webhooks not told of the rollback: {exc.message}")
-        return
-    for failure in operator.announce_end(journal, record.state, plan):
-        _warn(failure)
 
 
 def _run(
@@ -696,19 +653,14 @@ def _leave_watcher(result: RunResult, registry: Registry | None) -> RunResult:
     judged, and a FAIL still rolls back, until a resume (which fences it) or an abort."""
     from gray.controller.runner import RunResult
 
-    rollout_id = result.state.rollout_id
-    log_path = LocalJournal().root / rollout_id / "watcher.log"
-    args = ["rollout", "resume", rollout_id, "--watch-held", "--output", "json"]
-    if registry is not None:
-        args += ["--registry-uri", registry.uri]
     try:
-        process = detached.start_in_background(args, log_path)
+        watcher = detached.watch_held(result.state.rollout_id, registry.uri if registry else None)
     except OSError as exc:
         _warn(f"could not start a watcher for the held traffic ({exc}); nothing judges it now")
         return result
     reason = (
-        f"{result.reason}; a watcher (pid {process.pid}, log {log_path}) keeps judging the held "
-        "traffic and rolls back on a FAIL"
+        f"{result.reason}; a watcher (pid {watcher.pid}, log {watcher.log}) keeps judging the "
+        "held traffic and rolls back on a FAIL"
     )
     return RunResult(result.state, result.exit_code, reason)
 
@@ -799,51 +751,24 @@ def _detach(
 ) -> None:
     """Run the controller in a new session; return once it has started (or failed preflight)."""
     rollout_id = new_rollout_id(plan.model.name)
-    log_dir = LocalJournal().root / rollout_id
-    log_dir.mkdir(parents=True, exist_ok=True)
-    args = [
-        sys.executable,
-        "-m",
-        "gray.cli",
-        "rollout",
-        "start",
-        str(plan_path),
-        "--rollout-id",
+    started = detached.start_controller(
+        plan_path,
         rollout_id,
-        "--output",
-        "json",
-    ]
-    if until_stage:
-        args += ["--until-stage", until_stage]
-    if registry_uri:
-        args += ["--registry-uri", registry_uri]
-    if hold_traffic:
-        args.append("--hold-traffic")
-    log = (log_dir / "controller.log").open("ab")
-    process = subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
+        until_stage=until_stage,
+        registry_uri=registry_uri,
+        hold_traffic=hold_traffic,
     )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if LocalJournal().load(rollout_id) is not None:
-            break
-        if process.poll() is not None:
-            text = (log_dir / "controller.log").read_text(errors="replace")
-            raise RolloutError(
-                f"the controller exited with {process.returncode} before starting:\n{text}"
-            )
-        time.sleep(0.2)
     if output == OutputFormat.json:
         emit_json(
             {
                 "ok": True,
                 "rollout_id": rollout_id,
-                "pid": process.pid,
-                "log": str(log_dir / "controller.log"),
+                "pid": started.pid,
+                "log": str(started.log),
             }
         )
     else:
         console.print(
-            f"started {rollout_id} in the background (pid {process.pid}); "
+            f"started {rollout_id} in the background (pid {started.pid}); "
             f"follow it with `gray rollout status {rollout_id} --watch`"
         )

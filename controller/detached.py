@@ -7,7 +7,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from gray.controller.errors import RolloutError
+from gray.controller.journal import LocalJournal
+
+CONTROLLER_START_SECONDS = 120.0  # a detached controller's preflight loads both versions
+
+
+@dataclass(frozen=True)
+class Detached:
+    pid: int
+    log: Path
 
 
 def start_in_background(arguments: list[str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -36,3 +49,48 @@ def sync_in_background(
     if registry_uri:
         args += ["--registry-uri", registry_uri]
     return start_in_background(args, log_dir / rollout_id / "sync.log")
+
+
+def watch_held(rollout_id: str, registry_uri: str | None) -> Detached:
+    """`gray rollout resume ID --watch-held` in the background: the held traffic stays
+    judged, and a FAIL still rolls back, until a resume (which fences it) or an abort.
+    Raises OSError when it cannot be started."""
+    log = LocalJournal().root / rollout_id / "watcher.log"
+    args = ["rollout", "resume", rollout_id, "--watch-held", "--output", "json"]
+    if registry_uri:
+        args += ["--registry-uri", registry_uri]
+    return Detached(start_in_background(args, log).pid, log)
+
+
+def start_controller(
+    plan_path: Path,
+    rollout_id: str,
+    *,
+    until_stage: str | None,
+    registry_uri: str | None,
+    hold_traffic: bool,
+) -> Detached:
+    """`gray rollout start PLAN` in a new session; returns once its rollout is journaled,
+    raises RolloutError with its log when it exits before (a refused preflight)."""
+    log_dir = LocalJournal().root / rollout_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / "controller.log"
+    args = ["rollout", "start", str(plan_path), "--rollout-id", rollout_id, "--output", "json"]
+    if until_stage:
+        args += ["--until-stage", until_stage]
+    if registry_uri:
+        args += ["--registry-uri", registry_uri]
+    if hold_traffic:
+        args.append("--hold-traffic")
+    process = start_in_background(args, log)
+    deadline = time.time() + CONTROLLER_START_SECONDS
+    while time.time() < deadline:
+        if LocalJournal().load(rollout_id) is not None:
+            break
+        if process.poll() is not None:
+            text = log.read_text(errors="replace")
+            raise RolloutError(
+                f"the controller exited with {process.returncode} before starting:\n{text}"
+            )
+        time.sleep(0.2)
+    return Detached(process.pid, log)

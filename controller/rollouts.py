@@ -7,7 +7,9 @@ source and the journal together; the decisions themselves live in `loop.py`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gray.controller import loop
@@ -24,11 +26,11 @@ from gray.controller.journal import (
     Journal,
     new_rollout_id,
 )
-from gray.controller.lookup import load_rollout
+from gray.controller.lookup import load_rollout, open_journal, open_registry
 from gray.controller.metrics import build_metrics
 from gray.controller.metrics.base import MetricsSource
 from gray.controller.operator import Endpoint, save_endpoint
-from gray.controller.plan.models import Plan
+from gray.controller.plan.models import Plan, load_plan
 from gray.controller.redact import redact
 from gray.controller.registry import NO_PREPROCESSOR
 from gray.controller.routers import build_router
@@ -39,6 +41,8 @@ from gray.controller.types import Applied, Pair
 
 if TYPE_CHECKING:
     from gray.controller.registry import ModelVersionInfo, Registry
+
+Warn = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,33 @@ class PreflightReport:
 def build_adapters(plan: Plan) -> tuple[Router, MetricsSource]:
     """The plan's serving endpoint and metrics source, built once per controller."""
     return build_router(plan.router), build_metrics(plan.metrics, plan)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A plan to start and the parts that run it, each opened once."""
+
+    plan: Plan
+    plan_text: str  # journaled as written
+    until: int | None  # `--until-stage` as a stage index
+    registry: Registry
+    journal: Journal
+    router: Router
+    metrics: MetricsSource
+
+
+def set_up(
+    plan_path: Path, registry_uri: str | None, until_stage: str | None, on_warning: Warn
+) -> Setup:
+    """Read the plan, open its registry and journal (MLflow writes in the background: they
+    must never hold up a decision) and build its endpoint and metrics adapters."""
+    plan = load_plan(plan_path)
+    plan_text = plan_path.read_text(encoding="utf-8")
+    until = stage_number(plan, until_stage)
+    registry = open_registry(plan, registry_uri)
+    journal = open_journal(registry, on_warning, background=True)
+    router, metrics = build_adapters(plan)
+    return Setup(plan, plan_text, until, registry, journal, router, metrics)
 
 
 def preflight(
