@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from gray.controller import gates
 from gray.controller.plan.models import GateSpec
 from gray.controller.types import ShadowCounters, Snapshot, VersionCounters
 
@@ -89,3 +90,20 @@ class Traffic:
 @pytest.fixture
 def traffic() -> Traffic:
     return Traffic()
+
+
+def judge(specs: list, looks: list[dict], *, exposure: str = "live") -> list[gates.StageVerdict]:
+    """A fresh stage judged look by look; a look maps sides to increments, `pairs` to
+    (pairs, disagreements)."""
+    traffic = Traffic()
+    state = gates.start_stage(specs, 0.05, traffic.snapshot(), exposure=exposure)
+    verdicts = []
+    for look in looks:
+        for side, counts in look.items():
+            if side == "pairs":
+                traffic.mirror(*counts)
+            else:
+                traffic.add(side, **counts)
+        state, verdict = gates.observe(state, traffic.snapshot())
+        verdicts.append(verdict)
+    return verdicts

@@ -11,7 +11,7 @@ from gray.controller import gates
 from gray.controller.gates import Outcome, StageVerdict
 from gray.controller.types import Snapshot
 
-from .conftest import Traffic, gate
+from ..conftest import Traffic, gate
 
 
 def judge_looks(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from gray.controller.types import VersionCounters
 
-from .conftest import Traffic, gate
-from .test_count_gates import judge_looks, only
+from ..conftest import Traffic, gate
+from .test_count import judge_looks, only
 
 
 def test_the_sentence_counts_failures_the_baseline_also_fails(traffic: Traffic) -> None:

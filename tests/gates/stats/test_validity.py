@@ -17,7 +17,7 @@ from gray.controller import gates
 from gray.controller.gates.stats import cdf, proportion
 from gray.controller.gates.stats.counts import CountRule, CountTrack
 
-from .conftest import Traffic, gate
+from ..conftest import Traffic, gate
 
 ALPHA = 0.05
 
