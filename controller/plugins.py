@@ -59,10 +59,18 @@ class AdapterTypes:
 
 
 ROUTER_TYPES = AdapterTypes(
-    "router", "gray.routers", {"gateway": "gray.controller.routers.gateway_spec:GatewayRouterSpec"}
+    "router",
+    "gray.routers",
+    {
+        "gateway": "gray.controller.routers.gateway_spec:GatewayRouterSpec",
+        "haproxy": "gray.controller.routers.haproxy_spec:HaproxyRouterSpec",
+    },
 )
 METRICS_TYPES = AdapterTypes(
     "metrics",
     "gray.metrics",
-    {"gateway": "gray.controller.metrics.gateway_spec:GatewayMetricsSpec"},
+    {
+        "gateway": "gray.controller.metrics.gateway_spec:GatewayMetricsSpec",
+        "haproxy": "gray.controller.metrics.haproxy_spec:HaproxyMetricsSpec",
+    },
 )

@@ -34,13 +34,13 @@ BROKEN: list[tuple[str, list[str]]] = [
     ),
     (
         "router: {type: kserv}\n",
-        ["p.yaml:12:16: router.type: expected one of gateway, got 'kserv'"],
+        ["p.yaml:12:16: router.type: expected one of gateway, haproxy, got 'kserv'"],
     ),
-    ("router: {type: 5}\n", ["p.yaml:12:16: router.type: expected one of gateway, got 5"]),
-    ("router: {type: [1]}\n", ["p.yaml:12:16: router.type: expected one of gateway"]),
+    ("router: {type: 5}\n", ["p.yaml:12:16: router.type: expected one of gateway, haproxy, got 5"]),
+    ("router: {type: [1]}\n", ["p.yaml:12:16: router.type: expected one of gateway, haproxy"]),
     (
         "router: {type: gatewey}\n",
-        ["p.yaml:12:16: router.type: expected one of gateway, got 'gatewey'; did you mean 'gateway'?"],
+        ["p.yaml:12:16: router.type: expected one of gateway, haproxy, got 'gatewey'; did you mean 'gateway'?"],
     ),
     ("router: 5\n", ["p.yaml:12:9: router: expected a mapping of fields, got 5"]),
     (
@@ -63,14 +63,14 @@ BROKEN: list[tuple[str, list[str]]] = [
     ),
     (
         "metrics: {type: prom}\n",
-        ["p.yaml:12:17: metrics.type: expected one of gateway, got 'prom'"],
+        ["p.yaml:12:17: metrics.type: expected one of gateway, haproxy, got 'prom'"],
     ),
     ("metrics: {token: 5}\n", ["p.yaml:12:18: metrics.token: expected text, got 5"]),
     (
         "router: {type: gateway, tokn: a}\nmetrics: {type: prom}\n",
         [
             "p.yaml:12:25: router.tokn: unknown field 'tokn'; did you mean 'token'?",
-            "p.yaml:13:17: metrics.type: expected one of gateway, got 'prom'",
+            "p.yaml:13:17: metrics.type: expected one of gateway, haproxy, got 'prom'",
         ],
     ),
 ]

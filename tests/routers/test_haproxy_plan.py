@@ -1,0 +1,99 @@
+"""`router: {type: haproxy}` and `metrics: {type: haproxy}` in a plan: a valid block builds
+the adapters, a bad field is a problem at file:line:col, and what HAProxy cannot count
+is refused when the metrics source is built."""
+
+from __future__ import annotations
+
+import pytest
+
+from gray.controller.errors import ConfigError, PlanError
+from gray.controller.metrics import build_metrics
+from gray.controller.metrics.haproxy import HaproxyMetrics
+from gray.controller.plan.models import parse_plan
+from gray.controller.routers import build_router
+from gray.controller.routers.haproxy import HaproxyRouter
+
+PLAN = """\
+name: fraud
+model: {{name: fraud, baseline: "@champion", candidate: "@challenger"}}
+interval: 30s
+gates:
+  - {gate}
+stages:
+  - {{weight: 5%, dwell: 5m}}
+router:
+  type: haproxy
+  runtime_api: {runtime_api}
+  backend: fraud
+  servers: {{baseline: {baseline}, candidate: fraud-v2}}
+metrics: {metrics}
+"""
+ERROR_GATE = "{metric: error_rate, max_increase: 10%}"
+
+
+def plan_text(**changes: str) -> str:
+    fields = {
+        "gate": ERROR_GATE,
+        "runtime_api": "unix:///run/haproxy/admin.sock",
+        "baseline": "fraud-v1",
+        "metrics": "{type: haproxy}",
+    }
+    return PLAN.format(**{**fields, **changes})
+
+
+def test_a_haproxy_plan_builds_both_adapters() -> None:
+    plan = parse_plan(plan_text(runtime_api="tcp://127.0.0.1:9999"), "p.yaml")
+    router = build_router(plan.router)
+    assert isinstance(router, HaproxyRouter)
+    assert (router.backend, router.roles) == (
+        "fraud",
+        {"baseline": "fraud-v1", "candidate": "fraud-v2"},
+    )
+    metrics = build_metrics(plan.metrics, plan)
+    assert isinstance(metrics, HaproxyMetrics)
+    assert (str(metrics.api.address), metrics.backend) == ("tcp://127.0.0.1:9999", "fraud")
+    assert plan.router.describe() == "HAProxy backend fraud at tcp://127.0.0.1:9999"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"runtime_api": "http://lb:9999"},
+            "p.yaml:10:16: router.runtime_api: HAProxy runtime_api 'http://lb:9999' is not "
+            "unix:///path/to/socket or tcp://host:port",
+        ),
+        (
+            {"baseline": "fraud-v2"},
+            "p.yaml:12:12: router.servers: baseline and candidate name one server ('fraud-v2')",
+        ),
+        (
+            {"metrics": "{type: haproxy, backnd: x}"},
+            "p.yaml:13:26: metrics.backnd: unknown field 'backnd'; did you mean 'backend'?",
+        ),
+    ],
+)
+def test_a_bad_field_is_a_problem_at_its_place(changes: dict[str, str], expected: str) -> None:
+    with pytest.raises(PlanError) as caught:
+        parse_plan(plan_text(**changes), "p.yaml")
+    assert [problem.render() for problem in caught.value.problems] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("gate", "message"),
+    [
+        ("{metric: latency, slo: 250ms, max_increase: 20%}", "cannot feed the latency gate"),
+        ("{metric: accuracy, max_decrease: 1%}", "cannot feed the accuracy gate"),
+    ],
+)
+def test_gates_haproxy_cannot_feed_are_refused(gate: str, message: str) -> None:
+    plan = parse_plan(plan_text(gate=gate), "p.yaml")
+    with pytest.raises(ConfigError, match=message):
+        build_metrics(plan.metrics, plan)
+
+
+def test_haproxy_metrics_beside_another_router_need_an_address() -> None:
+    text = plan_text().split("router:")[0] + "metrics: {type: haproxy}\n"
+    plan = parse_plan(text, "p.yaml")
+    with pytest.raises(ConfigError, match="needs runtime_api and backend"):
+        build_metrics(plan.metrics, plan)
