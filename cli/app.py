@@ -37,6 +37,7 @@ def build_app() -> typer.Typer:
     import typer
 
     from gray.cli.demo import demo
+    from gray.cli.haproxy import haproxy_app
     from gray.cli.output import EXIT_CODES_HELP
     from gray.cli.plan import plan_app
     from gray.cli.registry import registry_app
@@ -57,6 +58,7 @@ def build_app() -> typer.Typer:
     app.command("demo")(demo)
     app.add_typer(registry_app, name="registry")
     app.add_typer(gateway_app, name="gateway")
+    app.add_typer(haproxy_app, name="haproxy")
     app.command("rollback", help=rollback.__doc__)(rollback)
 
     def print_version(value: bool) -> None:
