@@ -9,6 +9,11 @@ over the whole stage, not at each look. No I/O, no clock.
     judge, verdict = observe(judge, snapshot)      # every interval
     verdict.outcome, verdict.sentence(), judge.to_dict()
 
+The package: `metrics.py` is the table of gate metrics (which family judges each,
+what it reads, which margins it takes, how it is worded); `config.py` a gate's
+fields, declared once for the plan and the judge; `families/` the kinds of test
+behind one protocol (count, shift, share); `stats/` the statistical kernels they
+run; `stage.py` the judge of a stage; `verdict.py` and `wording.py` what it says.
 See docs/gates.md for the methods and the benchmark.
 """
 
