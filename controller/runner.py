@@ -67,11 +67,20 @@ class SystemClock:
 
 
 class Promoter(Protocol):
-    """The registry operations a rollout ends with."""
+    """The registry operations a running rollout needs: the promotion that ends it (and its
+    undoing when the endpoint refuses it), the rolled-back tag, and the alias checks."""
 
     def promote(
-        self, name: str, candidate_version: str, promote: Any, rollout_id: str
+        self,
+        name: str,
+        candidate_version: str,
+        promote: Any,
+        rollout_id: str,
+        *,
+        expect_current: str | None = None,
     ) -> list[Any]: ...
+    def alias_points_at(self, name: str, alias: str, version: str) -> bool: ...
+    def drift_from(self, model: Any, baseline: str, candidate: str) -> list[str]: ...
     def mark_rolled_back(self, name: str, version: str, rollout_id: str) -> None: ...
     def set_alias(
         self,
