@@ -135,7 +135,7 @@ def start_haproxy(
         [
             "defaults",
             "    mode http",
-            "    timeout connect 2s",
+            "    timeout connect 250ms",  # a refused connection is retried 3 times, this apart
             "    timeout client 30s",
             "    timeout server 30s",
             "",

@@ -2,8 +2,13 @@
 
 Which server serves which version comes from the record the HAProxy router keeps in
 the lease map (`routers/haproxy_record.py`); a version no server is bound to yet
-reads as zero counters. Requests are the server's HTTP answers of every class,
-errors its 5xx answers, bad requests its 4xx answers.
+reads as zero counters. Requests are the server's HTTP answers of every class plus
+the requests it never answered (`econ`: connection failed, `eresp`: response broken
+off; HAProxy answers those 503 or 502 itself and does not count them in the server's
+`hrsp_5xx`); errors are its 5xx answers plus those; bad requests its 4xx answers. A
+response broken off after its status line was counted is counted twice (once as an
+answer, once in `eresp`); a request HAProxy redispatched after a refused connection
+counts as a failure of the first server too.
 
 Latency: HAProxy reports per server only averages (`rtime`, `ttime`: the mean over
 its last 1024 requests), not how many requests were slower than an edge, so no
@@ -32,6 +37,9 @@ from gray.controller.routers.haproxy_runtime import RuntimeAddress, RuntimeApi
 from gray.controller.types import Pair, Snapshot, VersionCounters
 
 ANSWER_CLASSES = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
+# Requests the server never answered: HAProxy answers them itself (503 after a refused
+# connection, 502 after a broken response) and counts them here, not in the server's 5xx.
+FAILURES = ("econ", "eresp")
 GATES_FED = ("error_rate", "bad_request_rate")
 
 
@@ -127,7 +135,7 @@ class HaproxyMetrics:
             if row.get("pxname") != self.backend or row.get("svname") in ("BACKEND", "FRONTEND"):
                 continue
             try:
-                answers = {name: int(row.get(name) or 0) for name in ANSWER_CLASSES}
+                answers = {name: int(row.get(name) or 0) for name in ANSWER_CLASSES + FAILURES}
             except ValueError as error:
                 raise MetricsError(
                     f"HAProxy at {self.api.address} answered unreadable counters for "
@@ -135,7 +143,7 @@ class HaproxyMetrics:
                 ) from None
             servers[row["svname"]] = ServerCounters(
                 requests=sum(answers.values()),
-                errors=answers["hrsp_5xx"],
+                errors=answers["hrsp_5xx"] + sum(answers[name] for name in FAILURES),
                 bad_requests=answers["hrsp_4xx"],
             )
         if not servers:

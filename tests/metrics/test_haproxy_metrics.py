@@ -7,13 +7,15 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gray.controller.errors import ConfigError, MetricsError
 from gray.controller.metrics.haproxy import HaproxyMetrics
 from gray.controller.routers.haproxy import HaproxyRouter
 from gray.controller.types import Lease, Pair, RouteSpec, Snapshot, VersionCounters
-from tests.haproxy_server import ModelsBehindHaproxy
+from gray.gateway.testing import free_port
+from tests.haproxy_server import ModelsBehindHaproxy, start_haproxy
 
 BAD_BODY = {"dataframe_split": {"columns": ["nonsense"], "data": [["not a number"]]}}
 
@@ -78,6 +80,26 @@ def test_a_restarted_haproxy_never_takes_counts_back(models: ModelsBehindHaproxy
     models.send(f"v{n}" for n in range(20))  # all to the baseline: its config weight
     baseline, candidate = counted(source.snapshot(pair), before)
     assert (baseline.requests, candidate.requests) == (20, 0)
+
+
+def test_a_candidate_that_never_answers_counts_its_failures(tmp_path: Path) -> None:
+    """A server that refuses connections gets no HTTP answer to count: HAProxy answers 503
+    itself and counts a connection error on the server (`econ`), not a 5xx."""
+    closed = {"baseline": f"127.0.0.1:{free_port()}", "candidate": f"127.0.0.1:{free_port()}"}
+    with start_haproxy(tmp_path, closed) as proxy:
+        roles = {"baseline": "baseline", "candidate": "candidate"}
+        router = HaproxyRouter(proxy.runtime_unix, proxy.backend, roles, lease_map=proxy.lease_map)
+        router.apply(RouteSpec("1", "2", weight=1.0), Lease("m3", 1), ttl=None)
+        source = HaproxyMetrics(proxy.runtime_unix, proxy.backend, lease_map=proxy.lease_map)
+        before = source.snapshot(Pair("1", "2"))
+        with httpx.Client(base_url=proxy.url) as client:
+            statuses = [
+                client.get("/", headers={"X-Routing-Key": f"u{n}"}).status_code for n in range(2)
+            ]
+        assert statuses == [503, 503]
+        baseline, candidate = counted(source.snapshot(Pair("1", "2")), before)
+    assert (candidate.requests, candidate.errors) == (2, 2)
+    assert baseline.requests == 0
 
 
 def test_latency_edges_are_refused_with_the_gates_it_feeds() -> None:
