@@ -72,5 +72,6 @@ METRICS_TYPES = AdapterTypes(
     {
         "gateway": "gray.controller.metrics.gateway_spec:GatewayMetricsSpec",
         "haproxy": "gray.controller.metrics.haproxy_spec:HaproxyMetricsSpec",
+        "prometheus": "gray.controller.metrics.prometheus:PrometheusMetricsSpec",
     },
 )

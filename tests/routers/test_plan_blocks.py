@@ -63,14 +63,14 @@ BROKEN: list[tuple[str, list[str]]] = [
     ),
     (
         "metrics: {type: prom}\n",
-        ["p.yaml:12:17: metrics.type: expected one of gateway, haproxy, got 'prom'"],
+        ["p.yaml:12:17: metrics.type: expected one of gateway, haproxy, prometheus, got 'prom'"],
     ),
     ("metrics: {token: 5}\n", ["p.yaml:12:18: metrics.token: expected text, got 5"]),
     (
         "router: {type: gateway, tokn: a}\nmetrics: {type: prom}\n",
         [
             "p.yaml:12:25: router.tokn: unknown field 'tokn'; did you mean 'token'?",
-            "p.yaml:13:17: metrics.type: expected one of gateway, haproxy, got 'prom'",
+            "p.yaml:13:17: metrics.type: expected one of gateway, haproxy, prometheus, got 'prom'",
         ],
     ),
 ]

@@ -1,0 +1,160 @@
+"""The `metrics: {type: prometheus}` plan block, its presets and its series selectors."""
+
+from __future__ import annotations
+
+import pytest
+
+from gray.controller.errors import MetricsError, PlanError
+from gray.controller.metrics import build_metrics
+from gray.controller.metrics.prometheus import PrometheusMetrics, PrometheusMetricsSpec
+from gray.controller.metrics.promql import (
+    Matcher,
+    PrometheusClient,
+    Selector,
+    matcher_from_value,
+    parse_selector,
+)
+from gray.controller.plan.models import parse_plan
+from gray.controller.types import Pair
+from gray.gateway.testing import free_port
+
+PLAN = """\
+name: prom
+model: {name: fraud, baseline: "1", candidate: "2"}
+router: {type: gateway, url: "http://127.0.0.1:8080"}
+metrics:
+  type: prometheus
+  url: http://127.0.0.1:9090
+%s
+gates:
+  - {metric: latency, slo: 200ms, max_increase: 10%%}
+stages:
+  - {weight: 10%%, dwell: 1m}
+"""
+
+
+def plan_with(block: str) -> str:
+    return PLAN % block
+
+
+def test_a_plan_with_a_prometheus_block_builds_the_prometheus_source() -> None:
+    plan = parse_plan(plan_with("  preset: istio\n  selector: {destination_service_name: fraud}"))
+    assert isinstance(plan.metrics, PrometheusMetricsSpec)
+    source = build_metrics(plan.metrics, plan)
+    assert isinstance(source, PrometheusMetrics)
+    assert source.slo_edges == (0.2,)
+    requests = source.layout.live["requests"]
+    assert requests.render() == (
+        'istio_requests_total{reporter="destination", destination_service_name="fraud"}'
+    )
+    source.close()
+
+
+@pytest.mark.parametrize(
+    ("block", "line", "words"),
+    [
+        ("  preset: datadog", 7, "expected one of gray, istio"),
+        ("  selector: {job: '=~fraud[' }", 7, "not a regular expression"),
+        ("  queries: {requests: 'sum(gray_requests_total)'}", 7, "functions and aggregations"),
+        ("  queries: {requests: 'gray_requests_total'}", 5, "must give both requests and errors"),
+        ("  version_value: 'v{ver}'", 7, "use {version}"),
+        ("  lookback: forever", 7, "duration"),
+        ("  bogus: 1", 7, "bogus"),
+    ],
+)
+def test_a_bad_field_is_a_plan_problem_at_its_line(block: str, line: int, words: str) -> None:
+    with pytest.raises(PlanError) as caught:
+        parse_plan(plan_with(block), "plan.yaml")
+    problems = caught.value.problems
+    matching = [p for p in problems if words in p.render()]
+    assert matching, [p.render() for p in problems]
+    assert matching[0].line == line and matching[0].file == "plan.yaml", matching[0].render()
+
+
+def test_a_url_that_is_not_http_is_refused() -> None:
+    with pytest.raises(PlanError, match="http:// or https://"):
+        parse_plan(PLAN.replace("http://127.0.0.1:9090", "127.0.0.1:9090") % "")
+
+
+def test_no_preset_and_no_queries_reads_the_gateway_page() -> None:
+    layout = PrometheusMetricsSpec(url="http://p:9090").layout()
+    assert layout.live["requests"] == Selector(
+        "gray_requests_total", (Matcher("traffic", "=", "live"),)
+    )
+    assert layout.shadow["errors"].render() == 'gray_errors_total{traffic="shadow"}'
+    assert layout.start_time == Selector("gray_start_time_seconds")
+
+
+def test_queries_replace_the_preset_and_the_selector_narrows_them_all() -> None:
+    spec = PrometheusMetricsSpec(
+        url="http://p:9090",
+        preset="istio",
+        selector={"destination_workload": "=~fraud-.*", "reporter": "source"},
+        queries={"errors": 'istio_requests_total{response_code=~"5..|429"}'},
+        version_label="destination_workload",
+        latency_unit="s",
+    )
+    layout = spec.layout()
+    assert layout.live["errors"].render() == (
+        'istio_requests_total{response_code=~"5..|429", destination_workload=~"fraud-.*", '
+        'reporter="source"}'
+    )
+    # The preset's own reporter matcher stays: the selector adds, it does not override.
+    assert dict((m.label, m.value) for m in layout.live["requests"].matchers)["reporter"] == (
+        "destination"
+    )
+    assert layout.version_label == "destination_workload"
+    assert layout.latency_scale == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("up", Selector("up")),
+        (
+            ' http_requests_total { code =~ "5..", job!="x\\"y" , } ',
+            Selector(
+                "http_requests_total",
+                (Matcher("code", "=~", "5.."), Matcher("job", "!=", 'x"y')),
+            ),
+        ),
+        ("a:b_c{x!~'y'}", Selector("a:b_c", (Matcher("x", "!~", "y"),))),
+    ],
+)
+def test_selectors_parse_and_render_back(text: str, expected: Selector) -> None:
+    parsed = parse_selector(text)
+    assert parsed == expected
+    assert parse_selector(parsed.render()) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("rate(x[5m])", "functions and aggregations"),
+        ("x[5m]", "column 2"),
+        ('{job="x"}', "names no metric"),
+        ("x{job=x}", "quoted value"),
+        ('x{job="x"', "expected , or }"),
+        ('x{job:"x"}', "expected =, !=, =~ or !~"),
+        ('x{job="unclosed}', "unclosed quote"),
+    ],
+)
+def test_what_is_not_a_selector_is_refused_with_where(text: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words.replace("[", r"\[")):
+        parse_selector(text)
+
+
+def test_selector_values_may_carry_their_operator() -> None:
+    assert matcher_from_value("job", "gray") == Matcher("job", "=", "gray")
+    assert matcher_from_value("job", "!=gray") == Matcher("job", "!=", "gray")
+    assert matcher_from_value("job", "=~gr.*") == Matcher("job", "=~", "gr.*")
+    with pytest.raises(ValueError, match="label name"):
+        matcher_from_value("1job", "gray")
+
+
+def test_a_prometheus_that_is_down_is_a_metrics_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    client = PrometheusClient(url, retries=1, backoff=0.01)
+    metrics = PrometheusMetrics(client, PrometheusMetricsSpec(url=url).layout())
+    with pytest.raises(MetricsError, match=f"cannot query Prometheus at {url}"):
+        metrics.snapshot(Pair("1", "2"))
