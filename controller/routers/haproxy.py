@@ -103,13 +103,13 @@ class HaproxyRouter:
 
     def read(self) -> Applied:
         """The lease in force and its route; when the servers' weights are not the ones the
-        route maps to (someone else changed them), the split those weights make instead."""
+        route maps to (someone else changed them), the split those weights make instead.
+        A backend gray has not written since HAProxy started (no record) has no lease, and
+        its versions are unknown: they read as "" (the split is the role servers')."""
         record = self._record_in_force()
         if record is None:
-            raise RouterError(
-                f"{self.where} holds no route from gray yet (no key {self.backend!r} in map "
-                f"{self.lease_map}); gray writes one with its first route or rollback"
-            )
+            share = self._weights_of(None).share
+            return Applied(RouteSpec("", "" if share > 0 else None, weight=share), None)
         actual = self._weights_of(record)
         if actual == weights_for(record.route):
             return Applied(record.route, record.lease)
@@ -204,8 +204,10 @@ class HaproxyRouter:
             servers[free[0]] = version
         return servers
 
-    def _servers_for(self, record: LeaseRecord) -> tuple[str, str]:
-        """The (baseline, candidate) servers of a record's route."""
+    def _servers_for(self, record: LeaseRecord | None) -> tuple[str, str]:
+        """The (baseline, candidate) servers of a record's route (no record: the roles')."""
+        if record is None:
+            return self.roles["baseline"], self.roles["candidate"]
         baseline = record.server_of(record.route.baseline) or self.roles["baseline"]
         candidate = (
             record.server_of(record.route.candidate) if record.route.candidate else None
@@ -231,7 +233,7 @@ class HaproxyRouter:
                 f"{weights.candidate}"
             )
 
-    def _weights_of(self, record: LeaseRecord) -> Weights:
+    def _weights_of(self, record: LeaseRecord | None) -> Weights:
         baseline, candidate = self._servers_for(record)
         states = self.api.servers_state(self.backend)
         missing = [name for name in (baseline, candidate) if name not in states]

@@ -19,6 +19,7 @@ from gray.controller.errors import (
     RouteVerificationError,
     VersionNotLoadedError,
 )
+from gray.controller.operator import rollback_endpoint
 from gray.controller.routers.haproxy import HaproxyRouter
 from gray.controller.routers.haproxy_config import config_snippet
 from gray.controller.routers.haproxy_record import LeaseRecord, weights_for
@@ -150,12 +151,14 @@ def test_rollback_is_baseline_only_under_a_higher_epoch(haproxy: RunningHaproxy)
     assert router.rollback(Lease("ops", 9)).lease == Lease("ops", 10)  # repeatable
 
 
-def test_rollback_works_on_a_backend_gray_never_wrote(haproxy: RunningHaproxy) -> None:
+def test_gray_rollback_works_on_a_backend_gray_never_wrote(haproxy: RunningHaproxy) -> None:
+    """A restarted HAProxy has no lease record; the on-call button must still work."""
     haproxy.api().set_weight(haproxy.backend, "candidate", 256)
     router = router_for(haproxy)
-    with pytest.raises(RouterError, match="holds no route from gray yet"):
-        router.read()
-    assert router.rollback(None).lease == Lease("rollback", 1)
+    seen = router.read()
+    assert (seen.route.baseline, seen.route.weight, seen.lease) == ("", 0.5, None)
+    applied, _ = rollback_endpoint(router, None)
+    assert applied.lease is not None and applied.lease.epoch == 1
     assert weights(haproxy) == {"baseline": 256, "candidate": 0}
 
 
