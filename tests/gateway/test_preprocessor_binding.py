@@ -141,7 +141,7 @@ def test_an_unbound_version_is_refused_until_bound_and_then_applies_its_preproce
 
     demo = train_demo_models()
     registry = Registry(fresh_registry.uri)
-    sha256 = registry.log_preprocessor(
+    sha256 = registry.binder.log_preprocessor(
         "fraud", unbound, demo.preprocessors["good"], artifact_path="scaler"
     )
     report = preflight(fresh_registry.uri, gateway.url, unbound)
