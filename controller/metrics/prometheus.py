@@ -105,6 +105,7 @@ class Layout:
 
     version_label: str
     live: Mapping[str, Selector]
+    version_value: str = "{version}"  # the version label's value for a model version
     shadow: Mapping[str, Selector] = field(default_factory=dict)
     shadow_pairs: Selector | None = None
     shadow_disagreements: Selector | None = None
@@ -277,6 +278,7 @@ class PrometheusMetricsSpec(MetricsSpec):
             base,
             live={**base.live, **given},
             version_label=self.version_label or base.version_label,
+            version_value=self.version_value,
             latency_scale=(
                 LATENCY_UNITS[self.latency_unit] if self.latency_unit else base.latency_scale
             ),
@@ -289,7 +291,6 @@ class PrometheusMetricsSpec(MetricsSpec):
             PrometheusClient(self.url, token=self.token, timeout=self.timeout),
             self.layout(),
             slo_edges=plan.slo_edges(),
-            version_value=self.version_value,
             lookback=self.lookback,
         )
 
@@ -382,14 +383,12 @@ class PrometheusMetrics:
         layout: Layout,
         slo_edges: Iterable[float] = (),
         *,
-        version_value: str = "{version}",
         lookback: float = DEFAULT_LOOKBACK_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.layout = layout
         self.slo_edges = tuple(sorted({float(edge) for edge in slo_edges}))
-        self._version_value = version_value
         self._lookback = lookback
         self._clock = clock
         self._ledger = SeriesLedger()
@@ -432,8 +431,8 @@ class PrometheusMetrics:
     def _labels_of(self, pair: Pair) -> dict[str, str]:
         """The version label's value for each role."""
         return {
-            "baseline": self._version_value.format(version=pair.baseline),
-            "candidate": self._version_value.format(version=pair.candidate),
+            "baseline": self.layout.version_value.format(version=pair.baseline),
+            "candidate": self.layout.version_value.format(version=pair.candidate),
         }
 
     def _queries(self, pair: Pair) -> dict[str, Selector]:
