@@ -105,3 +105,20 @@ def test_a_latency_edge_names_the_gate_and_its_sentence() -> None:
 def test_an_unknown_metric_names_the_known_ones() -> None:
     with pytest.raises(KeyError, match="known: error_rate, bad_request_rate"):
         metric("timeout_rate")
+
+
+def test_the_status_table_shows_a_complement_metric_as_what_people_read() -> None:
+    from rich.console import Console
+
+    from gray.cli.display import gate_table
+
+    rows = [
+        {"gate": name, "metric": name, "outcome": "pass", "unit": "ratio", "counts": {}}
+        | {"extra": {"candidate_rate": 0.1, "baseline_rate": 0.05}}
+        for name in ("accuracy", "error_rate")
+    ]
+    console = Console(width=200, record=True)
+    console.print(gate_table(rows))
+    lines = {line.split()[0]: line for line in console.export_text().splitlines() if line.strip()}
+    assert "90.00% vs 95.00%" in lines["accuracy"]  # counted wrong, read right
+    assert "10.00% vs 5.00%" in lines["error_rate"]
