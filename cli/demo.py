@@ -71,8 +71,7 @@ def demo(
 
 
 def run_demo(scenario: Scenario, defect: Defect, workdir: Path, rps: float, timings: str) -> bool:
-    from gray.cli.rollout import start_rollout
-    from gray.demo.models import demo_dataset, register_demo_models
+    from gray.demo.models import demo_dataset
     from gray.demo.plans import demo_plan_text
     from gray.demo.traffic import TrafficGenerator
     from gray.gateway.testing import start_gateway
@@ -85,22 +84,10 @@ def run_demo(scenario: Scenario, defect: Defect, workdir: Path, rps: float, timi
     registry_uri = f"sqlite:///{workdir / 'mlflow.db'}"
     model = "fraud"
     bad_alias, bad_story = DEFECTS[defect.value]
-    roles = [
-        "baseline",
-        "good",
-        {"raises": "bad_raises", "slow": "bad_slow"}.get(defect.value, "bad_preprocessor"),
-    ]
-
     console.rule("[bold]gray demo")
     console.print(f"working folder: {workdir}")
     started = time.time()
-    with console.status("training scikit-learn models and registering them in MLflow…"):
-        versions = register_demo_models(registry_uri, model, which=roles)
-    console.print(
-        f"[green]✓[/] registered {model}: v{versions['baseline']} @champion (baseline), "
-        f"v{versions['good']} @challenger (better), v{versions[roles[2]]} @{bad_alias} "
-        f"({bad_story}); preprocessors bound by sha256"
-    )
+    versions = _register_models(registry_uri, model, defect)
 
     token = secrets.token_urlsafe(16)
     os.environ["GRAY_GATEWAY_TOKEN"] = token
@@ -124,29 +111,57 @@ def run_demo(scenario: Scenario, defect: Defect, workdir: Path, rps: float, timi
             if scenario in (Scenario.good, Scenario.both):
                 runs.append(("good", "challenger", "a better candidate", 0))
             for name, alias, title, expected in runs:
-                plan_file = workdir / f"plan-{name}.yaml"
-                plan_file.write_text(
-                    demo_plan_text(
-                        scenario=name,
-                        title=title,
-                        file=str(plan_file),
-                        model=model,
-                        candidate_alias=alias,
-                        registry_uri=registry_uri,
-                        gateway_url=gateway.url,
-                        timings=timings,
-                    )
+                plan_text = demo_plan_text(
+                    scenario=name,
+                    title=title,
+                    file=str(workdir / f"plan-{name}.yaml"),
+                    model=model,
+                    candidate_alias=alias,
+                    registry_uri=registry_uri,
+                    gateway_url=gateway.url,
+                    timings=timings,
                 )
-                console.rule(f"[bold]{name} candidate: {title}")
-                result = start_rollout(plan_file, False, None, False, None, None, OutputFormat.text)
-                assert result is not None
-                outcomes.append((result.state.rollout_id, result.exit_code, expected))
-                time.sleep(1.0)
+                code, rollout_id = _demo_rollout(workdir, name, title, plan_text)
+                outcomes.append((rollout_id, code, expected))
             counts = traffic.counts
     finally:
         gateway.stop()
     _summary(workdir, registry_uri, model, outcomes, counts, time.time() - started)
     return all(code == expected for _, code, expected in outcomes)
+
+
+def _register_models(registry_uri: str, model: str, defect: Defect) -> dict[str, str]:
+    """The baseline, a better candidate and one with `defect`, with their aliases; the
+    version of each role."""
+    from gray.demo.models import register_demo_models
+
+    bad_alias, bad_story = DEFECTS[defect.value]
+    roles = [
+        "baseline",
+        "good",
+        {"raises": "bad_raises", "slow": "bad_slow"}.get(defect.value, "bad_preprocessor"),
+    ]
+    with console.status("training scikit-learn models and registering them in MLflow…"):
+        versions = register_demo_models(registry_uri, model, which=roles)
+    console.print(
+        f"[green]✓[/] registered {model}: v{versions['baseline']} @champion (baseline), "
+        f"v{versions['good']} @challenger (better), v{versions[roles[2]]} @{bad_alias} "
+        f"({bad_story}); preprocessors bound by sha256"
+    )
+    return versions
+
+
+def _demo_rollout(workdir: Path, name: str, title: str, plan_text: str) -> tuple[int, str]:
+    """One rollout of the demo, as `gray rollout start` runs it: its exit code and id."""
+    from gray.cli.rollout import start_rollout
+
+    plan_file = workdir / f"plan-{name}.yaml"
+    plan_file.write_text(plan_text)
+    console.rule(f"[bold]{name} candidate: {title}")
+    result = start_rollout(plan_file, False, None, False, None, None, OutputFormat.text)
+    assert result is not None
+    time.sleep(1.0)
+    return result.exit_code, result.state.rollout_id
 
 
 def _summary(

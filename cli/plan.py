@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich import box
@@ -17,7 +18,7 @@ from gray.cli.output import (
     print_plan_error,
 )
 from gray.controller.errors import PlanError
-from gray.controller.plan.models import load_plan
+from gray.controller.plan.models import Plan, load_plan
 from gray.controller.plan.timeline import gate_alphas, timeline, total_dwell
 from gray.controller.plan.units import format_duration, format_share
 
@@ -92,6 +93,24 @@ def show(
     if output == OutputFormat.json:
         emit_json({"name": plan.name, "total_seconds": total_dwell(plan), "stages": rows})
         return
+    _print_stages(plan, rows, rps)
+    _print_gates(plan)
+    promote = (
+        f"then {plan.promote.alias} → candidate"
+        + (
+            f", previous kept as {plan.promote.keep_previous_as}"
+            if plan.promote.keep_previous_as
+            else ""
+        )
+        if plan.promote
+        else "no promotion"
+    )
+    approvals = sum(1 for s in plan.stages if s.approval)
+    waits = f" plus {approvals} approval wait(s)" if approvals else ""
+    console.print(f"Total: {format_duration(total_dwell(plan))}{waits}; {promote}.")
+
+
+def _print_stages(plan: Plan, rows: list[dict[str, Any]], rps: float | None) -> None:
     console.print(
         f"[bold]{plan.name}[/]: {plan.model.name} {plan.model.baseline} → "
         f"{plan.model.candidate}, judged every {format_duration(plan.interval)} "
@@ -125,6 +144,9 @@ def show(
         console.print(
             "⚓ its traffic stays with no controller watching (hold: true, no lease expiry)."
         )
+
+
+def _print_gates(plan: Plan) -> None:
     gate_table = Table(title="gates", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("gate", "allowed", "alpha", "min samples", "stages"):
         gate_table.add_column(column)
@@ -137,16 +159,3 @@ def show(
             ", ".join(stages),
         )
     console.print(gate_table)
-    promote = (
-        f"then {plan.promote.alias} → candidate"
-        + (
-            f", previous kept as {plan.promote.keep_previous_as}"
-            if plan.promote.keep_previous_as
-            else ""
-        )
-        if plan.promote
-        else "no promotion"
-    )
-    approvals = sum(1 for s in plan.stages if s.approval)
-    waits = f" plus {approvals} approval wait(s)" if approvals else ""
-    console.print(f"Total: {format_duration(total_dwell(plan))}{waits}; {promote}.")

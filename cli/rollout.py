@@ -617,6 +617,11 @@ def _run(
             f"`gray rollback {state.rollout_id}`"
         )
         result = RunResult(state, 3, reason)
+    _print_exit(result, output)
+    return result
+
+
+def _print_exit(result: RunResult, output: OutputFormat) -> None:
     if output == OutputFormat.json:
         emit_json(
             {
@@ -627,13 +632,12 @@ def _run(
                 "reason": result.reason,
             }
         )
-    else:
-        style = {0: "green", 1: "red", 3: "yellow"}.get(result.exit_code, "red")
-        console.print(Text(f"{result.state.rollout_id}: {result.reason}", style=style))
-        console.print(
-            f"exit {result.exit_code}; details: gray rollout status {result.state.rollout_id}"
-        )
-    return result
+        return
+    style = {0: "green", 1: "red", 3: "yellow"}.get(result.exit_code, "red")
+    console.print(Text(f"{result.state.rollout_id}: {result.reason}", style=style))
+    console.print(
+        f"exit {result.exit_code}; details: gray rollout status {result.state.rollout_id}"
+    )
 
 
 def _kept(plan: Plan, state: RolloutState, hold_traffic: bool) -> str:

@@ -40,7 +40,7 @@ from gray.controller.state import RolloutState
 from gray.controller.types import Applied, Pair
 
 if TYPE_CHECKING:
-    from gray.controller.registry import ModelVersionInfo, Registry
+    from gray.controller.registry import ModelVersionInfo, PinnedPair, Registry
 
 Warn = Callable[[str], None]
 
@@ -131,31 +131,42 @@ def preflight(
         ("baseline", pinned.baseline, plan.model.baseline),
         ("candidate", pinned.candidate, plan.model.candidate),
     ):
+        report.add(f"{side} preprocessor", *_preprocessor_check(registry, plan, info, ref))
+    _refuse_a_second_rollout(plan, journal)
+    _check_endpoint(report, plan, router, pinned)
+    if report.ok:
         try:
-            verified = registry.verify_preprocessor(info, plan.model.preprocessor, ref)
-        except RegistryError as exc:
-            report.add(f"{side} preprocessor", False, exc.message)
-            continue
-        if verified is None and info.preprocessor_sha256 == NO_PREPROCESSOR:
-            report.add(
-                f"{side} preprocessor",
-                True,
-                f"v{info.version}: declared to need no separate preprocessor",
-            )
-            continue
-        if verified is None:
-            report.add(
-                f"{side} preprocessor",
-                False,
-                f"v{info.version}: no preprocessor bound, so none can be verified and the "
-                f"gateway will not serve it; bind it: gray registry bind {info.name} "
-                f"{info.version} PATH",
-            )
-            continue
-        detail = (
-            f"v{info.version}: sha256 {verified.sha256[:12]}… matches its tag ({verified.binding})"
+            metrics.snapshot(Pair(pinned.baseline.version, pinned.candidate.version))
+            report.add("metrics", True, f"{plan.metrics.type} metrics answer")
+        except GrayError as exc:
+            report.add("metrics", False, exc.message)
+    if not report.ok:
+        raise report.failure()
+    return report
+
+
+def _preprocessor_check(
+    registry: Registry, plan: Plan, info: ModelVersionInfo, ref: str
+) -> tuple[bool, str]:
+    """Whether the version's preprocessor is the one it was trained with (or declared none)."""
+    try:
+        verified = registry.verify_preprocessor(info, plan.model.preprocessor, ref)
+    except RegistryError as exc:
+        return False, exc.message
+    if verified is None and info.preprocessor_sha256 == NO_PREPROCESSOR:
+        return True, f"v{info.version}: declared to need no separate preprocessor"
+    if verified is None:
+        return False, (
+            f"v{info.version}: no preprocessor bound, so none can be verified and the "
+            f"gateway will not serve it; bind it: gray registry bind {info.name} "
+            f"{info.version} PATH"
         )
-        report.add(f"{side} preprocessor", True, detail)
+    return True, (
+        f"v{info.version}: sha256 {verified.sha256[:12]}… matches its tag ({verified.binding})"
+    )
+
+
+def _refuse_a_second_rollout(plan: Plan, journal: Journal) -> None:
     active = [s for s in journal.active_for(plan.model.name)]
     if active:
         ids = ", ".join(s.rollout_id for s in active)
@@ -163,6 +174,13 @@ def preflight(
             f"{plan.model.name} is already under an active rollout ({ids}); "
             f"finish it, or `gray rollout abort {active[0].rollout_id}`"
         )
+
+
+def _check_endpoint(
+    report: PreflightReport, plan: Plan, router: Router, pinned: PinnedPair
+) -> None:
+    """The endpoint answers, serves the plan's baseline with no split, and has both
+    versions loaded and warm with the preprocessors the registry tags."""
     try:
         applied = router.read()
         report.route = applied
@@ -191,15 +209,6 @@ def preflight(
             report.add(f"{side} loaded", *_loaded_check(info.version, applied_sha, info))
     except RouterError as exc:
         report.add("endpoint", False, exc.message)
-    if report.ok:
-        try:
-            metrics.snapshot(Pair(pinned.baseline.version, pinned.candidate.version))
-            report.add("metrics", True, f"{plan.metrics.type} metrics answer")
-        except GrayError as exc:
-            report.add("metrics", False, exc.message)
-    if not report.ok:
-        raise report.failure()
-    return report
 
 
 def _loaded_check(version: str, applied: str | None, info: ModelVersionInfo) -> tuple[bool, str]:

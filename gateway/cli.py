@@ -20,6 +20,8 @@ def _fail(error: GrayError) -> typer.Exit:
     return typer.Exit(code=error.exit_code)
 
 
+# Long because each of the gateway's settings is an option, and Typer declares options as
+# parameters; the body only turns them into GatewaySettings and starts the server.
 @gateway_app.command("serve")
 def serve(
     model: str = typer.Option(..., "--model", help="Registered model name in MLflow."),
