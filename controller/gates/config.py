@@ -18,6 +18,7 @@ MAX_COUNT = 1_000_000_000
 
 _LatencySlo = Annotated[float, BeforeValidator(duration_between(*SLO_RANGE))]
 _Share = Annotated[float, BeforeValidator(parse_share)]
+# The metrics a plan accepts, in the table's order (a typo is told the known ones).
 MetricName = Literal[METRIC_NAMES]
 
 

@@ -34,6 +34,10 @@ from gray.controller.types import VersionCounters
 
 @dataclass(frozen=True)
 class CountGate:
+    """One count gate through a stage: the ratio test's grid and bounds, both versions'
+    counts and rate bounds (the state of a one-row `CountTrack`), and what the verdict
+    reports besides."""
+
     config: GateConfig
     loglik: tuple[float, ...]
     lower_index: int = -1
@@ -51,7 +55,8 @@ class CountGate:
     # The baseline's counts before the stage: its rate while the stage gives it no traffic.
     reference_events: int = 0
     reference_exposure: int = 0
-    # error_rate: candidate failures the endpoint replayed on the baseline, and its failures
+    # Metrics that count replays (error_rate): candidate failures the endpoint replayed on
+    # the baseline, and how many of them the baseline failed too.
     replayed_failures: int = 0
     baseline_also_failed: int = 0
 
