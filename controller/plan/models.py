@@ -168,7 +168,10 @@ def _block_model(value: object, types: AdapterTypes, base: type[_Strict]) -> typ
     if not isinstance(name, str):
         return None
     model = types.load(name)
-    return model if isinstance(model, type) and issubclass(model, base) else None
+    if model is not None and not (isinstance(model, type) and issubclass(model, base)):
+        # A package declared something else under this name: say so, not "unknown type".
+        raise ValueError(f"{types.block} type {name!r} is not a {base.__name__}: {model!r}")
+    return model
 
 
 def _block_validator(types: AdapterTypes, base: type[_Strict]) -> PlainValidator:
