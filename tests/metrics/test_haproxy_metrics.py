@@ -94,11 +94,11 @@ def test_a_candidate_that_never_answers_counts_its_failures(tmp_path: Path) -> N
         before = source.snapshot(Pair("1", "2"))
         with httpx.Client(base_url=proxy.url) as client:
             statuses = [
-                client.get("/", headers={"X-Routing-Key": f"u{n}"}).status_code for n in range(2)
+                client.get("/", headers={"X-Routing-Key": f"u{n}"}).status_code for n in range(1)
             ]
-        assert statuses == [503, 503]
+        assert statuses == [503]
         baseline, candidate = counted(source.snapshot(Pair("1", "2")), before)
-    assert (candidate.requests, candidate.errors) == (2, 2)
+    assert (candidate.requests, candidate.errors) == (1, 1)
     assert baseline.requests == 0
 
 
