@@ -65,6 +65,9 @@ class FakeRouter:
         self.loaded: set[str] = {baseline}
         self.renewals: list[tuple[Lease, float]] = []
         self.ttls: list[float | None] = []  # the ttl of every write
+        # The sha256 of the preprocessor the endpoint applies to each version it loads.
+        self.preprocessors: dict[str, str | None] = {}
+        self.unreachable = False  # every call fails as a refused connection does
 
     def _check(self, lease: Lease) -> None:
         current = self.applied.lease
@@ -86,6 +89,8 @@ class FakeRouter:
         return self.applied
 
     def read(self) -> Applied:
+        if self.unreachable:
+            raise RouterError("connection refused")
         return self.applied
 
     def renew(self, lease: Lease, ttl: float) -> Applied:
@@ -105,8 +110,9 @@ class FakeRouter:
         self.writes.append(self.applied)
         return self.applied
 
-    def ensure_loaded(self, version: str) -> None:
+    def ensure_loaded(self, version: str) -> str | None:
         self.loaded.add(version)
+        return self.preprocessors.get(version)
 
 
 @dataclass
