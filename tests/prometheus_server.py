@@ -58,16 +58,7 @@ class RunningPrometheus:
 
     def write_config(self, targets: Mapping[str, Sequence[str]]) -> None:
         """One scrape job per name, of `host:port` or `http://host:port` targets."""
-        self.targets = {job: [_host_port(t) for t in hosts] for job, hosts in targets.items()}
-        interval = f"{int(self.scrape_interval * 1000)}ms"
-        config = {
-            "global": {"scrape_interval": interval, "scrape_timeout": interval},
-            "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": hosts}]}
-                for job, hosts in self.targets.items()
-            ],
-        }
-        self.config_path.write_text(yaml.safe_dump(config))
+        self.targets = _write_config(self.config_path, targets, self.scrape_interval)
 
     def set_targets(self, targets: Mapping[str, Sequence[str]], timeout: float = 15.0) -> None:
         """Scrape exactly `targets` from now on; returns once Prometheus lists them."""
@@ -140,19 +131,13 @@ def start_prometheus(
     binary = shutil.which("prometheus") or PROMETHEUS_BINARY
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    log = open(root / "prometheus.log", "ab")  # noqa: SIM115 - the process writes it
-    server = RunningPrometheus(
-        url=f"http://127.0.0.1:{port}",
-        process=None,  # type: ignore[arg-type]
-        root=root,
-        scrape_interval=scrape_interval,
-    )
-    server.write_config(targets or {})
-    with log:
-        server.process = subprocess.Popen(
+    config_path = root / "prometheus.yml"
+    written = _write_config(config_path, targets or {}, scrape_interval)
+    with open(root / "prometheus.log", "ab") as log:
+        process = subprocess.Popen(
             [
                 binary,
-                f"--config.file={server.config_path}",
+                f"--config.file={config_path}",
                 f"--storage.tsdb.path={root / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
                 "--web.enable-lifecycle",
@@ -163,6 +148,7 @@ def start_prometheus(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    server = RunningPrometheus(f"http://127.0.0.1:{port}", process, root, scrape_interval, written)
     try:
         server._wait(lambda: _ready(server.url), START_TIMEOUT_SECONDS, "/-/ready")
     except BaseException:
@@ -176,6 +162,22 @@ def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runn
     """One Prometheus for the session, scraping nothing until a test `set_targets`."""
     with start_prometheus(tmp_path_factory.mktemp("prometheus")) as server:
         yield server
+
+
+def _write_config(
+    path: Path, targets: Mapping[str, Sequence[str]], scrape_interval: float
+) -> dict[str, list[str]]:
+    """Write a config scraping `targets` (job -> hosts); returns them as host:port."""
+    jobs = {job: [_host_port(target) for target in hosts] for job, hosts in targets.items()}
+    interval = f"{int(scrape_interval * 1000)}ms"
+    config = {
+        "global": {"scrape_interval": interval, "scrape_timeout": interval},
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": hosts}]} for job, hosts in jobs.items()
+        ],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return jobs
 
 
 def _ready(url: str) -> bool:
