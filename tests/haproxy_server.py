@@ -5,9 +5,11 @@ prints) plus a frontend and timeouts, so every test that drives this HAProxy als
 checks that the snippet works. The runtime API listens on a unix socket in the
 test's directory and on a loopback TCP port:
 
-    with start_haproxy(tmp_path, {"baseline": "127.0.0.1:8001", "candidate": ...}) as proxy:
+    with start_haproxy(tmp_path, {"v1": "127.0.0.1:8001", "v2": ...}, candidate="v2") as proxy:
         httpx.get(f"{proxy.url}/ping")
-        HaproxyRouter(proxy.runtime_unix, proxy.backend, ...)
+        HaproxyRouter(proxy.runtime_unix, proxy.backend, proxy.roles, ...)
+
+HAProxy's built-in Prometheus exporter answers on `exporter_url` (`/metrics`).
 """
 
 from __future__ import annotations
@@ -41,13 +43,19 @@ class RunningHaproxy:
     config_path: Path
     port: int
     runtime_port: int
+    exporter_port: int
     backend: str
     lease_map: str
+    roles: dict[str, str]  # the baseline's and the candidate's server names
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def exporter_url(self) -> str:
+        return f"http://127.0.0.1:{self.exporter_port}/metrics"
 
     @property
     def socket_path(self) -> Path:
@@ -96,7 +104,7 @@ class RunningHaproxy:
         share one process."""
         api = self.api()
         api.expect_empty(f"clear map {self.lease_map}")
-        for server, weight in (("baseline", 256), ("candidate", 0)):
+        for server, weight in ((self.roles["baseline"], 256), (self.roles["candidate"], 0)):
             api.set_weight(self.backend, server, weight)
             api.expect_empty(f"set server {self.backend}/{server} state ready")
 
@@ -115,14 +123,15 @@ def start_haproxy(
     directory: Path,
     servers: Mapping[str, str],
     *,
-    candidate: str | None = "candidate",
+    candidate: str = "candidate",
     routing_header: str = "X-Routing-Key",
 ) -> RunningHaproxy:
-    """HAProxy with gray's snippet for `servers` (name → host:port) behind one frontend."""
+    """HAProxy with gray's snippet for two `servers` (name → host:port), `candidate` one
+    of them, behind one frontend."""
     directory.mkdir(parents=True, exist_ok=True)
     lease_map = directory / "gray-leases.map"
     lease_map.touch()
-    port, runtime_port = free_port(), free_port()
+    port, runtime_port, exporter_port = free_port(), free_port(), free_port()
     snippet = config_snippet(
         BACKEND,
         servers,
@@ -147,11 +156,19 @@ def start_haproxy(
             f"    bind 127.0.0.1:{port}",
             f"    default_backend {BACKEND}",
             "",
+            "frontend exporter",
+            f"    bind 127.0.0.1:{exporter_port}",
+            "    http-request use-service prometheus-exporter if { path /metrics }",
+            "",
         ]
     )
     config_path = directory / "haproxy.cfg"
     config_path.write_text(config)
-    proxy = RunningHaproxy(directory, config_path, port, runtime_port, BACKEND, str(lease_map))
+    baseline = next(name for name in servers if name != candidate)
+    roles = {"baseline": baseline, "candidate": candidate}
+    proxy = RunningHaproxy(
+        directory, config_path, port, runtime_port, exporter_port, BACKEND, str(lease_map), roles
+    )
     return proxy.start()
 
 
@@ -177,7 +194,8 @@ def _accepts(port: int) -> bool:
 @dataclass
 class ModelsBehindHaproxy:
     """Two real model servers (gray gateways serving one version each) behind HAProxy:
-    server `baseline` serves `versions["baseline"]`, server `candidate` the other."""
+    each server is named after its version (`fraud-v1`), as a Prometheus query of HAProxy's
+    exporter needs it; `proxy.roles` says which is which."""
 
     proxy: RunningHaproxy
     versions: dict[str, str]
@@ -221,12 +239,21 @@ def models_behind_haproxy(
     try:
         for gateway in gateways.values():
             wait_for_ping(gateway)
-        servers = {role: f"127.0.0.1:{gateway.port}" for role, gateway in gateways.items()}
+        servers = {
+            server_name(model, versions[role]): f"127.0.0.1:{gateway.port}"
+            for role, gateway in gateways.items()
+        }
         features, _ = demo_dataset()
         row = features.head(1).to_dict(orient="split")
         body = {"dataframe_split": {"columns": row["columns"], "data": row["data"]}}
-        with start_haproxy(directory / "haproxy", servers) as proxy:
+        candidate = server_name(model, versions["candidate"])
+        with start_haproxy(directory / "haproxy", servers, candidate=candidate) as proxy:
             yield ModelsBehindHaproxy(proxy, dict(versions), gateways, body)
     finally:
         for gateway in gateways.values():
             gateway.stop()
+
+
+def server_name(model: str, version: str) -> str:
+    """An HAProxy server's name for the server of one model version."""
+    return f"{model}-v{version}"

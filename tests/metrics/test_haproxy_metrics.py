@@ -37,8 +37,9 @@ def source_for(models: ModelsBehindHaproxy) -> HaproxyMetrics:
 
 def route_half(models: ModelsBehindHaproxy, lease: Lease) -> None:
     proxy, pair = models.proxy, pair_of(models)
-    roles = {"baseline": "baseline", "candidate": "candidate"}
-    router = HaproxyRouter(proxy.runtime_unix, proxy.backend, roles, lease_map=proxy.lease_map)
+    router = HaproxyRouter(
+        proxy.runtime_unix, proxy.backend, proxy.roles, lease_map=proxy.lease_map
+    )
     router.apply(RouteSpec(pair.baseline, pair.candidate, weight=0.5), lease, ttl=None)
 
 
@@ -87,8 +88,9 @@ def test_a_candidate_that_never_answers_counts_its_failures(tmp_path: Path) -> N
     itself and counts a connection error on the server (`econ`), not a 5xx."""
     closed = {"baseline": f"127.0.0.1:{free_port()}", "candidate": f"127.0.0.1:{free_port()}"}
     with start_haproxy(tmp_path, closed) as proxy:
-        roles = {"baseline": "baseline", "candidate": "candidate"}
-        router = HaproxyRouter(proxy.runtime_unix, proxy.backend, roles, lease_map=proxy.lease_map)
+        router = HaproxyRouter(
+            proxy.runtime_unix, proxy.backend, proxy.roles, lease_map=proxy.lease_map
+        )
         router.apply(RouteSpec("1", "2", weight=1.0), Lease("m3", 1), ttl=None)
         source = HaproxyMetrics(proxy.runtime_unix, proxy.backend, lease_map=proxy.lease_map)
         before = source.snapshot(Pair("1", "2"))

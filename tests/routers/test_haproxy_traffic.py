@@ -25,8 +25,7 @@ def models(models_behind_haproxy: ModelsBehindHaproxy) -> ModelsBehindHaproxy:
 
 def router_for(models: ModelsBehindHaproxy) -> HaproxyRouter:
     proxy = models.proxy
-    roles = {"baseline": "baseline", "candidate": "candidate"}
-    return HaproxyRouter(proxy.runtime_unix, proxy.backend, roles, lease_map=proxy.lease_map)
+    return HaproxyRouter(proxy.runtime_unix, proxy.backend, proxy.roles, lease_map=proxy.lease_map)
 
 
 def test_the_split_follows_the_weights_and_users_stay_put(models: ModelsBehindHaproxy) -> None:
