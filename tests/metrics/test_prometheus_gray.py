@@ -44,6 +44,7 @@ class Fleet:
     prometheus: RunningPrometheus
     replicas: list[RunningGateway] = field(default_factory=list)
     rows: list[list[float]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
 
     def start_replica(self, index: int, port: int | None = None) -> RunningGateway:
@@ -65,18 +66,27 @@ class Fleet:
         wait_for_ping(self.replicas[index])
 
     def send(self, replica: RunningGateway, count: int, bad: int = 0) -> None:
+        """`count` predictions (every answered one labelled afterwards) and `bad` unusable
+        requests."""
+        feedback = []
         with httpx.Client(timeout=10.0) as client:
             for number in range(count):
-                row = self.rows[number % len(self.rows)]
-                body = {"dataframe_split": {"columns": self.columns, "data": [row]}}
+                row = number % len(self.rows)
+                body = {"dataframe_split": {"columns": self.columns, "data": [self.rows[row]]}}
                 headers = {"X-User-Id": f"user-{number}"}
-                client.post(f"{replica.url}/invocations", json=body, headers=headers)
+                response = client.post(f"{replica.url}/invocations", json=body, headers=headers)
+                request_id = response.headers.get("X-Request-Id")
+                if response.status_code == 200 and request_id:
+                    feedback.append({"request_id": request_id, "label": [self.labels[row]]})
             for number in range(bad):
                 client.post(
                     f"{replica.url}/invocations",
                     json={"dataframe_split": {"columns": ["nope"], "data": [[1]]}},
                     headers={"X-User-Id": f"user-{number}"},
                 )
+            if feedback:
+                answer = client.post(f"{replica.url}/feedback", json={"labels": feedback})
+                assert answer.status_code == 200, answer.text
 
     def stats(self, replica: RunningGateway) -> Snapshot:
         with GatewayMetrics(replica.url, None, slo_edges=PLAN_EDGES) as source:
@@ -93,13 +103,14 @@ def fleet(
 
     versions = demo_registry.versions
     pair = Pair(baseline=versions["baseline"], candidate=versions["bad_raises"])
-    features, _ = demo_dataset()
+    features, labels = demo_dataset()
     fleet = Fleet(
         demo_registry.uri,
         pair,
         tmp_path_factory.mktemp("fleet"),
         prometheus_server,
         rows=features.to_numpy().tolist()[:50],
+        labels=[int(label) for label in labels.tolist()[:50]],
         columns=[str(c) for c in features.columns],
     )
     # Both replicas load at once: one start's wait is the other's.
@@ -203,6 +214,7 @@ def test_counters_match_the_replicas_through_a_restart_and_a_lost_replica(fleet:
     assert before.baseline.bad_requests + before.candidate.bad_requests == 5
     assert before.candidate.slow_over(0.25) is not None
     assert before.shadow.candidate.requests > 0 and before.shadow.pairs > 0
+    assert before.baseline.labelled > 0 and before.baseline.correct > 0
 
     # Replica 0 restarts: its counters start again from zero.
     carried = fleet.stats(first)
