@@ -1,8 +1,9 @@
 """The rollout journal: every event with the state after it, durable and shareable.
 
-`events` (the records), `local` (the fsynced JSON-lines file), `mlflow_run` (the
-shared MLflow run), `merged` (`Journal`, the two together), `background` (MLflow
-writes off the decision path) and `sync` (catching MLflow up with the local file).
+`events` (the records and `EventKind`), `local` (the fsynced JSON-lines file),
+`latest` (the full state kept beside its lines), `mlflow_run` (the shared MLflow
+run), `merged` (`Journal`, the two together), `background` (MLflow writes off the
+decision path) and `sync` (catching MLflow up with the local file).
 """
 
 from gray.controller.journal.events import (
