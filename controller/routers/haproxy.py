@@ -31,7 +31,7 @@ from gray.controller.errors import (
     RouteVerificationError,
     VersionNotLoadedError,
 )
-from gray.controller.routers.haproxy_record import LeaseRecord, Weights, weights_for
+from gray.controller.routers.haproxy_record import MAX_WEIGHT, LeaseRecord, Weights, weights_for
 from gray.controller.routers.haproxy_runtime import RuntimeAddress, RuntimeApi
 from gray.controller.types import Applied, Lease, RouteSpec
 
@@ -128,7 +128,7 @@ class HaproxyRouter:
             Lease(rollout_id, epoch), route, None, current.servers if current else {}
         )
         self._write_record(record)
-        self._set_weights(record, Weights(256, 0), previous=current)
+        self._set_weights(record, Weights(MAX_WEIGHT, 0), previous=current)
         return self.read()
 
     def ensure_loaded(self, version: str) -> str | None:
@@ -172,7 +172,7 @@ class HaproxyRouter:
             after_expiry=True,
         )
         self._write_record(expired)
-        self._set_weights(expired, Weights(256, 0), previous=record)
+        self._set_weights(expired, Weights(MAX_WEIGHT, 0), previous=record)
         return expired
 
     def _refuse_expired(self, current: LeaseRecord | None, lease: Lease) -> None:
