@@ -7,7 +7,8 @@ than the one in force refuses itself (LeaseConflictError) before touching a weig
 What read-before-write cannot close is a writer that passed its check just before a
 newer one (a rollback) wrote: its weights can land after the rollback's. So after its
 weights every writer reads the lease again; one that finds a newer lease puts back
-that lease's weights and refuses. The candidate can then answer for the few
+that lease's weights and refuses, and a rollback that finds another lease than its
+own writes itself again above it. The candidate can then answer for the few
 milliseconds between the stale write and that repair, and for longer only when the
 stale writer stops between the two (killed, frozen): the next gray command that reads
 the backend (a controller's look, `gray rollback`) sees weights that disagree with
@@ -37,6 +38,7 @@ from gray.controller.types import Applied, Lease, RouteSpec
 
 DEFAULT_LEASE_MAP = "/etc/haproxy/gray-leases.map"
 ROLLBACK_ROLLOUT_ID = "rollback"  # the lease's rollout id when a rollback knows none
+ROLLBACK_ATTEMPTS = 5
 
 
 class HaproxyRouter:
@@ -118,18 +120,28 @@ class HaproxyRouter:
 
     def rollback(self, lease: Lease | None) -> Applied:
         """Baseline 100 % under an epoch above every one seen, written unconditionally:
-        a rollback must win over any controller, stale or not."""
-        current = self._record()
-        held = current.lease if current else None
-        epoch = max(held.epoch if held else 0, lease.epoch if lease else 0) + 1
-        rollout_id = (lease or held or Lease(ROLLBACK_ROLLOUT_ID, 0)).rollout_id
-        route = current.route.rolled_back() if current else RouteSpec(baseline="")
-        record = LeaseRecord(
-            Lease(rollout_id, epoch), route, None, current.servers if current else {}
+        a rollback must win over any controller, stale or not. A lease record another
+        writer put in after this one's (both read the same epoch) is found after the
+        write, and the rollback is written again above it."""
+        seen = lease
+        for _ in range(ROLLBACK_ATTEMPTS):
+            current = self._record()
+            held = current.lease if current else None
+            epoch = max(held.epoch if held else 0, seen.epoch if seen else 0) + 1
+            rollout_id = (lease or held or Lease(ROLLBACK_ROLLOUT_ID, 0)).rollout_id
+            route = current.route.rolled_back() if current else RouteSpec(baseline="")
+            mine = Lease(rollout_id, epoch)
+            record = LeaseRecord(mine, route, None, current.servers if current else {})
+            self._write_record(record)
+            self._set_weights(record, Weights(MAX_WEIGHT, 0), previous=current)
+            after = self._record()
+            if after is not None and after.lease == mine:
+                return self.read()
+            seen = after.lease if after else mine
+        raise RouterError(
+            f"{self.where}: the rollback's lease was overwritten {ROLLBACK_ATTEMPTS} times "
+            "in a row by other writers; the candidate's weight was 0 after each write"
         )
-        self._write_record(record)
-        self._set_weights(record, Weights(MAX_WEIGHT, 0), previous=current)
-        return self.read()
 
     def ensure_loaded(self, version: str) -> str | None:
         """HAProxy loads nothing: check that the server for `version` (both servers, before

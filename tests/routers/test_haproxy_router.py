@@ -140,6 +140,34 @@ def test_a_rollback_landing_between_check_and_write_keeps_its_weights(
     assert operator.read().route.same_split(FIVE.rolled_back())
 
 
+def test_a_rollback_overwritten_by_a_stale_takeover_writes_itself_again(
+    haproxy: RunningHaproxy,
+) -> None:
+    """Two writers that read epoch 1 at once: a stale controller taking epoch 2, and a
+    rollback. When the stale lease record lands after the rollback's, the rollback finds
+    it after its write and writes again above it; the candidate ends with no traffic."""
+    controller, operator = router_for(haproxy), router_for(haproxy)
+    controller.apply(FIVE, Lease("r1", 1), ttl=60)
+    api = operator.api
+    original = api.set_weight
+    stale = LeaseRecord(Lease("r2", 2), RouteSpec("1", "2", weight=0.5), None, {})
+    raced: list[bool] = []
+
+    def racing(backend: str, server: str, weight: int) -> None:
+        if not raced:
+            raced.append(True)
+            api.map_put(haproxy.lease_map, haproxy.backend, stale.encode())  # lands late
+            original(backend, "candidate", 256)  # with its weights, before the rollback's
+        original(backend, server, weight)
+
+    api.set_weight = racing  # type: ignore[method-assign]
+    rolled = operator.rollback(Lease("ops", 1))
+    api.set_weight = original  # type: ignore[method-assign]
+    assert rolled.lease == Lease("ops", 3)
+    assert controller.read().lease == Lease("ops", 3)
+    assert weights(haproxy) == {"baseline": 256, "candidate": 0}
+
+
 def test_rollback_is_baseline_only_under_a_higher_epoch(haproxy: RunningHaproxy) -> None:
     router = router_for(haproxy)
     router.apply(RouteSpec("1", "2", weight=0.8), Lease("r1", 4), ttl=None)
