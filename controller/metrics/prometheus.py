@@ -66,6 +66,7 @@ from pydantic import (
     model_validator,
 )
 
+from gray.controller.errors import ConfigError
 from gray.controller.metrics.gateway import slow_from_histogram
 from gray.controller.metrics.promql import (
     Labels,
@@ -287,15 +288,38 @@ class PrometheusMetricsSpec(MetricsSpec):
         return layout.narrowed(*matchers)
 
     def build(self, plan: Plan) -> PrometheusMetrics:
+        layout = self.layout()
+        _check_mirrored_counts(layout, plan)
         return PrometheusMetrics(
             PrometheusClient(self.url, token=self.token, timeout=self.timeout),
-            self.layout(),
+            layout,
             slo_edges=plan.slo_edges(),
             lookback=self.lookback,
         )
 
     def secrets(self) -> tuple[str | None, ...]:
         return (self.token,)
+
+
+def _check_mirrored_counts(layout: Layout, plan: Plan) -> None:
+    """A shadow stage or a disagreement gate on a source that counts no mirrored requests
+    would wait for data that never comes: refuse the plan before any traffic moves."""
+    shadow = [stage.name for stage in plan.stages if stage.is_shadow]
+    if shadow and not layout.shadow:
+        raise ConfigError(
+            f"metrics: this Prometheus source counts no mirrored requests (only the gray "
+            f"preset does), but stage {', '.join(shadow)} mirrors traffic to the candidate"
+        )
+    disagreement = any(
+        gate.metric == "disagreement"
+        for index in range(len(plan.stages))
+        for gate in plan.stage_gates(index)
+    )
+    if disagreement and layout.shadow_pairs is None:
+        raise ConfigError(
+            "metrics: a disagreement gate needs mirrored pairs, which only the gray preset "
+            "of the Prometheus source counts"
+        )
 
 
 # --- the ledger -----------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gray.controller.errors import MetricsError, PlanError
+from gray.controller.errors import ConfigError, MetricsError, PlanError
 from gray.controller.metrics import build_metrics
 from gray.controller.metrics.prometheus import PrometheusMetrics, PrometheusMetricsSpec
 from gray.controller.metrics.promql import (
@@ -158,3 +158,24 @@ def test_a_prometheus_that_is_down_is_a_metrics_error() -> None:
     metrics = PrometheusMetrics(client, PrometheusMetricsSpec(url=url).layout())
     with pytest.raises(MetricsError, match=f"cannot query Prometheus at {url}"):
         metrics.snapshot(Pair("1", "2"))
+
+
+def test_a_shadow_stage_on_a_source_without_mirrored_counts_is_refused_before_it_starts() -> None:
+    text = plan_with("  preset: istio").replace(
+        "  - {weight: 10%, dwell: 1m}", "  - {name: mirror, mirror: 20%, dwell: 1m}"
+    )
+    plan = parse_plan(text)
+    with pytest.raises(ConfigError, match="stage mirror mirrors traffic"):
+        build_metrics(plan.metrics, plan)
+    gray = parse_plan(text.replace("preset: istio", "preset: gray"))
+    build_metrics(gray.metrics, gray).close()
+
+
+def test_a_disagreement_gate_on_a_source_without_mirrored_pairs_is_refused() -> None:
+    text = plan_with("  preset: istio").replace(
+        "  - {metric: latency, slo: 200ms, max_increase: 10%}",
+        "  - {metric: disagreement, max: 5%}",
+    )
+    plan = parse_plan(text)
+    with pytest.raises(ConfigError, match="disagreement gate needs mirrored pairs"):
+        build_metrics(plan.metrics, plan)
