@@ -67,6 +67,7 @@ from pydantic import (
 )
 
 from gray.controller.errors import ConfigError
+from gray.controller.gates.metrics import metric
 from gray.controller.metrics.gateway import slow_from_histogram
 from gray.controller.metrics.promql import (
     Labels,
@@ -289,7 +290,7 @@ class PrometheusMetricsSpec(MetricsSpec):
 
     def build(self, plan: Plan) -> PrometheusMetrics:
         layout = self.layout()
-        _check_mirrored_counts(layout, plan)
+        _check_counted(layout, plan)
         return PrometheusMetrics(
             PrometheusClient(self.url, token=self.token, timeout=self.timeout),
             layout,
@@ -301,25 +302,39 @@ class PrometheusMetricsSpec(MetricsSpec):
         return (self.token,)
 
 
-def _check_mirrored_counts(layout: Layout, plan: Plan) -> None:
-    """A shadow stage or a disagreement gate on a source that counts no mirrored requests
-    would wait for data that never comes: refuse the plan before any traffic moves."""
+def _check_counted(layout: Layout, plan: Plan) -> None:
+    """A shadow stage, or a gate reading a counter this layout has no series for, would
+    wait for data that never comes: refuse the plan before any traffic moves."""
     shadow = [stage.name for stage in plan.stages if stage.is_shadow]
     if shadow and not layout.shadow:
         raise ConfigError(
             f"metrics: this Prometheus source counts no mirrored requests (only the gray "
             f"preset does), but stage {', '.join(shadow)} mirrors traffic to the candidate"
         )
-    disagreement = any(
-        gate.metric == "disagreement"
-        for index in range(len(plan.stages))
-        for gate in plan.stage_gates(index)
-    )
-    if disagreement and layout.shadow_pairs is None:
-        raise ConfigError(
-            "metrics: a disagreement gate needs mirrored pairs, which only the gray preset "
-            "of the Prometheus source counts"
-        )
+    for index in range(len(plan.stages)):
+        for gate in plan.stage_gates(index):
+            unread = _unread(layout, metric(gate.metric).reads)
+            if unread:
+                raise ConfigError(
+                    f"metrics: the {gate.metric} gate reads {', '.join(unread)}, which this "
+                    "Prometheus source has no series for (give them under queries, or use "
+                    "the gray preset)"
+                )
+
+
+def _unread(layout: Layout, reads: tuple[str, ...]) -> list[str]:
+    """The counters in `reads` this layout cannot give (the gateway's extras aside)."""
+    wanted = set(reads) - {"requests", "replayed_failures", "baseline_also_failed"}
+    have = set(layout.live)
+    if "slow" in wanted:  # counted at the edge, or read off the histogram
+        wanted -= {"slow", HISTOGRAM}
+        if not have & {SLOW, HISTOGRAM}:
+            wanted.add(HISTOGRAM)
+    if layout.shadow_pairs is not None:
+        have.add("shadow.pairs")
+    if layout.shadow_disagreements is not None:
+        have.add("shadow.disagreements")
+    return sorted(wanted - have)
 
 
 # --- the ledger -----------------------------------------------------------------------

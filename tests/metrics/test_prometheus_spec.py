@@ -171,11 +171,63 @@ def test_a_shadow_stage_on_a_source_without_mirrored_counts_is_refused_before_it
     build_metrics(gray.metrics, gray).close()
 
 
-def test_a_disagreement_gate_on_a_source_without_mirrored_pairs_is_refused() -> None:
-    text = plan_with("  preset: istio").replace(
-        "  - {metric: latency, slo: 200ms, max_increase: 10%}",
-        "  - {metric: disagreement, max: 5%}",
+@pytest.mark.parametrize(
+    ("gate", "block", "words"),
+    [
+        (
+            "{metric: disagreement, max: 5%}",
+            "  preset: istio",
+            "shadow.disagreements, shadow.pairs",
+        ),
+        ("{metric: accuracy, max_decrease: 5%}", "  preset: istio", "correct, labelled"),
+        (
+            "{metric: latency_distribution, tolerance: 10%}",
+            "  queries: {requests: 'a_total', errors: 'b_total'}",
+            "latency_buckets",
+        ),
+        (
+            "{metric: bad_request_rate, max_increase: 5%}",
+            "  queries: {requests: a, errors: b}",
+            "bad_requests",
+        ),
+    ],
+)
+def test_a_gate_reading_a_counter_the_source_has_no_series_for_is_refused(
+    gate: str, block: str, words: str
+) -> None:
+    text = plan_with(block).replace("{metric: latency, slo: 200ms, max_increase: 10%}", gate)
+    plan = parse_plan(text)
+    with pytest.raises(ConfigError, match=f"gate reads {words}"):
+        build_metrics(plan.metrics, plan)
+
+
+def test_the_gray_preset_reads_every_gate_and_the_istio_preset_the_live_ones() -> None:
+    every_gate = (
+        "{metric: latency, slo: 200ms, max_increase: 10%}\n"
+        "  - {metric: error_rate, max_increase: 10%}\n"
+        "  - {metric: bad_request_rate, max_increase: 10%}\n"
+        "  - {metric: latency_distribution, tolerance: 10%}\n"
+        "  - {metric: accuracy, max_decrease: 5%}\n"
+        "  - {metric: disagreement, max: 5%}"
+    )
+    text = plan_with("  preset: gray").replace(
+        "{metric: latency, slo: 200ms, max_increase: 10%}", every_gate
+    )
+    text = text.replace(
+        "  - {weight: 10%, dwell: 1m}", "  - {mirror: 20%, dwell: 1m}\n  - {weight: 10%, dwell: 1m}"
     )
     plan = parse_plan(text)
-    with pytest.raises(ConfigError, match="disagreement gate needs mirrored pairs"):
-        build_metrics(plan.metrics, plan)
+    assert len(plan.gates) == 6 and plan.stages[0].is_shadow
+    build_metrics(plan.metrics, plan).close()
+    live_only = (
+        "{metric: latency, slo: 200ms, max_increase: 10%}\n"
+        "  - {metric: error_rate, max_increase: 10%}\n"
+        "  - {metric: bad_request_rate, max_increase: 10%}\n"
+        "  - {metric: latency_distribution, tolerance: 10%}"
+    )
+    istio = parse_plan(
+        plan_with("  preset: istio").replace(
+            "{metric: latency, slo: 200ms, max_increase: 10%}", live_only
+        )
+    )
+    build_metrics(istio.metrics, istio).close()
