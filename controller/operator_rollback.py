@@ -74,9 +74,7 @@ def roll_back(
         if state is None:
             raise lookup.unknown_target(request.target, journal, request.registry_uri)
     router = _router_for(plan, request.router_url)
-    applied, seconds = operator.rollback_endpoint(
-        router, state, to_previous=request.to_previous
-    )
+    applied, seconds = operator.rollback_endpoint(router, state, to_previous=request.to_previous)
     recorded = _record(applied, state, plan, router, journal, request, on_warning)
     return RollbackDone(state, recorded, seconds)
 
