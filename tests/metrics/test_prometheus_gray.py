@@ -19,7 +19,7 @@ import pytest
 from gray.controller.errors import MetricsError
 from gray.controller.metrics.gateway import GatewayMetrics
 from gray.controller.metrics.prometheus import PrometheusMetrics, PrometheusMetricsSpec
-from gray.controller.metrics.promql import PrometheusClient
+from gray.controller.metrics.prometheus.promql import PrometheusClient
 from gray.controller.routers.gateway import GatewayRouter
 from gray.controller.types import Lease, Pair, RouteSpec, Snapshot, VersionCounters
 from gray.gateway.testing import RunningGateway, start_gateway, wait_for_ping

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from gray.controller.metrics.prometheus import PrometheusMetrics, PrometheusMetricsSpec
-from gray.controller.metrics.promql import PrometheusClient
+from gray.controller.metrics.prometheus.promql import PrometheusClient
 from gray.controller.types import Pair, Snapshot
 from tests.istio_exporter import IstioExporter
 from tests.prometheus_server import RunningPrometheus

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gray.controller.metrics.prometheus import SeriesLedger
-from gray.controller.metrics.promql import Series
+from gray.controller.metrics.prometheus.promql import Series
 
 A = (("instance", "gw-1:8080"), ("job", "gray"), ("version", "1"))
 B = (("instance", "gw-2:8080"), ("job", "gray"), ("version", "1"))

@@ -7,7 +7,7 @@ import pytest
 from gray.controller.errors import ConfigError, MetricsError, PlanError
 from gray.controller.metrics import build_metrics
 from gray.controller.metrics.prometheus import PrometheusMetrics, PrometheusMetricsSpec
-from gray.controller.metrics.promql import (
+from gray.controller.metrics.prometheus.promql import (
     Matcher,
     PrometheusClient,
     Selector,

@@ -1,0 +1,185 @@
+"""The plan's `metrics: {type: prometheus, ...}` block, which builds a `PrometheusMetrics`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from gray.controller.errors import ConfigError
+from gray.controller.gates.metrics import metric
+from gray.controller.metrics.prometheus.layout import (
+    HISTOGRAM,
+    LATENCY_UNITS,
+    PRESETS,
+    SLOW,
+    Layout,
+)
+from gray.controller.metrics.prometheus.promql import (
+    PrometheusClient,
+    Selector,
+    matcher_from_value,
+    parse_selector,
+)
+from gray.controller.metrics.prometheus.source import DEFAULT_LOOKBACK_SECONDS, PrometheusMetrics
+from gray.controller.plan.models import Duration, MetricsSpec, Timeout
+
+if TYPE_CHECKING:
+    from gray.controller.plan.models import Plan
+
+
+def _selector_text(text: str) -> str:
+    parse_selector(text)
+    return text
+
+
+SelectorText = Annotated[str, AfterValidator(_selector_text)]
+
+
+class PrometheusQueries(BaseModel):
+    """Explicit series selectors, one per counter; each replaces the preset's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests: SelectorText | None = None
+    errors: SelectorText | None = None
+    bad_requests: SelectorText | None = None
+    labelled: SelectorText | None = None
+    correct: SelectorText | None = None
+    latency_buckets: SelectorText | None = None
+
+    def given(self) -> dict[str, Selector]:
+        return {
+            name: parse_selector(text)
+            for name, text in self.model_dump().items()
+            if text is not None
+        }
+
+
+class PrometheusMetricsSpec(MetricsSpec):
+    """Counters from a Prometheus server: a `preset` (`gray`: the gateway's /metrics,
+    `istio`: Istio's standard metrics), explicit `queries`, or both (a query replaces
+    the preset's). `selector` narrows every query to the model (`{job: fraud-gateway}`,
+    `{destination_service_name: fraud}`); `version_label` and `version_value` say how
+    a series names a model version (`destination_version: "v{version}"`)."""
+
+    type: Literal["prometheus"] = "prometheus"
+    url: str
+    preset: Literal["gray", "istio"] | None = None
+    selector: dict[str, str] = Field(default_factory=dict)
+    queries: PrometheusQueries = Field(default_factory=PrometheusQueries)
+    version_label: str | None = None
+    version_value: str = "{version}"
+    latency_unit: Literal["s", "ms"] | None = None
+    timeout: Timeout = 10.0
+    lookback: Duration = DEFAULT_LOOKBACK_SECONDS
+    token: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
+            raise ValueError(f"expected an http:// or https:// address, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("selector")
+    @classmethod
+    def _matchers(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, text in value.items():
+            matcher_from_value(label, text)
+        return value
+
+    @field_validator("version_value")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            rendered = value.format(version="1")
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"use {{version}} and no other field: {error}") from None
+        if rendered == value:
+            raise ValueError('must contain {version}, as in "v{version}"')
+        return value
+
+    @model_validator(mode="after")
+    def _counts_something(self) -> PrometheusMetricsSpec:
+        given = self.queries.given()
+        if self.preset is None and given and not {"requests", "errors"} <= set(given):
+            raise ValueError(
+                "queries without a preset must give both requests and errors "
+                "(or name a preset: gray or istio)"
+            )
+        return self
+
+    def layout(self) -> Layout:
+        """The preset (gray when neither a preset nor queries are given) with the explicit
+        queries, version label, latency unit and selector applied."""
+        given = self.queries.given()
+        preset_name = self.preset or (None if given else "gray")
+        base = PRESETS[preset_name] if preset_name else Layout("version", {})
+        layout = replace(
+            base,
+            live={**base.live, **given},
+            version_label=self.version_label or base.version_label,
+            version_value=self.version_value,
+            latency_scale=(
+                LATENCY_UNITS[self.latency_unit] if self.latency_unit else base.latency_scale
+            ),
+        )
+        matchers = (matcher_from_value(label, text) for label, text in self.selector.items())
+        return layout.narrowed(*matchers)
+
+    def build(self, plan: Plan) -> PrometheusMetrics:
+        layout = self.layout()
+        _check_counted(layout, plan)
+        return PrometheusMetrics(
+            PrometheusClient(self.url, token=self.token, timeout=self.timeout),
+            layout,
+            slo_edges=plan.slo_edges(),
+            lookback=self.lookback,
+        )
+
+    def secrets(self) -> tuple[str | None, ...]:
+        return (self.token,)
+
+
+def _check_counted(layout: Layout, plan: Plan) -> None:
+    """A shadow stage, or a gate reading a counter this layout has no series for, would
+    wait for data that never comes: refuse the plan before any traffic moves."""
+    shadow = [stage.name for stage in plan.stages if stage.is_shadow]
+    if shadow and not layout.shadow:
+        raise ConfigError(
+            f"metrics: this Prometheus source counts no mirrored requests (only the gray "
+            f"preset does), but stage {', '.join(shadow)} mirrors traffic to the candidate"
+        )
+    for index in range(len(plan.stages)):
+        for gate in plan.stage_gates(index):
+            unread = _unread(layout, metric(gate.metric).reads)
+            if unread:
+                raise ConfigError(
+                    f"metrics: the {gate.metric} gate reads {', '.join(unread)}, which this "
+                    "Prometheus source has no series for (give them under queries, or use "
+                    "the gray preset)"
+                )
+
+
+def _unread(layout: Layout, reads: tuple[str, ...]) -> list[str]:
+    """The counters in `reads` this layout cannot give (the gateway's extras aside)."""
+    wanted = set(reads) - {"requests", "replayed_failures", "baseline_also_failed"}
+    have = set(layout.live)
+    if "slow" in wanted:  # counted at the edge, or read off the histogram
+        wanted -= {"slow", HISTOGRAM}
+        if not have & {SLOW, HISTOGRAM}:
+            wanted.add(HISTOGRAM)
+    if layout.shadow_pairs is not None:
+        have.add("shadow.pairs")
+    if layout.shadow_disagreements is not None:
+        have.add("shadow.disagreements")
+    return sorted(wanted - have)
