@@ -264,3 +264,13 @@ def models_behind_haproxy(demo_registry: DemoRegistry, tmp_path_factory: pytest.
         tmp_path_factory.mktemp("haproxy-models"),
     ) as models:
         yield models
+
+
+@pytest.fixture(scope="session")
+def prometheus_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One real Prometheus for the session (tests/prometheus_server.py), scraping every
+    second and nothing until a test calls `set_targets`; started on first use."""
+    from tests.prometheus_server import start_prometheus
+
+    with start_prometheus(tmp_path_factory.mktemp("prometheus")) as server:
+        yield server

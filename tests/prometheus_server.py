@@ -7,8 +7,9 @@
 
 It scrapes every `scrape_interval` seconds (1 s by default), keeps its data in its own
 directory, and reloads its targets without a restart (`/-/reload`, lifecycle API on).
-The `prometheus_server` fixture is one such server per test session; tests point it
-at their own targets with `set_targets`, which waits until Prometheus uses them.
+The `prometheus_server` fixture (tests/conftest.py) is one such server per test session;
+tests point it at their own targets with `set_targets`, which waits until Prometheus
+uses them.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 
 from gray.gateway.testing import free_port
@@ -155,13 +155,6 @@ def start_prometheus(
         server.stop()
         raise
     return server
-
-
-@pytest.fixture(scope="session")
-def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPrometheus]:
-    """One Prometheus for the session, scraping nothing until a test `set_targets`."""
-    with start_prometheus(tmp_path_factory.mktemp("prometheus")) as server:
-        yield server
 
 
 def _write_config(
