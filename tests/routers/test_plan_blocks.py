@@ -40,7 +40,9 @@ BROKEN: list[tuple[str, list[str]]] = [
     ("router: {type: [1]}\n", ["p.yaml:12:16: router.type: expected one of gateway, haproxy"]),
     (
         "router: {type: gatewey}\n",
-        ["p.yaml:12:16: router.type: expected one of gateway, haproxy, got 'gatewey'; did you mean 'gateway'?"],
+        [
+            "p.yaml:12:16: router.type: expected one of gateway, haproxy, got 'gatewey'; did you mean 'gateway'?"
+        ],
     ),
     ("router: 5\n", ["p.yaml:12:9: router: expected a mapping of fields, got 5"]),
     (
