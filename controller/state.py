@@ -1,8 +1,9 @@
 """A rollout's durable state: its phase, where it is in the plan, and why.
 
 The state is a frozen value. The loop makes a new one on every transition and
-the journal stores it after each event, so a controller killed at any moment is
-continued from the last state written.
+the journal stores it after each event (the gates' working set once, beside the
+events: `journal/latest.py`), so a controller killed at any moment is continued
+from the last state written.
 """
 
 from __future__ import annotations
