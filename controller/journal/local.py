@@ -30,7 +30,7 @@ class LocalJournal:
     state of the newest events beside them (`latest.py`), each event line holding numbers.
 
     Readers skip a damaged record (a line cut short by a kill -9, bytes that are
-    not UTF-8, a record missing its fields or naming an unknown phase) and warn
+    not UTF-8, a record missing its fields or naming an unknown phase or event) and warn
     with the file and line, so one bad line never stops `gray rollback`, `list`
     or `status`. Writers hold an exclusive lock on the events file while they
     read the last sequence number and append, so concurrent writers (several
@@ -174,8 +174,8 @@ class _LockedEvents:
         return with_full_states(self.path.parent, [first], None)[0] if first else None
 
     def append(self, event: Event) -> None:
-        # The full state first: a crash before the line leaves it as the state of the
-        # event before, which `state.json` keeps too.
+        # The full state first, then the line: a crash between the two leaves a
+        # state.json one event ahead, which still holds the last line's as `previous`.
         terminal = event.state.get("phase") in _TERMINAL_PHASES
         keep_full_state(self.path.parent, event, terminal=terminal)
         _append_record(self.fd, {**event.to_dict(), "state": line_state(event.state)})
