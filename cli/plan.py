@@ -18,7 +18,8 @@ from gray.cli.output import (
     print_plan_error,
 )
 from gray.controller.errors import PlanError
-from gray.controller.plan.models import Plan, load_plan
+from gray.controller.plan.loading import load_plan
+from gray.controller.plan.models import Plan
 from gray.controller.plan.timeline import gate_alphas, timeline, total_dwell
 from gray.controller.plan.units import format_duration, format_share
 

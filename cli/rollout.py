@@ -35,7 +35,8 @@ from gray.controller.journal import (
     new_rollout_id,
 )
 from gray.controller.options import duration_option
-from gray.controller.plan.models import Plan, load_plan
+from gray.controller.plan.loading import load_plan
+from gray.controller.plan.models import Plan
 from gray.controller.plan.units import format_duration
 from gray.controller.redact import redact
 from gray.controller.state import Phase, RolloutState

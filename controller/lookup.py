@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from gray.controller.errors import GrayError, ModelNotFoundError, RolloutNotFoundError
 from gray.controller.journal import Journal, LocalJournal, RemoteJournal, RolloutRecord
 from gray.controller.operator import newest_rollout
-from gray.controller.plan.models import parse_plan
+from gray.controller.plan.loading import parse_plan
 from gray.controller.state import RolloutState
 
 if TYPE_CHECKING:

@@ -30,7 +30,8 @@ from gray.controller.lookup import load_rollout, open_journal, open_registry
 from gray.controller.metrics import build_metrics
 from gray.controller.metrics.base import MetricsSource
 from gray.controller.operator import Endpoint, save_endpoint
-from gray.controller.plan.models import Plan, load_plan
+from gray.controller.plan.loading import load_plan
+from gray.controller.plan.models import Plan
 from gray.controller.redact import redact
 from gray.controller.registry import NO_PREPROCESSOR
 from gray.controller.routers import build_router

@@ -13,7 +13,8 @@ from gray.controller.errors import PlanError
 from gray.controller.gates.config import MARGIN_FIELDS
 from gray.controller.gates.families import FAMILIES
 from gray.controller.gates.metrics import METRICS, MetricDefinition, metric
-from gray.controller.plan.models import GateSpec, StageGate, parse_plan
+from gray.controller.plan.loading import parse_plan
+from gray.controller.plan.models import GateSpec, StageGate
 from gray.controller.types import ShadowCounters, Snapshot, VersionCounters
 
 PLAN = """\

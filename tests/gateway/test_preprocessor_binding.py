@@ -19,7 +19,7 @@ import pytest
 from gray.controller import lookup, rollouts
 from gray.controller.errors import PreflightError, VersionNotLoadedError
 from gray.controller.metrics.gateway import GatewayMetrics
-from gray.controller.plan.models import parse_plan
+from gray.controller.plan.loading import parse_plan
 from gray.controller.registry import TAG_PREPROCESSOR_SHA256, Registry
 from gray.controller.routers.gateway import GatewayRouter
 from gray.gateway.models import LOADING, READY, ModelManager

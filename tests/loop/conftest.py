@@ -7,7 +7,8 @@ import pytest
 from gray.controller.journal import Journal, LocalJournal
 from gray.controller.loop import Step, begin
 from gray.controller.notify import Notifier
-from gray.controller.plan.models import Plan, parse_plan
+from gray.controller.plan.loading import parse_plan
+from gray.controller.plan.models import Plan
 from gray.controller.runner import Runner
 from gray.controller.state import RolloutState
 from tests.fakes import (

@@ -175,7 +175,7 @@ def test_the_lease_is_renewed_before_each_hook_call_once_traffic_moved(
 
 def test_hook_fields_are_checked(receiver: Receiver) -> None:
     from gray.controller.errors import PlanError
-    from gray.controller.plan.models import parse_plan
+    from gray.controller.plan.loading import parse_plan
 
     def problems(hooks: str) -> dict[str, str]:
         text = PLAN.replace("interval: 1s", "router: {lease_ttl: 10s}\ninterval: 1s")

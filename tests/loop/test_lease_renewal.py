@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gray.controller.errors import LeaseExpiredError, PlanError
-from gray.controller.plan.models import parse_plan
+from gray.controller.plan.loading import parse_plan
 from gray.controller.runner import lease_ttl
 from gray.controller.types import Applied, Lease
 from tests.fakes import FakeRouter

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from gray.controller import loop
-from gray.controller.plan.models import Plan, parse_plan
+from gray.controller.plan.loading import parse_plan
+from gray.controller.plan.models import Plan
 from gray.controller.state import Phase, RolloutState
 from gray.controller.types import Applied, Lease, RouteSpec, Snapshot, VersionCounters
 from tests.fakes import rollout_state

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from gray.controller.metrics import build_metrics
-from gray.controller.plan.models import parse_plan
+from gray.controller.plan.loading import parse_plan
 from gray.controller.routers import build_router
 from gray.controller.types import Lease, Pair, RouteSpec
 from tests.haproxy_server import ModelsBehindHaproxy

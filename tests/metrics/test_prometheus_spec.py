@@ -14,7 +14,7 @@ from gray.controller.metrics.prometheus.promql import (
     matcher_from_value,
     parse_selector,
 )
-from gray.controller.plan.models import parse_plan
+from gray.controller.plan.loading import parse_plan
 from gray.controller.types import Pair
 from gray.gateway.testing import free_port
 

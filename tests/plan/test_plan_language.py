@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gray.controller.plan.models import parse_plan
+from gray.controller.plan.loading import parse_plan
 from gray.controller.plan.units import format_duration, parse_duration, parse_share
 
 from .test_broken_plans import VALID

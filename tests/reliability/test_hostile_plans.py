@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from gray.cli.app import app
 from gray.controller.errors import PlanError
-from gray.controller.plan.models import load_plan, parse_plan
+from gray.controller.plan.loading import load_plan, parse_plan
 from gray.controller.plan.source import MAX_ALIASES, MAX_DEPTH, MAX_PLAN_BYTES, MAX_VALUES
 
 runner = CliRunner()

@@ -20,7 +20,8 @@ import pytest
 from gray.controller import lookup, rollouts
 from gray.controller.journal import Event
 from gray.controller.loop import Step
-from gray.controller.plan.models import Plan, load_plan
+from gray.controller.plan.loading import load_plan
+from gray.controller.plan.models import Plan
 from gray.controller.registry import Registry
 from gray.controller.runner import Runner, RunResult
 from tests.conftest import MlflowServer

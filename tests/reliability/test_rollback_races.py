@@ -16,7 +16,7 @@ import pytest
 from gray.controller import lookup, rollouts
 from gray.controller.journal import Journal, LocalJournal
 from gray.controller.loop import Step
-from gray.controller.plan.models import load_plan
+from gray.controller.plan.loading import load_plan
 from gray.controller.registry import Registry
 from gray.controller.runner import Runner, RunResult
 from tests.e2e import conftest as e2e

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from gray.cli.app import app
 from gray.controller.errors import PlanError, RegistryError, RouterError
 from gray.controller.journal import Journal, LocalJournal
-from gray.controller.plan.models import parse_plan
+from gray.controller.plan.loading import parse_plan
 from gray.controller.redact import redact, redact_data, register_secret, webhook_label
 from tests.fakes import rollout_state
 from tests.loop.conftest import PLAN, Harness

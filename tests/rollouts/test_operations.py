@@ -21,7 +21,8 @@ from gray.controller.journal import EventKind, Journal, LocalJournal
 from gray.controller.journal.background import BackgroundRemote
 from gray.controller.metrics.gateway import GatewayMetrics
 from gray.controller.operator import saved_endpoint
-from gray.controller.plan.models import Plan, parse_plan
+from gray.controller.plan.loading import parse_plan
+from gray.controller.plan.models import Plan
 from gray.controller.registry import Registry
 from gray.controller.routers.gateway import GatewayRouter
 from gray.controller.state import Phase

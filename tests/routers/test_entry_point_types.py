@@ -15,7 +15,7 @@ from gray.controller.errors import PlanError
 from gray.controller.journal import Journal, LocalJournal
 from gray.controller.loop import begin
 from gray.controller.notify import Notifier
-from gray.controller.plan.models import parse_plan
+from gray.controller.plan.loading import parse_plan
 from gray.controller.plugins import ROUTER_TYPES
 from gray.controller.runner import Runner
 from gray.controller.state import Phase

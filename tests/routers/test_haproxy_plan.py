@@ -9,7 +9,7 @@ import pytest
 from gray.controller.errors import ConfigError, PlanError
 from gray.controller.metrics import build_metrics
 from gray.controller.metrics.haproxy import HaproxyMetrics
-from gray.controller.plan.models import parse_plan
+from gray.controller.plan.loading import parse_plan
 from gray.controller.routers import build_router
 from gray.controller.routers.haproxy import HaproxyRouter
 

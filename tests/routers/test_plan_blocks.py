@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gray.controller.errors import PlanError
-from gray.controller.plan.models import parse_plan
+from gray.controller.plan.loading import parse_plan
 
 VALID = """\
 name: fraud

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gray.controller.errors import PlanError
-from gray.controller.plan.models import parse_plan
+from gray.controller.plan.loading import parse_plan
 from gray.controller.plugins import METRICS_TYPES, ROUTER_TYPES
 from gray.controller.routers.gateway_spec import GatewayRouterSpec
 from tests.routers.test_plan_blocks import VALID
