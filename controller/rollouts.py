@@ -198,6 +198,13 @@ def _check_endpoint(
                 False,
                 f"already sends traffic to v{applied.route.candidate} under rollout {holder}",
             )
+        elif not plan.router.shows_served_version:
+            report.add(
+                "endpoint baseline",
+                True,
+                f"{plan.router.type} cannot show which version it serves; the plan's baseline "
+                f"v{pinned.baseline.version} is taken to be the one its baseline server runs",
+            )
         elif applied.route.baseline != pinned.baseline.version:
             report.add(
                 "endpoint baseline",
@@ -207,7 +214,16 @@ def _check_endpoint(
             )
         for side, info in (("baseline", pinned.baseline), ("candidate", pinned.candidate)):
             applied_sha = router.ensure_loaded(info.version)
-            report.add(f"{side} loaded", *_loaded_check(info.version, applied_sha, info))
+            if plan.router.shows_preprocessor:
+                report.add(f"{side} loaded", *_loaded_check(info.version, applied_sha, info))
+            else:
+                report.add(
+                    f"{side} loaded",
+                    True,
+                    f"v{info.version} answers; {plan.router.type} cannot show which "
+                    "preprocessor its server applies, so the registry's verified binding "
+                    "above is the check",
+                )
     except RouterError as exc:
         report.add("endpoint", False, exc.message)
 
@@ -262,7 +278,12 @@ def create_rollout(
         save_endpoint(
             journal.local,
             state.rollout_id,
-            Endpoint(plan.router.type, plan.router.url, plan.router.timeout),
+            Endpoint(
+                plan.router.type,
+                plan.router.addresses[0],
+                plan.router.timeout,
+                plan.router.addresses,
+            ),
         )
     return loop.begin(plan, state)
 

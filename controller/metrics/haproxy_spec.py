@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import field_validator
 
 from gray.controller.errors import ConfigError
 from gray.controller.metrics.haproxy import GATES_FED, HaproxyMetrics
-from gray.controller.plan.models import MetricsSpec, Timeout
+from gray.controller.plan.models import FieldProblem, MetricsSpec, Timeout
 from gray.controller.routers.haproxy import DEFAULT_LEASE_MAP
 from gray.controller.routers.haproxy_runtime import DEFAULT_TIMEOUT_SECONDS
 from gray.controller.routers.haproxy_spec import HaproxyRouterSpec, runtime_address
@@ -32,14 +33,13 @@ class HaproxyMetricsSpec(MetricsSpec):
     def _check_runtime_api(cls, value: str | None) -> str | None:
         return None if value is None else runtime_address(value)
 
-    def build(self, plan: Plan) -> HaproxyMetrics:
+    def plan_problems(self, plan: Plan) -> Iterator[FieldProblem]:
         router = plan.router if isinstance(plan.router, HaproxyRouterSpec) else None
-        runtime_api = self.runtime_api or (router.runtime_api if router else None)
-        backend = self.backend or (router.backend if router else None)
-        if runtime_api is None or backend is None:
-            raise ConfigError(
-                "metrics: type haproxy needs runtime_api and backend when the router is of "
-                f"type {plan.router.type}"
+        if (self.runtime_api or router) is None or (self.backend or router) is None:
+            yield (
+                ("metrics",),
+                "type haproxy needs runtime_api and backend when the router is of "
+                f"type {plan.router.type}",
             )
         unfed = sorted(
             {
@@ -50,11 +50,21 @@ class HaproxyMetricsSpec(MetricsSpec):
             }
         )
         if unfed:
-            raise ConfigError(
-                f"metrics: type haproxy cannot feed the {', '.join(unfed)} gate(s): HAProxy "
+            yield (
+                ("metrics", "type"),
+                f"type haproxy cannot feed the {', '.join(unfed)} gate(s): HAProxy "
                 f"counts answers by class and averages response times; it feeds "
-                f"{' and '.join(GATES_FED)}"
+                f"{' and '.join(GATES_FED)}",
             )
+
+    def build(self, plan: Plan) -> HaproxyMetrics:
+        # A plan read by parse_plan was refused already; this guards other callers.
+        for _, message in self.plan_problems(plan):
+            raise ConfigError(message)
+        router = plan.router if isinstance(plan.router, HaproxyRouterSpec) else None
+        runtime_api = self.runtime_api or (router.runtime_api if router else None)
+        backend = self.backend or (router.backend if router else None)
+        assert runtime_api is not None and backend is not None  # plan_problems checked them
         lease_map = self.lease_map or (router.lease_map if router else DEFAULT_LEASE_MAP)
         return HaproxyMetrics(
             runtime_api,

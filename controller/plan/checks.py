@@ -10,6 +10,7 @@ from gray.controller.gates.config import MARGIN_FIELDS
 from gray.controller.gates.metrics import metric
 from gray.controller.plan.models import (
     HOOK_KINDS,
+    FieldProblem,
     GateSpec,
     Plan,
     StageGate,
@@ -18,7 +19,7 @@ from gray.controller.plan.models import (
 )
 from gray.controller.plan.units import format_duration, format_share
 
-Problem = tuple[tuple[str | int, ...], str]
+Problem = FieldProblem
 
 
 def semantic_problems(plan: Plan) -> list[Problem]:
@@ -29,6 +30,8 @@ def semantic_problems(plan: Plan) -> list[Problem]:
     problems.extend(_duplicate_gates(plan.gates, ("gates",)))
     problems.extend(_stage_problems(plan))
     problems.extend(_notify_problems(plan))
+    problems.extend(plan.router.plan_problems(plan))
+    problems.extend(plan.metrics.plan_problems(plan))
     if plan.router.lease_ttl is not None and plan.router.lease_ttl <= plan.interval:
         problems.append(
             (

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -47,6 +48,8 @@ Interval = Annotated[float, BeforeValidator(duration_between(*DURATION_RANGES["i
 Dwell = Annotated[float, BeforeValidator(duration_between(*DURATION_RANGES["dwell"]))]
 Timeout = Annotated[float, BeforeValidator(duration_between(*DURATION_RANGES["timeout"]))]
 Share = Annotated[float, BeforeValidator(parse_share)]
+# A problem found in a parsed plan: the path of the field it is about, and what is wrong.
+FieldProblem = tuple[tuple[str | int, ...], str]
 NotifyEvent = Literal["start", "stage", "approval", "pause", "rollback", "promote", "abort"]
 NOTIFY_EVENTS: tuple[str, ...] = (
     "start",
@@ -111,6 +114,12 @@ class RouterSpec(_Strict):
     declares), which holds that endpoint's fields and builds its adapter."""
 
     type: str
+    # What the preflight can ask the endpoint: which version it serves before gray's first
+    # write, and the sha256 of the preprocessor it applies to each version. An endpoint
+    # that cannot tell (HAProxy in front of opaque servers) says so, and the preflight
+    # reports the check as one it could not make instead of failing it.
+    shows_served_version: ClassVar[bool] = True
+    shows_preprocessor: ClassVar[bool] = True
     # Candidate traffic returns to the baseline this long after the controller's last look,
     # unless a stage holds it; every router writes leases. Default: a few intervals
     # (see runner.lease_ttl).
@@ -126,6 +135,11 @@ class RouterSpec(_Strict):
     def secrets(self) -> tuple[str | None, ...]:
         """Values masked in every message once the plan is read (tokens)."""
         return ()
+
+    def plan_problems(self, plan: Plan) -> Iterator[FieldProblem]:
+        """What the plan asks of this endpoint that it cannot do (a mirror, an audience),
+        as (field path, message): refused by `gray plan validate`, not at run time."""
+        return iter(())
 
     @classmethod
     def model_for(cls, value: object) -> type[_Strict]:
@@ -147,6 +161,11 @@ class MetricsSpec(_Strict):
     def secrets(self) -> tuple[str | None, ...]:
         """Values masked in every message once the plan is read (tokens)."""
         return ()
+
+    def plan_problems(self, plan: Plan) -> Iterator[FieldProblem]:
+        """What the plan's gates or stages need that this source cannot count, as (field
+        path, message): refused by `gray plan validate`, not at run time."""
+        return iter(())
 
     @classmethod
     def model_for(cls, value: object) -> type[_Strict]:

@@ -41,8 +41,8 @@ def weights_for(route: RouteSpec) -> Weights:
     is refused rather than silently moving no traffic, or all of it."""
     if route.mirror > 0:
         raise RouteNotSupportedError(
-            f"HAProxy cannot mirror requests (the route asks to copy {route.mirror:.2%} to "
-            f"v{route.candidate}): its load balancing sends each request to one server. Use "
+            f"HAProxy cannot mirror requests (the route asks to copy {route.mirror:.2%} of "
+            "them to the candidate): its load balancing sends each request to one server. Use "
             "gray's gateway for a shadow stage, or give the stage a weight instead"
         )
     if not route.audience.is_everyone:

@@ -6,14 +6,20 @@ pydantic, like the gateway's.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from gray.controller.errors import ConfigError
-from gray.controller.plan.models import RouterSpec, Timeout
+from gray.controller.errors import ConfigError, RouteNotSupportedError
+from gray.controller.plan.models import FieldProblem, RouterSpec, Timeout
 from gray.controller.routers.haproxy import DEFAULT_LEASE_MAP, HaproxyRouter
+from gray.controller.routers.haproxy_record import weights_for
 from gray.controller.routers.haproxy_runtime import DEFAULT_TIMEOUT_SECONDS, RuntimeAddress
+from gray.controller.types import RouteSpec
+
+if TYPE_CHECKING:
+    from gray.controller.plan.models import Plan
 
 
 def runtime_address(value: str) -> str:
@@ -45,6 +51,9 @@ class HaproxyRouterSpec(RouterSpec):
     through HAProxy's runtime API (see docs/haproxy.md for the config it needs)."""
 
     type: Literal["haproxy"] = "haproxy"
+    # HAProxy's servers are opaque: it cannot say which version or preprocessor one serves.
+    shows_served_version: ClassVar[bool] = False
+    shows_preprocessor: ClassVar[bool] = False
     runtime_api: str
     backend: str
     servers: HaproxyServers
@@ -64,3 +73,22 @@ class HaproxyRouterSpec(RouterSpec):
 
     def describe(self) -> str:
         return f"HAProxy backend {self.backend} at {self.runtime_api}"
+
+    def plan_problems(self, plan: Plan) -> Iterator[FieldProblem]:
+        """Each stage HAProxy's weights cannot carry (a mirror, an audience, a share finer
+        than its weights), by the very rule its route writes apply."""
+        for index, stage in enumerate(plan.stages):
+            route = RouteSpec(
+                "baseline", "candidate", stage.weight, stage.mirror, stage.audience.to_audience()
+            )
+            try:
+                weights_for(route)
+            except RouteNotSupportedError as refused:
+                field = (
+                    "mirror"
+                    if stage.mirror
+                    else "weight"
+                    if route.audience.is_everyone
+                    else "audience"
+                )
+                yield ("stages", index, field), refused.message

@@ -1,6 +1,6 @@
 """`router: {type: haproxy}` and `metrics: {type: haproxy}` in a plan: a valid block builds
-the adapters, a bad field is a problem at file:line:col, and what HAProxy cannot count
-is refused when the metrics source is built."""
+the adapters, a bad field is a problem at file:line:col, and what HAProxy cannot route
+or count is refused by plan validation, at the field that asks for it."""
 
 from __future__ import annotations
 
@@ -87,13 +87,44 @@ def test_a_bad_field_is_a_problem_at_its_place(changes: dict[str, str], expected
     ],
 )
 def test_gates_haproxy_cannot_feed_are_refused(gate: str, message: str) -> None:
-    plan = parse_plan(plan_text(gate=gate), "p.yaml")
-    with pytest.raises(ConfigError, match=message):
-        build_metrics(plan.metrics, plan)
+    with pytest.raises(PlanError) as caught:
+        parse_plan(plan_text(gate=gate), "p.yaml")
+    [problem] = caught.value.problems
+    assert (problem.line, problem.field) == (13, "metrics.type")
+    assert message in problem.message
 
 
 def test_haproxy_metrics_beside_another_router_need_an_address() -> None:
     text = plan_text().split("router:")[0] + "metrics: {type: haproxy}\n"
-    plan = parse_plan(text, "p.yaml")
-    with pytest.raises(ConfigError, match="needs runtime_api and backend"):
-        build_metrics(plan.metrics, plan)
+    with pytest.raises(PlanError, match="needs runtime_api and backend"):
+        parse_plan(text, "p.yaml")
+
+
+def test_the_metrics_adapter_refuses_a_plan_built_around_validation() -> None:
+    plan = parse_plan(plan_text(), "p.yaml")
+    latency = plan.gates[0].model_copy(update={"metric": "latency"})
+    with pytest.raises(ConfigError, match="cannot feed the latency gate"):
+        build_metrics(plan.metrics, plan.model_copy(update={"gates": [latency]}))
+
+
+@pytest.mark.parametrize(
+    ("stage", "field", "message"),
+    [
+        ("{mirror: 10%, dwell: 5m}", "mirror", "HAProxy cannot mirror requests"),
+        (
+            "{weight: 5%, dwell: 5m, audience: {headers: {X-Beta: 'yes'}}}",
+            "audience",
+            "an audience (cidr or header rules) needs routing rules",
+        ),
+        ("{weight: 0.1%, dwell: 5m}", "weight", "split traffic no finer than 0.39%"),
+    ],
+)
+def test_stages_haproxy_cannot_route_are_refused_by_validation(
+    stage: str, field: str, message: str
+) -> None:
+    text = plan_text().replace("  - {weight: 5%, dwell: 5m}", f"  - {stage}")
+    with pytest.raises(PlanError) as caught:
+        parse_plan(text, "p.yaml")
+    [problem] = caught.value.problems
+    assert (problem.line, problem.field) == (7, f"stages[0].{field}")
+    assert message in problem.message
