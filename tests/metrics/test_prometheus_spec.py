@@ -164,9 +164,9 @@ def test_a_shadow_stage_on_a_source_without_mirrored_counts_is_refused_before_it
     text = plan_with("  preset: istio").replace(
         "  - {weight: 10%, dwell: 1m}", "  - {name: mirror, mirror: 20%, dwell: 1m}"
     )
-    plan = parse_plan(text)
-    with pytest.raises(ConfigError, match="stage mirror mirrors traffic"):
-        build_metrics(plan.metrics, plan)
+    with pytest.raises(PlanError, match="stage mirror mirrors traffic") as caught:
+        parse_plan(text)
+    assert [p.field for p in caught.value.problems] == ["stages[0].mirror"]
     gray = parse_plan(text.replace("preset: istio", "preset: gray"))
     build_metrics(gray.metrics, gray).close()
 
@@ -196,9 +196,16 @@ def test_a_gate_reading_a_counter_the_source_has_no_series_for_is_refused(
     gate: str, block: str, words: str
 ) -> None:
     text = plan_with(block).replace("{metric: latency, slo: 200ms, max_increase: 10%}", gate)
-    plan = parse_plan(text)
-    with pytest.raises(ConfigError, match=f"gate reads {words}"):
-        build_metrics(plan.metrics, plan)
+    with pytest.raises(PlanError, match=f"gate reads {words}") as caught:
+        parse_plan(text)
+    assert [p.field for p in caught.value.problems] == ["metrics"]
+
+
+def test_the_source_refuses_a_plan_built_around_validation() -> None:
+    plan = parse_plan(plan_with("  preset: istio"))
+    accuracy = plan.gates[0].model_copy(update={"metric": "accuracy", "max_decrease": 0.05})
+    with pytest.raises(ConfigError, match="gate reads correct, labelled"):
+        build_metrics(plan.metrics, plan.model_copy(update={"gates": [accuracy]}))
 
 
 def test_the_gray_preset_reads_every_gate_and_the_istio_preset_the_live_ones() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -30,7 +31,7 @@ from gray.controller.metrics.prometheus.promql import (
     parse_selector,
 )
 from gray.controller.metrics.prometheus.source import DEFAULT_LOOKBACK_SECONDS, PrometheusMetrics
-from gray.controller.plan.models import Duration, MetricsSpec, Timeout
+from gray.controller.plan.models import Duration, FieldProblem, MetricsSpec, Timeout
 
 if TYPE_CHECKING:
     from gray.controller.plan.models import Plan
@@ -136,9 +137,14 @@ class PrometheusMetricsSpec(MetricsSpec):
         matchers = (matcher_from_value(label, text) for label, text in self.selector.items())
         return layout.narrowed(*matchers)
 
+    def plan_problems(self, plan: Plan) -> Iterator[FieldProblem]:
+        return _uncounted(self.layout(), plan)
+
     def build(self, plan: Plan) -> PrometheusMetrics:
         layout = self.layout()
-        _check_counted(layout, plan)
+        # A plan read by parse_plan was refused already; this guards other callers.
+        for _, message in _uncounted(layout, plan):
+            raise ConfigError(message)
         return PrometheusMetrics(
             PrometheusClient(self.url, token=self.token, timeout=self.timeout),
             layout,
@@ -150,23 +156,27 @@ class PrometheusMetricsSpec(MetricsSpec):
         return (self.token,)
 
 
-def _check_counted(layout: Layout, plan: Plan) -> None:
+def _uncounted(layout: Layout, plan: Plan) -> Iterator[FieldProblem]:
     """A shadow stage, or a gate reading a counter this layout has no series for, would
-    wait for data that never comes: refuse the plan before any traffic moves."""
-    shadow = [stage.name for stage in plan.stages if stage.is_shadow]
-    if shadow and not layout.shadow:
-        raise ConfigError(
-            f"metrics: this Prometheus source counts no mirrored requests (only the gray "
-            f"preset does), but stage {', '.join(shadow)} mirrors traffic to the candidate"
-        )
+    wait for data that never comes: the plan is refused before any traffic moves."""
+    for index, stage in enumerate(plan.stages):
+        if stage.is_shadow and not layout.shadow:
+            yield (
+                ("stages", index, "mirror"),
+                f"this Prometheus source counts no mirrored requests (only the gray preset "
+                f"does), but stage {stage.name} mirrors traffic to the candidate",
+            )
+    refused: set[str] = set()
     for index in range(len(plan.stages)):
         for gate in plan.stage_gates(index):
             unread = _unread(layout, metric(gate.metric).reads)
-            if unread:
-                raise ConfigError(
-                    f"metrics: the {gate.metric} gate reads {', '.join(unread)}, which this "
+            if unread and gate.metric not in refused:
+                refused.add(gate.metric)
+                yield (
+                    ("metrics",),
+                    f"the {gate.metric} gate reads {', '.join(unread)}, which this "
                     "Prometheus source has no series for (give them under queries, or use "
-                    "the gray preset)"
+                    "the gray preset)",
                 )
 
 
