@@ -21,6 +21,7 @@ from gray.controller.state import RolloutState
 
 if TYPE_CHECKING:
     from gray.controller.operator import Recorded
+    from gray.controller.routers.gateway_fleet import ReplicaOutcome
 
 HELP = """Send all traffic back to the baseline now, from any machine.
 
@@ -37,7 +38,9 @@ refuses it (exit 2, nothing changed). With --to previous after a promotion, the
 alias moves back and the endpoint serves the previous version.
 
 Exit codes: 0 traffic is on the baseline; 2 bad input, or refused with nothing
-changed; 4 the endpoint could not be reached (nothing changed).
+changed; 4 the endpoint could not be reached (nothing changed), or a gateway
+fleet's replica could not be written (each replica's answer is listed; the
+written ones stay rolled back).
 
 Examples:
 
@@ -86,7 +89,7 @@ def perform_rollback(
         done = roll_back(request, _warn, first)
     for warning in done.recorded.warnings:
         _warn(warning)
-    _report(model_or_id, done.state, done.recorded, done.seconds, output)
+    _report(model_or_id, done.state, done.recorded, done.seconds, output, done.replicas)
     raise typer.Exit(1 if kind == "aborted" else 0)
 
 
@@ -101,6 +104,7 @@ def _report(
     recorded: Recorded,
     seconds: float,
     output: OutputFormat,
+    replicas: tuple[ReplicaOutcome, ...] = (),
 ) -> None:
     applied, moves, ended = recorded.applied, recorded.moves, recorded.ended_before
     lease = applied.lease
@@ -116,6 +120,7 @@ def _report(
                 "alias_moves": list(moves),
                 "already_ended": ended.phase.value if ended else None,
                 "warnings": list(recorded.warnings),
+                "replicas": [replica.to_dict() for replica in replicas],
             }
         )
         return
@@ -127,6 +132,8 @@ def _report(
         "no older controller can write again",
         soft_wrap=True,
     )
+    for replica in replicas:
+        console.print(f"  replica {replica.describe()}", soft_wrap=True)
     if ended is not None:
         console.print(f"  the rollout had already ended: {ended.reason}", soft_wrap=True)
     for move in moves:

@@ -18,18 +18,25 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from gray.controller.errors import GrayError, RolloutAlreadyPromotedError, RouterError
+from gray.controller.errors import (
+    GrayError,
+    ReplicaWriteError,
+    RolloutAlreadyPromotedError,
+    RouterError,
+)
 from gray.controller.journal import Journal, LocalJournal
 from gray.controller.operator import (
     FirstWrite,
     find_local_rollout,
     record_rollback,
+    replica_outcomes,
     rollback_endpoint,
     saved_endpoint,
 )
 
 if TYPE_CHECKING:
     from gray.controller.routers.gateway import GatewayRouter
+    from gray.controller.routers.gateway_fleet import GatewayFleet
 
 TOKEN_ENV = "GRAY_GATEWAY_TOKEN"
 # Options that take a value, per command; any other option sends us to the full path.
@@ -66,7 +73,7 @@ def write_first(argv: list[str], kind: str = "rolled_back") -> FirstWrite | None
     endpoint = saved_endpoint(local, state.rollout_id) if state else None
     if state is None or endpoint is None or endpoint.type != "gateway":
         return None
-    router = _gateway_router(endpoint.url, token, endpoint.timeout)
+    router = _gateway_router(endpoint.addresses, token, endpoint.timeout)
     try:
         applied, seconds = rollback_endpoint(router, state)
         # At once, so that a controller that looks next finds who rolled back and why.
@@ -81,29 +88,37 @@ def write_first(argv: list[str], kind: str = "rolled_back") -> FirstWrite | None
             to_previous=False,
             kind=kind,
         )
-    except RolloutAlreadyPromotedError as exc:
-        _done = FirstWrite(target, state, None, 0.0, refused=exc, kind=kind)
+    except (RolloutAlreadyPromotedError, ReplicaWriteError) as exc:
+        # A fleet's rollback that missed a replica waited for it up to the router's
+        # timeout already: the full command reports it rather than waiting again.
+        replicas = replica_outcomes(router)
+        _done = FirstWrite(target, state, None, 0.0, refused=exc, kind=kind, replicas=replicas)
         return _done
     except RouterError:
         return None  # a refused token or an unreachable endpoint: the full path retries
     finally:
         router.close()
-    _done = FirstWrite(target, state, recorded, seconds, kind=kind)
+    _done = FirstWrite(
+        target, state, recorded, seconds, kind=kind, replicas=replica_outcomes(router)
+    )
     return _done
 
 
-def _gateway_router(url: str, token: str, timeout: float) -> GatewayRouter:
-    """The gateway adapter, imported without httpx's own command line (`httpx._main` pulls
-    in click, rich and pygments: half of httpx's import time, none of it needed to write)."""
+def _gateway_router(
+    urls: tuple[str, ...], token: str, timeout: float
+) -> GatewayRouter | GatewayFleet:
+    """The gateway adapter (a fleet's, for several replicas), imported without httpx's own
+    command line (`httpx._main` pulls in click, rich and pygments: half of httpx's import
+    time, none of it needed to write)."""
     absent = "httpx._main" not in sys.modules
     if absent:
         sys.modules["httpx._main"] = None  # type: ignore[assignment]  # httpx then skips it
     try:
-        from gray.controller.routers.gateway import GatewayRouter
+        from gray.controller.routers.gateway_fleet import gateway_endpoint
     finally:
         if absent:
             del sys.modules["httpx._main"]
-    return GatewayRouter(url, token, timeout=timeout)
+    return gateway_endpoint(urls, token, timeout)
 
 
 def _plain_rollback(argv: list[str], options: tuple[str, ...]) -> tuple[str, str] | None:

@@ -170,6 +170,16 @@ class RouteVerificationError(RouterError):
     """The route read back after a write is not the route that was written."""
 
 
+class EndpointUnreachableError(RouterError):
+    """The endpoint did not answer at all (connection refused, timed out, 5xx) after the
+    adapter's retries; a gateway fleet waits for such a replica up to the router's timeout."""
+
+
+class ReplicaWriteError(RouterError):
+    """A write reached some replicas of a gateway fleet and not others: the message names
+    each replica and what it answered."""
+
+
 class VersionNotLoadedError(RouterError):
     exit_code = EXIT_BAD_INPUT
 

@@ -23,13 +23,14 @@ from gray.controller.errors import (
     RolloutAlreadyPromotedError,
 )
 from gray.controller.journal import Event, EventKind, Journal, LocalJournal, actor
-from gray.controller.routers.base import Router
+from gray.controller.routers.base import FleetRouter, Router
 from gray.controller.state import Phase, RolloutState
 from gray.controller.types import Applied, Lease, RouteSpec
 
 if TYPE_CHECKING:
     from gray.controller.plan.models import Plan
     from gray.controller.registry import Registry
+    from gray.controller.routers.gateway_fleet import ReplicaOutcome
 
 ENDPOINT_FILE = "endpoint.json"
 
@@ -39,11 +40,19 @@ class Endpoint:
     """Where a rollout's serving endpoint is, kept beside its journal (never the token)."""
 
     type: str
-    url: str
+    url: str  # the first replica's, for readers that know only one address
     timeout: float
+    urls: tuple[str, ...] = ()  # every replica of a gateway fleet
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return self.urls or (self.url,)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "url": self.url, "timeout": self.timeout}
+        data: dict[str, Any] = {"type": self.type, "url": self.url, "timeout": self.timeout}
+        if len(self.addresses) > 1:
+            data["urls"] = list(self.addresses)
+        return data
 
 
 def save_endpoint(local: LocalJournal, rollout_id: str, endpoint: Endpoint) -> None:
@@ -57,7 +66,8 @@ def save_endpoint(local: LocalJournal, rollout_id: str, endpoint: Endpoint) -> N
 def saved_endpoint(local: LocalJournal, rollout_id: str) -> Endpoint | None:
     try:
         data = json.loads((local.root / rollout_id / ENDPOINT_FILE).read_text(encoding="utf-8"))
-        return Endpoint(str(data["type"]), str(data["url"]), float(data["timeout"]))
+        urls = tuple(str(url) for url in data.get("urls") or ())
+        return Endpoint(str(data["type"]), str(data["url"]), float(data["timeout"]), urls)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -124,6 +134,12 @@ def rollback_endpoint(
     return applied, time.perf_counter() - started
 
 
+def replica_outcomes(router: Router) -> tuple[ReplicaOutcome, ...]:
+    """What each replica of a gateway fleet answered to the last rollback (none: one
+    endpoint, whose answer is the rollback's own)."""
+    return router.outcomes if isinstance(router, FleetRouter) else ()
+
+
 @dataclass(frozen=True)
 class Recorded:
     """What the bookkeeping after the write did."""
@@ -146,6 +162,7 @@ class FirstWrite:
     seconds: float
     refused: GrayError | None = None
     kind: str = "rolled_back"  # or "aborted" (`gray rollout abort`)
+    replicas: tuple[ReplicaOutcome, ...] = ()  # a gateway fleet's answers, one per replica
 
 
 def record_rollback(

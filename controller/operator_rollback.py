@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from gray.controller.plan.models import Plan
     from gray.controller.registry import Registry
     from gray.controller.routers.base import Router
+    from gray.controller.routers.gateway_fleet import ReplicaOutcome
     from gray.controller.types import Applied
 
 GATEWAY_URL_ENV = "GRAY_GATEWAY_URL"
@@ -37,6 +38,7 @@ class RollbackDone:
     state: RolloutState | None  # None: an endpoint that no rollout names
     recorded: operator.Recorded
     seconds: float  # the endpoint write
+    replicas: tuple[ReplicaOutcome, ...] = ()  # a gateway fleet's answers, one per replica
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def roll_back(
         assert first.recorded is not None
         if first.recorded.event is not None:
             _sync(first.state.rollout_id, request.registry_uri, on_warning)
-        return RollbackDone(first.state, first.recorded, first.seconds)
+        return RollbackDone(first.state, first.recorded, first.seconds, first.replicas)
     journal: Journal | None = None
     local = LocalJournal()
     state = operator.find_local_rollout(local, request.target)
@@ -75,8 +77,9 @@ def roll_back(
             raise lookup.unknown_target(request.target, journal, request.registry_uri)
     router = _router_for(plan, request.router_url)
     applied, seconds = operator.rollback_endpoint(router, state, to_previous=request.to_previous)
+    replicas = operator.replica_outcomes(router)
     recorded = _record(applied, state, plan, router, journal, request, on_warning)
-    return RollbackDone(state, recorded, seconds)
+    return RollbackDone(state, recorded, seconds, replicas)
 
 
 def _record(

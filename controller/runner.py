@@ -25,7 +25,7 @@ from gray.controller.journal.background import BackgroundRemote
 from gray.controller.metrics.base import MetricsSource
 from gray.controller.notify import Notifier
 from gray.controller.plan.models import Plan
-from gray.controller.routers.base import Router
+from gray.controller.routers.base import FleetRouter, Router
 from gray.controller.state import Phase, RolloutState
 from gray.controller.types import Applied, Lease, RouteSpec, Snapshot
 
@@ -237,6 +237,7 @@ class Runner:
         now = self.clock.now()
         route: Applied | None
         expired = self._renew_lease()
+        self._repair_replicas()
         try:
             route = self.router.read()
         except RouterError as exc:
@@ -352,6 +353,27 @@ class Runner:
         except RouterError as exc:
             self.on_warning(f"could not renew the lease: {exc.message}")
         return None
+
+    def _repair_replicas(self) -> None:
+        """A fleet's replica that lost the route (restarted with an older one, or empty) is
+        rewritten before its counters are read. The runner journals each repair itself,
+        like a moved alias: it is I/O done to keep the route the loop decided, and no
+        decision of the loop depends on it."""
+        if not isinstance(self.router, FleetRouter):
+            return
+        assert self.state is not None
+        try:
+            report = self.router.repair(self._lease(), self._lease_ttl())
+        except RouterError as exc:
+            self.on_warning(f"could not check the replicas' routes: {exc.message}")
+            return
+        for problem in report.problems:
+            self.on_warning(problem)
+        for repair in report.repaired:
+            event = self.journal.append(
+                self.state, EventKind.ROUTE_REPAIRED, repair.describe(), repair.to_dict()
+            )
+            self.on_event(event)
 
     def _write_and_verify(self, route: RouteSpec) -> Applied:
         lease = self._lease()

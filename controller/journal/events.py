@@ -62,6 +62,8 @@ class EventKind(StrEnum):
     METRICS_LOST = "metrics_lost"
     ALIAS_MOVED = "alias_moved"
     ALIASES_RESTORED = "aliases_restored"
+    # a fleet replica that lost the route (restarted with an older one, or empty) rewritten
+    ROUTE_REPAIRED = "route_repaired"
 
 
 @dataclass(frozen=True)

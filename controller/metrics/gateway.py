@@ -79,7 +79,7 @@ class GatewayMetrics:
             # The gateway restarted: what it counted before is kept, and added on.
             self._carry = self._last
         self._started_at = started_at
-        result = _plus(reading, self._carry) if self._carry else reading
+        result = add_snapshots(reading, self._carry) if self._carry else reading
         self._last = result
         return result
 
@@ -194,7 +194,8 @@ def _at(buckets: tuple[tuple[float, int], ...], edge: float) -> int:
     return count
 
 
-def _plus(reading: Snapshot, carry: Snapshot) -> Snapshot:
+def add_snapshots(reading: Snapshot, carry: Snapshot) -> Snapshot:
+    """Two cumulative series added, counter by counter; the time is `reading`'s."""
     return Snapshot(
         taken_at=reading.taken_at,
         baseline=_plus_counters(reading.baseline, carry.baseline),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from gray.controller.types import Applied, Lease, RouteSpec
+
+if TYPE_CHECKING:
+    from gray.controller.routers.gateway_fleet import RepairReport, ReplicaOutcome
 
 
 class Router(Protocol):
@@ -35,4 +38,18 @@ class Router(Protocol):
     def ensure_loaded(self, version: str) -> str | None:
         """Make the endpoint load and warm `version` without sending it traffic; the sha256
         of the preprocessor it applies to that version (None: none)."""
+        ...
+
+
+@runtime_checkable
+class FleetRouter(Protocol):
+    """An endpoint of several replicas, each of which may lose the route on its own (a
+    restart with an older saved route, or none). The runner asks it to repair them at
+    every look, before reading the counters, and journals each repair it reports;
+    `gray rollback` reports what each replica answered to the rollback."""
+
+    outcomes: tuple[ReplicaOutcome, ...]  # each replica's answer to the last rollback
+
+    def repair(self, lease: Lease, ttl: float | None) -> RepairReport:
+        """Rewrite, under `lease`, every replica that lost the route last written under it."""
         ...

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from gray.controller.errors import (
+    EndpointUnreachableError,
     LeaseConflictError,
     LeaseExpiredError,
     RouterError,
@@ -175,7 +176,7 @@ class GatewayRouter:
             if attempt < self._retries:
                 self._sleep(delay)
                 delay *= 2
-        raise RouterError(
+        raise EndpointUnreachableError(
             f"the gateway at {self.url} failed {method} {path} after "
             f"{self._retries + 1} attempts: {failure}"
         )
