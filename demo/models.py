@@ -194,11 +194,7 @@ def register_demo_models(
     For a sqlite registry the artifacts go next to the database file unless
     `artifact_location` says otherwise.
     """
-    import mlflow.sklearn
     from mlflow import MlflowClient
-    from mlflow.models import infer_signature
-
-    from gray.controller.registry import log_preprocessor
 
     roles = tuple(which)
     unknown = [role for role in roles if role not in ROLES]
@@ -212,41 +208,58 @@ def register_demo_models(
             model_name, description="gray demo: breast-cancer classifiers with defects"
         )
 
-    versions: dict[str, str] = {}
-    for role in roles:
-        model = demo.models[role]
-        scaled_example = demo.preprocessors["good"].transform(demo.input_example)
-        signature = infer_signature(scaled_example, model.predict(scaled_example))
-        run = client.create_run(experiment_id, run_name=f"demo-{role}")
-        run_id = run.info.run_id
-        client.log_param(run_id, "role", role)
-        client.log_metric(run_id, "holdout_accuracy", demo.holdout_accuracy[role])
-        with tempfile.TemporaryDirectory(prefix="gray-demo-") as staging:
-            model_dir = Path(staging) / "model"
-            mlflow.sklearn.save_model(
-                model,
-                str(model_dir),
-                signature=signature,
-                input_example=demo.input_example,
-                pip_requirements=list(PIP_REQUIREMENTS),
-                # skops refuses unknown classes on load; the demo's own wrappers are known.
-                skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
-            )
-            client.log_artifacts(run_id, str(model_dir), "model")
-        client.set_terminated(run_id)
-        version = client.create_model_version(
-            model_name,
-            source=f"{run.info.artifact_uri}/model",
-            run_id=run_id,
-            tags={"gray.demo.role": role},
-            description=f"gray demo model: {role}",
+    return {
+        role: _register_role(client, experiment_id, model_name, role, demo, registry_uri)
+        for role in roles
+    }
+
+
+def _register_role(
+    client: Any,
+    experiment_id: str,
+    model_name: str,
+    role: str,
+    demo: DemoModels,
+    registry_uri: str,
+) -> str:
+    """One role as a new version: its run, model, preprocessor binding and alias."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from gray.controller.registry import log_preprocessor
+
+    model = demo.models[role]
+    scaled_example = demo.preprocessors["good"].transform(demo.input_example)
+    signature = infer_signature(scaled_example, model.predict(scaled_example))
+    run = client.create_run(experiment_id, run_name=f"demo-{role}")
+    run_id = run.info.run_id
+    client.log_param(run_id, "role", role)
+    client.log_metric(run_id, "holdout_accuracy", demo.holdout_accuracy[role])
+    with tempfile.TemporaryDirectory(prefix="gray-demo-") as staging:
+        model_dir = Path(staging) / "model"
+        mlflow.sklearn.save_model(
+            model,
+            str(model_dir),
+            signature=signature,
+            input_example=demo.input_example,
+            pip_requirements=list(PIP_REQUIREMENTS),
+            # skops refuses unknown classes on load; the demo's own wrappers are known.
+            skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
         )
-        log_preprocessor(
-            model_name, version.version, demo.preprocessors[role], registry_uri=registry_uri
-        )
-        client.set_registered_model_alias(model_name, ROLE_ALIASES[role], version.version)
-        versions[role] = str(version.version)
-    return versions
+        client.log_artifacts(run_id, str(model_dir), "model")
+    client.set_terminated(run_id)
+    version = client.create_model_version(
+        model_name,
+        source=f"{run.info.artifact_uri}/model",
+        run_id=run_id,
+        tags={"gray.demo.role": role},
+        description=f"gray demo model: {role}",
+    )
+    log_preprocessor(
+        model_name, version.version, demo.preprocessors[role], registry_uri=registry_uri
+    )
+    client.set_registered_model_alias(model_name, ROLE_ALIASES[role], version.version)
+    return str(version.version)
 
 
 def demo_experiment(client: Any, registry_uri: str, artifact_location: str | None) -> str:

@@ -21,6 +21,8 @@ from gray.gateway.route_state import LeaseRefused, TermsRequired
 from gray.gateway.service import Gateway
 
 
+# Long because FastAPI declares each endpoint as a handler on the app; every handler
+# here is short, and they share the gateway and its lock.
 def add_admin_routes(
     app: FastAPI,
     gateway: Gateway,

@@ -17,6 +17,8 @@ from gray.gateway.responses import JSON, VERSION_PATTERN, json_response
 from gray.gateway.service import OVERRIDE_HEADER, Gateway, PredictionRequest
 
 
+# Long because FastAPI declares each endpoint as a handler on the app; every handler
+# here is short, and they share the gateway and its lock.
 def add_scoring_routes(app: FastAPI, gateway: Gateway, tokens: Tokens, mlflow_version: str) -> None:
     def holds_token(request: Request) -> bool:
         """The caller holds the admin token itself (may force a version)."""

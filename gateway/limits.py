@@ -190,6 +190,8 @@ def guarded_protocol(
     """uvicorn's HTTP protocol (`base`, default `http_protocol_base()`) with a connection
     cap and a header-read timeout. Both uvicorn protocols keep the attributes used here
     (`server_state`, `cycle`, `loop`, `transport`) and call `on_response_complete`."""
+    # Long because the protocol class is built here, to close over the limits and the
+    # counters uvicorn gives it no other way to reach; each of its methods is short.
     refusal = refusal_bytes(max_connections)
     base = base or http_protocol_base()
 

@@ -83,12 +83,7 @@ def serve(
         app = create_app(settings, loader, counters)
         config = uvicorn.Config(
             app,
-            http=guarded_protocol(
-                max_connections,
-                settings.header_timeout,
-                counters,
-                protocol,
-            ),
+            http=guarded_protocol(max_connections, settings.header_timeout, counters, protocol),
             log_level=log_level,
             access_log=access_log,
             proxy_headers=True,
@@ -96,21 +91,26 @@ def serve(
             timeout_graceful_shutdown=5,
             timeout_keep_alive=settings.idle_timeout,  # type: ignore[arg-type]  # a float works
         )
-        log.info(
-            "gray gateway for model %s listening on %s (%s; state in %s; at most %d "
-            "connections, bodies up to %d bytes; HTTP parser %s)",
-            settings.model_name,
-            listen_url(settings.host, int(sock.getsockname()[1])),
-            "admin token required" if settings.auth_required else "NO authentication",
-            settings.state_dir,
-            max_connections,
-            settings.max_body_bytes,
-            "h11" if protocol is H11Protocol else "httptools",
-        )
+        parser = "h11" if protocol is H11Protocol else "httptools"
+        _log_start(settings, int(sock.getsockname()[1]), max_connections, parser)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
         lock.close()
+
+
+def _log_start(settings: GatewaySettings, port: int, max_connections: int, parser: str) -> None:
+    log.info(
+        "gray gateway for model %s listening on %s (%s; state in %s; at most %d "
+        "connections, bodies up to %d bytes; HTTP parser %s)",
+        settings.model_name,
+        listen_url(settings.host, port),
+        "admin token required" if settings.auth_required else "NO authentication",
+        settings.state_dir,
+        max_connections,
+        settings.max_body_bytes,
+        parser,
+    )
 
 
 def listen_url(host: str, port: int) -> str:

@@ -58,6 +58,11 @@ class GatewaySettings:
         """Refuse settings that would make an unsafe or broken gateway."""
         if not self.model_name:
             raise ConfigError("--model is required")
+        self._check_tokens()
+        self._check_limits()
+
+    def _check_tokens(self) -> None:
+        """Tokens set but empty, scoped tokens equal to another, or no token off loopback."""
         for variable, value in (
             (TOKEN_ENV, self.token),
             (FEEDBACK_TOKEN_ENV, self.feedback_token),
@@ -85,6 +90,9 @@ class GatewaySettings:
                 f"--insecure-no-auth is only allowed on a loopback address, not {self.host!r}; "
                 f"set {TOKEN_ENV} to serve on other addresses"
             )
+
+    def _check_limits(self) -> None:
+        """Numbers out of range, networks that do not parse, an unknown HTTP parser."""
         if not 0 < self.port < 65536:
             raise ConfigError(f"--port must be between 1 and 65535, got {self.port}")
         for cidr in self.override_cidrs:

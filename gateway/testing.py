@@ -97,22 +97,9 @@ def start_gateway(
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "gray.gateway",
-        "serve",
-        "--model",
-        model,
-        "--registry-uri",
-        registry_uri,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--state-dir",
-        str(state_dir),
-    ]
+    args = [sys.executable, "-m", "gray.gateway", "serve", "--model", model]
+    args += ["--registry-uri", registry_uri, "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--state-dir", str(state_dir)]
     edges = [f"{edge * 1000:g}ms" for edge in slo_edges]
     if edges:
         args += ["--slo-edges", ",".join(edges)]
