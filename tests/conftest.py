@@ -274,3 +274,14 @@ def prometheus_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore
 
     with start_prometheus(tmp_path_factory.mktemp("prometheus")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def gateway_fleet(demo_registry: DemoRegistry, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Three real gateway replicas of the demo model (tests/gateway_fleet.py), started on
+    first use; each test that uses them puts them back with `reset(baseline)`."""
+    from tests.gateway_fleet import gateway_replicas
+
+    root = tmp_path_factory.mktemp("gateway-fleet")
+    with gateway_replicas(demo_registry.uri, demo_registry.model_name, root) as replicas:
+        yield replicas

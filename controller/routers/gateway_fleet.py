@@ -264,9 +264,10 @@ class GatewayFleet:
             try:
                 return call()
             except EndpointUnreachableError:
-                if self._clock() + UNREACHABLE_PAUSE_SECONDS >= deadline:
+                left = deadline - self._clock()
+                if left <= 0:
                     raise
-                self._sleep(UNREACHABLE_PAUSE_SECONDS)
+                self._sleep(min(UNREACHABLE_PAUSE_SECONDS, left))
 
     def _read_back(
         self, replica: GatewayRouter, outcome: ReplicaOutcome, route: RouteSpec, lease: Lease
