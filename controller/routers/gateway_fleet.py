@@ -342,4 +342,7 @@ def gateway_endpoint(
     """One gateway's adapter, or a fleet's when there are several replicas."""
     if len(urls) == 1:
         return GatewayRouter(urls[0], token, timeout=timeout)
-    return GatewayFleet([GatewayRouter(url, token, timeout=timeout) for url in urls], timeout)
+    # One retry inside each replica: the fleet waits for an unreachable replica itself
+    # where it must (writes), and a look must not stall seconds on a replica that is down.
+    replicas = [GatewayRouter(url, token, timeout=timeout, retries=1) for url in urls]
+    return GatewayFleet(replicas, timeout)
