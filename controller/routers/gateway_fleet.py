@@ -12,8 +12,9 @@ by its own address, in parallel, under one lease:
 - a read answers the route under the newest lease any replica holds, so a
   takeover of one replica (an operator's rollback) is seen at once;
 - `repair` rewrites, under the lease in force, a replica that came back from a
-  restart with an older route or none; the runner calls it at every look, before
-  the counters are read, and journals each repair;
+  restart with an older route or none, and rolls back the replicas still under it
+  once another replica was rolled back under a newer lease; the runner calls it at
+  every look, before the counters are read, and journals each repair;
 - a rollback writes every replica and raises `ReplicaWriteError` (naming each
   replica and its answer) when any of them could not be written; the written
   ones stay rolled back.
@@ -75,13 +76,22 @@ class ReplicaOutcome:
 
 @dataclass(frozen=True)
 class Repair:
-    """A replica found without the fleet's route, and the route written back to it."""
+    """A replica found without the fleet's route and the route written back to it, or (with
+    `followed_takeover`) a replica rolled back because another replica was rolled back under
+    a newer lease, so that no replica keeps the candidate's traffic the others dropped."""
 
     url: str
     found: Applied
     written: Applied
+    followed_takeover: bool = False
 
     def describe(self) -> str:
+        if self.followed_takeover:
+            return (
+                f"replica {self.url} held {describe_applied(self.found)} while another replica "
+                f"was rolled back under a newer lease; rolled back to "
+                f"{describe_applied(self.written)}"
+            )
         return (
             f"replica {self.url} held {describe_applied(self.found)} (restarted with an older "
             f"route, or none); rewritten to {describe_applied(self.written)}"
@@ -89,7 +99,12 @@ class Repair:
 
     def to_dict(self) -> dict[str, Any]:
         found, written = self.found.to_dict(), self.written.to_dict()
-        return {"replica": self.url, "found": found, "written": written}
+        return {
+            "replica": self.url,
+            "found": found,
+            "written": written,
+            "followed_takeover": self.followed_takeover,
+        }
 
 
 @dataclass(frozen=True)
@@ -214,25 +229,51 @@ class GatewayFleet:
     # --- repair, asked by the runner at every look ---------------------------------------
 
     def repair(self, lease: Lease, ttl: float | None) -> RepairReport:
-        """Rewrite, under `lease`, every replica that holds an older lease than the fleet's
-        route (a restart from an older saved route), none (a restart with an empty state),
-        or the fleet's lease over another route. A replica under a newer lease is a
-        takeover, left for `read` to show; one that does not answer is reported."""
+        """Bring every replica back in line with the fleet's route under `lease`.
+
+        A replica holding an older lease than the fleet's route (a restart from an older
+        saved route), none (a restart with an empty state), or the fleet's lease over
+        another route is rewritten. When a replica was rolled back under a newer lease (an
+        operator's rollback that missed a replica, or a replica's own lease expiry), the
+        replicas still under `lease` are rolled back too: the controller stops at the
+        read that follows, and must not leave candidate traffic behind on them. A newer
+        lease over candidate traffic (a resumed controller) is left alone. A replica that
+        does not answer is reported."""
         written = self._written
         if written is None or written.lease != lease:
             return RepairReport()
         outcomes = self._each(lambda r: r.read())
+        problems = [
+            f"could not read the route of replica {o.describe()}"
+            for o in outcomes
+            if o.applied is None
+        ]
+        if any(o.applied is not None and _rolled_back_over(o.applied, lease) for o in outcomes):
+            return self._follow_takeover(outcomes, lease, problems)
         repaired: list[Repair] = []
-        problems: list[str] = []
         for replica, outcome in zip(self.replicas, outcomes, strict=True):
-            if outcome.applied is None:
-                problems.append(f"could not read the route of replica {outcome.describe()}")
-            elif _lost_route(outcome.applied, written):
+            if outcome.applied is not None and _lost_route(outcome.applied, written):
                 try:
                     replica.apply(written.route, lease, ttl)
                     repaired.append(Repair(replica.url, outcome.applied, replica.read()))
                 except RouterError as error:
                     problems.append(f"could not repair replica {replica.url}: {error.message}")
+        return RepairReport(tuple(repaired), tuple(problems))
+
+    def _follow_takeover(
+        self, outcomes: list[ReplicaOutcome], lease: Lease, problems: list[str]
+    ) -> RepairReport:
+        repaired: list[Repair] = []
+        for replica, outcome in zip(self.replicas, outcomes, strict=True):
+            found = outcome.applied
+            if found is None or found.lease != lease or not _sends_to_candidate(found):
+                continue
+            try:
+                rolled = replica.rollback(lease)
+            except RouterError as error:
+                problems.append(f"could not roll back replica {replica.url}: {error.message}")
+                continue
+            repaired.append(Repair(replica.url, found, rolled, followed_takeover=True))
         return RepairReport(tuple(repaired), tuple(problems))
 
     # --- plumbing -------------------------------------------------------------------------
@@ -314,6 +355,21 @@ def describe_applied(applied: Applied) -> str:
 
 def _why(outcome: ReplicaOutcome) -> str:
     return outcome.error.message if outcome.error else "no answer"
+
+
+def _sends_to_candidate(applied: Applied) -> bool:
+    route = applied.route
+    return route.candidate is not None and (route.weight > 0 or route.mirror > 0)
+
+
+def _rolled_back_over(seen: Applied, lease: Lease) -> bool:
+    """Whether `seen` is a baseline-only route under a lease newer than `lease`."""
+    held = seen.lease
+    if held is None or _sends_to_candidate(seen):
+        return False
+    return held.epoch > lease.epoch or (
+        held.epoch == lease.epoch and held.rollout_id != lease.rollout_id
+    )
 
 
 def _lost_route(seen: Applied, written: _Written) -> bool:

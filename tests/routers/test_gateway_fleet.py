@@ -138,7 +138,7 @@ def test_repair_rewrites_a_replica_that_came_back_empty_or_with_an_older_route(
     assert "rewritten to" in report.repaired[0].describe()
 
 
-def test_repair_leaves_a_newer_lease_alone_and_read_shows_it(
+def test_a_rollback_that_reached_one_replica_is_followed_by_the_others(
     replicas: GatewayReplicas, stage: RouteSpec
 ) -> None:
     lease = replicas.next_lease("taken-over")
@@ -146,10 +146,26 @@ def test_repair_leaves_a_newer_lease_alone_and_read_shows_it(
         every_replica.apply(stage, lease, ttl=TTL)
         with GatewayRouter(replicas.urls[0], None) as first:
             first.rollback(lease)  # an operator's rollback reached replica 0 only
-        assert every_replica.repair(lease, TTL).repaired == ()
+        report = every_replica.repair(lease, TTL)
         seen = every_replica.read()
+    assert [r.url for r in report.repaired] == replicas.urls[1:]
+    assert all(r.followed_takeover for r in report.repaired)
+    assert "while another replica was rolled back" in report.repaired[0].describe()
     assert seen.lease is not None and seen.lease.epoch == lease.epoch + 1
-    assert seen.route.weight == 0
+    assert all(a.route.weight == 0 for a in replicas.routes())
+
+
+def test_a_newer_lease_over_candidate_traffic_is_left_alone(
+    replicas: GatewayReplicas, stage: RouteSpec
+) -> None:
+    lease = replicas.next_lease("resumed")
+    newer = Lease("resumed", lease.epoch + 1)
+    with fleet(replicas) as every_replica:
+        every_replica.apply(stage, lease, ttl=TTL)
+        with GatewayRouter(replicas.urls[2], None) as third:
+            third.apply(stage, newer, ttl=TTL)  # a resumed controller got there first
+        assert every_replica.repair(lease, TTL).repaired == ()
+        assert every_replica.read().lease == newer
 
 
 def test_a_rollback_with_a_replica_down_writes_the_others_and_names_it(
