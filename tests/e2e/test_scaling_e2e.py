@@ -44,7 +44,7 @@ PLAN = """\
 name: fleet-{name}
 model: {{name: {model}, baseline: "@{alias}", candidate: "{candidate}", preprocessor: {{artifact: preprocessor}}}}
 registry: {{uri: "{registry}"}}
-router: {{type: gateway, urls: {urls}, timeout: 5s}}
+router: {{type: gateway, urls: {urls}, timeout: 3s}}
 metrics: {{type: prometheus, url: "{prometheus}", preset: gray, selector: {{job: {job}}}}}
 interval: 1s
 gates:
@@ -136,9 +136,13 @@ class FleetStack:
         )
         return path
 
-    def env(self) -> dict[str, str]:
-        # The replicas run without a token; any token lets `gray rollback` write early.
-        return {**os.environ, "GRAY_HOME": str(self.home), "GRAY_GATEWAY_TOKEN": "unused"}
+    def env(self, fast_rollback: bool = True) -> dict[str, str]:
+        """The replicas run without a token; any token lets `gray rollback` write before
+        its command line is built, none sends it through the full command."""
+        env = {**os.environ, "GRAY_HOME": str(self.home), "GRAY_GATEWAY_TOKEN": "unused"}
+        if not fast_rollback:
+            del env["GRAY_GATEWAY_TOKEN"]
+        return env
 
     def spawn(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -149,13 +153,13 @@ class FleetStack:
             env=self.env(),
         )
 
-    def gray(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def gray(self, *args: str, fast_rollback: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "gray.cli", *args],
             capture_output=True,
             text=True,
             timeout=120,
-            env=self.env(),
+            env=self.env(fast_rollback),
         )
 
     def journal(self, rollout_id: str) -> list[dict]:
@@ -242,7 +246,7 @@ def test_a_good_candidate_is_promoted_through_a_kill_and_a_lost_state(
 ) -> None:
     stack = fleet_stack
     good = stack.registry.versions["good"]
-    stages = "  - {weight: 30%, dwell: 10s}\n  - {weight: 60%, dwell: 10s}"
+    stages = "  - {weight: 50%, dwell: 12s}"
     controller = stack.spawn(
         "rollout", "start", str(stack.plan("good", good, stages)), "--output", "json"
     )
@@ -250,9 +254,15 @@ def test_a_good_candidate_is_promoted_through_a_kill_and_a_lost_state(
         read_events(controller, "stage_started")
         stack.replicas.kill(1)  # mid-stage, no shutdown: a crashed node
         time.sleep(1.0)
-        stack.replicas.restart(1)  # same state directory and port
-        read_events(controller, "stage_started")  # the next stage reached every replica
-        stack.replicas.restart(2, empty=True)  # a node replaced, its state lost
+        restarts = [
+            # the crashed node on its state directory and port; a node replaced, state lost
+            threading.Thread(target=stack.replicas.restart, args=(1,)),
+            threading.Thread(target=stack.replicas.restart, args=(2,), kwargs={"empty": True}),
+        ]
+        for restart in restarts:
+            restart.start()
+        for restart in restarts:
+            restart.join()
         out, err = controller.communicate(timeout=90)
     finally:
         if controller.poll() is None:
@@ -290,9 +300,13 @@ def test_gray_rollback_with_a_replica_down_writes_the_others_and_exits_4(
             with httpx.Client(timeout=10.0) as client:
                 route = client.get(f"{url}/admin/route").json()["route"]
             assert route["weight"] == 0 and route["baseline"] == current
-        controller.communicate(timeout=60)  # it finds its lease taken and stops
-        stack.replicas.restart(2)  # back with the stage's route: the first rollback missed it
-        complete = stack.gray("rollback", rollout_id, "--reason", "fleet drill, all replicas")
+        # Back with the stage's route (the first rollback missed it), while the controller
+        # finds its lease taken and stops.
+        stack.replicas.restart(2)
+        controller.communicate(timeout=60)
+        complete = stack.gray(
+            "rollback", rollout_id, "--reason", "fleet drill, all replicas", fast_rollback=False
+        )
     finally:
         if controller.poll() is None:
             controller.kill()
