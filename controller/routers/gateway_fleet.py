@@ -327,8 +327,21 @@ class GatewayFleet:
         )
 
     def _undo_partial_write(self, failed: list[ReplicaOutcome], lease: Lease) -> RouterError:
-        """Roll every reachable replica back to the baseline; the error that says so."""
-        rolled = self._each(lambda r: r.rollback(lease))
+        """Roll every reachable replica back to the baseline; the error that says so.
+
+        A replica that took a promotion's route (the candidate as its baseline) is first
+        put back on the baseline the fleet served before: a rollback alone keeps a
+        route's baseline, and would leave that replica serving the candidate to all."""
+        before = self._written.route.rolled_back() if self._written is not None else None
+
+        def undo(replica: GatewayRouter) -> Applied:
+            if before is not None:
+                seen = replica.read()
+                if seen.lease == lease and seen.route.baseline != before.baseline:
+                    replica.apply(before, lease)
+            return replica.rollback(lease)
+
+        rolled = self._each(undo)
         self.outcomes = tuple(rolled)
         back = [o.url for o in rolled if o.ok]
         not_back = [o.describe() for o in rolled if not o.ok]

@@ -103,6 +103,21 @@ def test_a_replica_unreachable_past_the_timeout_fails_the_write(
     replicas.alive()
 
 
+def test_a_promotion_that_misses_a_replica_puts_the_others_back_on_the_baseline(
+    replicas: GatewayReplicas, stage: RouteSpec
+) -> None:
+    lease = replicas.next_lease("promotion")
+    with fleet(replicas, timeout=1.0) as every_replica:
+        every_replica.apply(stage, lease, ttl=TTL)
+        replicas.kill(2)
+        assert stage.candidate is not None
+        with pytest.raises(ReplicaWriteError):
+            every_replica.apply(RouteSpec(baseline=stage.candidate), lease)
+    for applied in _live_routes(replicas, skip=2):
+        assert applied.route.baseline == stage.baseline and applied.route.weight == 0
+    replicas.alive()
+
+
 def test_a_replica_that_comes_back_within_the_timeout_takes_the_write(
     replicas: GatewayReplicas, stage: RouteSpec
 ) -> None:
