@@ -643,7 +643,7 @@ def _print_exit(result: RunResult, output: OutputFormat) -> None:
 
 def _kept(plan: Plan, state: RolloutState, hold_traffic: bool) -> str:
     """What happens to a stage's traffic once no controller renews its lease."""
-    from gray.controller.runner import lease_ttl
+    from gray.controller.endpoint_actions import lease_ttl
 
     if hold_traffic or plan.stages[state.stage].hold:
         return "held as last verified, with no expiry"

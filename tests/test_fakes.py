@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from gray.controller import metrics, routers
+from gray.controller.clock import Clock, SystemClock
+from gray.controller.endpoint_actions import Promoter
 from gray.controller.journal import RemoteJournal
 from gray.controller.journal.background import BackgroundRemote
 from gray.controller.journal.mlflow_run import MlflowJournal
@@ -26,7 +28,6 @@ from gray.controller.metrics.base import MetricsSource
 from gray.controller.plugins import METRICS_TYPES, ROUTER_TYPES
 from gray.controller.registry import Registry
 from gray.controller.routers.base import FleetRouter, Router
-from gray.controller.runner import Clock, Promoter, SystemClock
 from tests.fakes import (
     FakeClock,
     FakeMetrics,
@@ -169,11 +170,15 @@ def called_methods(path: Path, receivers: set[str]) -> set[str]:
 @pytest.mark.parametrize(
     ("module", "receivers", "protocol"),
     [
-        ("runner.py", {"registry"}, Promoter),
-        # the runner asks a fleet (`FleetRouter`, checked with isinstance) to repair too
-        ("runner.py", {"router"}, (Router, FleetRouter)),
+        ("endpoint_actions.py", {"registry"}, Promoter),
+        ("alias_drift.py", {"registry"}, Promoter),
+        # a fleet (`FleetRouter`, checked with isinstance) is asked to repair too
+        ("endpoint_actions.py", {"router"}, (Router, FleetRouter)),
+        ("runner.py", {"router"}, Router),
+        ("endpoint_actions.py", {"metrics"}, MetricsSource),
         ("runner.py", {"metrics"}, MetricsSource),
         ("runner.py", {"clock"}, Clock),
+        ("endpoint_actions.py", {"clock"}, Clock),
         ("journal/merged.py", {"remote"}, RemoteJournal),
         ("journal/sync.py", {"remote"}, RemoteJournal),
         ("journal/background.py", {"remote"}, RemoteJournal),

@@ -122,7 +122,7 @@ class RouterSpec(_Strict):
     shows_preprocessor: ClassVar[bool] = True
     # Candidate traffic returns to the baseline this long after the controller's last look,
     # unless a stage holds it; every router writes leases. Default: a few intervals
-    # (see runner.lease_ttl).
+    # (see endpoint_actions.lease_ttl).
     lease_ttl: Duration | None = None
 
     def build(self) -> Router:

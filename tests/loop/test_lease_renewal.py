@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from gray.controller.endpoint_actions import lease_ttl
 from gray.controller.errors import LeaseExpiredError, PlanError
 from gray.controller.plan.loading import parse_plan
-from gray.controller.runner import lease_ttl
 from gray.controller.types import Applied, Lease
 from tests.fakes import FakeRouter
 
