@@ -283,8 +283,9 @@ def test_gray_rollback_with_a_replica_down_writes_the_others_and_exits_4(
     fleet_stack: FleetStack,
 ) -> None:
     stack = fleet_stack
-    current = stack.replicas.routes()[0].route.baseline
-    other = stack.registry.versions["baseline"]
+    current = stack.replicas.routes()[0].route.baseline  # the promoted one, after the test above
+    versions = stack.registry.versions
+    other = versions["good"] if current != versions["good"] else versions["baseline"]
     stages = "  - {weight: 50%, dwell: 120s}"
     controller = stack.spawn(
         "rollout", "start", str(stack.plan("held", other, stages)), "--output", "json"
