@@ -101,6 +101,12 @@ def test_a_replica_unreachable_past_the_timeout_fails_the_write(
     assert f"not rolled back: {down}: NOT WRITTEN" in lost.value.message
     assert all(a.route.weight == 0 for a in _live_routes(replicas, skip=2))
     replicas.alive()
+    # A resumed controller writes under the next epoch of the same rollout: every replica,
+    # the two rolled back under it and the one that missed everything, takes the stage.
+    resumed = Lease("unreachable", lease.epoch + 1)
+    with fleet(replicas) as every_replica:
+        assert every_replica.apply(stage, resumed, ttl=TTL).lease == resumed
+    assert all(a.route.same_split(stage) and a.lease == resumed for a in replicas.routes())
 
 
 def test_a_promotion_that_misses_a_replica_puts_the_others_back_on_the_baseline(
