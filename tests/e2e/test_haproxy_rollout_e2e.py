@@ -45,8 +45,11 @@ promote: {{alias: {alias}}}
 
 
 def test_a_rollout_through_haproxy_is_judged_on_its_counters_and_promoted(
-    models_behind_haproxy: ModelsBehindHaproxy, demo_registry: DemoRegistry, tmp_path: Path
+    models_behind_haproxy: ModelsBehindHaproxy, fresh_registry: DemoRegistry, tmp_path: Path
 ) -> None:
+    # The servers load versions from the session's demo registry; the rollout pins, moves
+    # aliases and journals in a copy of it, so no other test sees its writes.
+    demo_registry = fresh_registry
     models = models_behind_haproxy
     models.proxy.reset()
     baseline, candidate = models.versions["baseline"], models.versions["candidate"]

@@ -22,14 +22,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
 import pytest
 
 from gray.controller.registry import Registry
-from tests.conftest import DemoRegistry
+from tests.conftest import DemoRegistry, copy_sqlite_registry
 from tests.e2e.conftest import read_events
 from tests.gateway_fleet import GatewayReplicas, round_robin_haproxy
 from tests.haproxy_server import RunningHaproxy
@@ -195,6 +195,11 @@ def fleet_stack(
     from gray.demo.models import demo_dataset
 
     root = tmp_path_factory.mktemp("scaling")
+    # The replicas load versions from the session's demo registry; the rollouts pin, move
+    # aliases and journal in a copy of it, so no other test sees their writes.
+    assert demo_registry.root is not None
+    copy = copy_sqlite_registry(demo_registry.root, root / "registry")
+    demo_registry = replace(demo_registry, uri=f"sqlite:///{copy}/mlflow.db", root=copy)
     baseline = demo_registry.versions["baseline"]
     gateway_fleet.reset(baseline)
     registry = Registry(demo_registry.uri)
