@@ -20,6 +20,7 @@ from gray.gateway.endpoints_admin import add_admin_routes
 from gray.gateway.endpoints_feedback import add_feedback_route
 from gray.gateway.endpoints_scoring import add_scoring_routes
 from gray.gateway.http_errors import add_error_handlers
+from gray.gateway.invocations import InvocationsFastPath, document
 from gray.gateway.limits import BodyLimit, ConnectionCounters
 from gray.gateway.models import VersionLoader
 from gray.gateway.service import Gateway
@@ -75,9 +76,18 @@ def create_app(
     # The token is checked before the body limit, and both before a body is read.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, pause=settings.header_timeout)
     app.add_middleware(TokenGuard, tokens=tokens, routes=app.router.routes)
+    # Outermost: /invocations answered without FastAPI's layers (gateway/invocations.py).
+    app.add_middleware(
+        InvocationsFastPath,
+        gateway=gateway,
+        tokens=tokens,
+        limit=settings.max_body_bytes,
+        pause=settings.header_timeout,
+    )
 
     add_error_handlers(app)
     add_scoring_routes(app, gateway, tokens, mlflow_version)
     add_admin_routes(app, gateway, admin_lock, connection_counters)
     add_feedback_route(app, gateway)
+    document(app)
     return app
