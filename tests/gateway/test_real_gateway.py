@@ -432,7 +432,7 @@ def test_a_restarted_gateway_restores_the_split(
         second.stop()
 
 
-def test_loading_and_unloading_fifty_times_does_not_grow_the_process(
+def test_loading_and_unloading_thirty_times_does_not_grow_the_process(
     demo_registry: Any, tmp_path: Path
 ) -> None:
     good = demo_registry.versions["good"]
@@ -454,13 +454,13 @@ def test_loading_and_unloading_fifty_times_does_not_grow_the_process(
                 adapter.unload(good)
             time.sleep(0.5)
             start = rss_mb()
-            for _ in range(50):
+            for _ in range(30):
                 adapter.ensure_loaded(good)
                 adapter.unload(good)
             time.sleep(0.5)
             grown = rss_mb() - start
-        print(f"RSS {start:.1f} MB -> {start + grown:.1f} MB after 50 load/unload cycles")
-        assert grown < 50, f"the process grew by {grown:.1f} MB"
+        print(f"RSS {start:.1f} MB -> {start + grown:.1f} MB after 30 load/unload cycles")
+        assert grown < 30, f"the process grew by {grown:.1f} MB"  # under 1 MB a cycle
     finally:
         running.stop()
 
