@@ -17,7 +17,7 @@ from gray.gateway.limits import (
     too_large_payload,
     too_slow_payload,
 )
-from gray.gateway.responses import json_response
+from gray.gateway.responses import internal_error_payload, json_response
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -48,9 +48,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> Response:
-        return JSONResponse(
-            {"error": "internal", "message": f"{type(error).__name__}: {error}"}, 500
-        )
+        return JSONResponse(internal_error_payload(error), 500)
 
 
 def _describe_problem(problem: Any) -> str:

@@ -28,6 +28,7 @@ from gray.gateway.limits import (
     too_large_payload,
     too_slow_payload,
 )
+from gray.gateway.responses import internal_error_payload
 from gray.gateway.service import OVERRIDE_HEADER, Gateway, PredictionAnswer, PredictionRequest
 
 PATH = "/invocations"
@@ -79,8 +80,7 @@ class InvocationsFastPath:
         try:
             answer = await self.gateway.predict(request)
         except Exception as error:  # answered like the app's handler of the unexpected
-            payload = {"error": "internal", "message": f"{type(error).__name__}: {error}"}
-            await send_json(send, 500, payload)
+            await send_json(send, 500, internal_error_payload(error))
             return
         await send(_start(answer, content := dumps(answer.payload)))
         await send({"type": "http.response.body", "body": content})

@@ -24,3 +24,8 @@ def json_response(
     payload: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(dumps_json(payload), status_code=status, media_type=JSON, headers=headers)
+
+
+def internal_error_payload(error: Exception) -> dict[str, str]:
+    """What a client gets for an exception no handler expected: a JSON 500, never a trace."""
+    return {"error": "internal", "message": f"{type(error).__name__}: {error}"}

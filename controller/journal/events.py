@@ -16,11 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from gray.controller.state import Phase, RolloutState
-
-T = TypeVar("T")
 
 
 class EventKind(StrEnum):

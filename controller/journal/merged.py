@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from gray.controller.errors import JournalError, RolloutNotFoundError
 from gray.controller.journal.events import (
@@ -30,8 +30,6 @@ from gray.controller.journal.events import (
 from gray.controller.journal.local import LocalJournal
 from gray.controller.redact import redact, redact_data
 from gray.controller.state import RolloutState
-
-T = TypeVar("T")
 
 
 class Journal:

@@ -19,6 +19,7 @@ from gray.controller.journal import Event, EventKind, Journal, LocalJournal
 from gray.controller.journal.latest import KEPT_APART, keep_full_state
 from gray.controller.state import Phase, RolloutState
 from tests.fakes import rollout_state
+from tests.journal.files import damage, events_file
 
 GOOD = "fraud-20260101-000000-good"
 BAD = "fraud-20260101-000001-bad0"
@@ -53,21 +54,8 @@ def judged(rollout_id: str, looks: int) -> RolloutState:
 
 
 def lines(home: Path, rollout_id: str) -> list[dict[str, object]]:
-    path = home / "rollouts" / rollout_id / "events.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def events_file(home: Path, rollout_id: str) -> Path:
-    return home / "rollouts" / rollout_id / "events.jsonl"
-
-
-def damage(home: Path, rollout_id: str, raw: bytes) -> int:
-    """Append raw bytes to a rollout's events; the 1-based line number they start on."""
     path = events_file(home, rollout_id)
-    line = path.read_bytes().count(b"\n") + 1
-    with path.open("ab") as file:
-        file.write(raw)
-    return line
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 # --- the full state beside the events --------------------------------------------

@@ -21,6 +21,7 @@ from gray.cli.app import app
 from gray.controller.journal import Journal, LocalJournal
 from gray.controller.state import Phase, RolloutState
 from tests.fakes import rollout_state
+from tests.journal.files import damage, events_file
 from tests.loop.conftest import PLAN
 
 runner = CliRunner()
@@ -38,19 +39,6 @@ def write_rollout(home: Path, rollout_id: str, plan_text: str = PLAN) -> Journal
     journal.append(state, "started", "started", {})
     journal.append(state.with_(phase=Phase.RUNNING), "stage_started", "stage 1", {})
     return journal
-
-
-def events_file(home: Path, rollout_id: str) -> Path:
-    return home / "rollouts" / rollout_id / "events.jsonl"
-
-
-def damage(home: Path, rollout_id: str, raw: bytes) -> int:
-    """Append raw bytes to a rollout's events; the 1-based line number they start on."""
-    path = events_file(home, rollout_id)
-    line = path.read_bytes().count(b"\n") + 1
-    with path.open("ab") as file:
-        file.write(raw)
-    return line
 
 
 @pytest.fixture
