@@ -133,6 +133,99 @@ class Pair:
     candidate: str
 
 
+ROUTING_GROUPS = 64
+"""Hash groups of the routing key: a key's group is `bucket_of(key) % ROUTING_GROUPS`.
+
+Each group is a fixed set of whole routing buckets spread evenly over the bucket
+range, so a group is a unit of randomisation (every request of a key lands in
+the same group) and any candidate weight gives each group a near-equal share of
+the candidate's buckets.
+"""
+
+
+def _zeros() -> tuple[int, ...]:
+    return (0,) * ROUTING_GROUPS
+
+
+def _group_series(values: Any, where: str) -> tuple[int, ...]:
+    """One per-group series read from a dict; a missing series is all zeros."""
+    if values is None:
+        return _zeros()
+    series = tuple(int(v) for v in values)
+    if len(series) != ROUTING_GROUPS:
+        raise ValueError(
+            f"{where}: {len(series)} values, expected one per group ({ROUTING_GROUPS})"
+        )
+    return series
+
+
+def _subtract(later: tuple[int, ...], earlier: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(a - b for a, b in zip(later, earlier, strict=True))
+
+
+@dataclass(frozen=True)
+class GroupCounts:
+    """Cumulative counters of one version split by hash group of the routing key.
+
+    Every series holds one int per group g = 0..ROUTING_GROUPS-1. `slow` pairs a
+    latency edge in seconds with the per-group number of requests slower than it.
+    """
+
+    requests: tuple[int, ...] = field(default_factory=_zeros)
+    errors: tuple[int, ...] = field(default_factory=_zeros)
+    bad_requests: tuple[int, ...] = field(default_factory=_zeros)
+    labelled: tuple[int, ...] = field(default_factory=_zeros)
+    correct: tuple[int, ...] = field(default_factory=_zeros)
+    slow: tuple[tuple[float, tuple[int, ...]], ...] = ()
+
+    def slow_over(self, edge_seconds: float) -> tuple[int, ...] | None:
+        """Per-group requests slower than `edge_seconds`, or None when that edge is not counted."""
+        for edge, counts in self.slow:
+            if abs(edge - edge_seconds) < 1e-9:
+                return counts
+        return None
+
+    def minus(self, earlier: GroupCounts) -> GroupCounts:
+        """What accrued in each group between `earlier` and this reading."""
+        before_slow = dict(earlier.slow)
+        return GroupCounts(
+            requests=_subtract(self.requests, earlier.requests),
+            errors=_subtract(self.errors, earlier.errors),
+            bad_requests=_subtract(self.bad_requests, earlier.bad_requests),
+            labelled=_subtract(self.labelled, earlier.labelled),
+            correct=_subtract(self.correct, earlier.correct),
+            slow=tuple(
+                (edge, _subtract(counts, before_slow.get(edge, _zeros())))
+                for edge, counts in self.slow
+            ),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Series that are all zeros are left out (they read back as zeros)."""
+        out: dict[str, Any] = {}
+        for name in ("requests", "errors", "bad_requests", "labelled", "correct"):
+            series = getattr(self, name)
+            if any(series):
+                out[name] = list(series)
+        if self.slow:
+            out["slow"] = [[edge, list(counts)] for edge, counts in self.slow]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GroupCounts:
+        return cls(
+            requests=_group_series(data.get("requests"), "groups.requests"),
+            errors=_group_series(data.get("errors"), "groups.errors"),
+            bad_requests=_group_series(data.get("bad_requests"), "groups.bad_requests"),
+            labelled=_group_series(data.get("labelled"), "groups.labelled"),
+            correct=_group_series(data.get("correct"), "groups.correct"),
+            slow=tuple(
+                (float(edge), _group_series(counts, f"groups.slow[{edge}]"))
+                for edge, counts in data.get("slow", [])
+            ),
+        )
+
+
 @dataclass(frozen=True)
 class VersionCounters:
     """Cumulative counters for one model version, since the endpoint started.
@@ -140,6 +233,8 @@ class VersionCounters:
     `latency_buckets` is a cumulative histogram: (upper edge in seconds, number of
     requests at or below it), edges ascending, the last edge `inf`.
     `slow` maps a latency edge in seconds to the number of requests slower than it.
+    `groups` splits the same counts by hash group of the routing key, when the
+    source can tell (None when it cannot).
     """
 
     requests: int = 0
@@ -152,6 +247,7 @@ class VersionCounters:
     # Failures replayed on the baseline by the endpoint, and how many failed there too.
     replayed_failures: int = 0
     baseline_also_failed: int = 0
+    groups: GroupCounts | None = None
 
     def slow_over(self, edge_seconds: float) -> int | None:
         """Requests slower than `edge_seconds`, or None when that edge is not counted."""
@@ -176,10 +272,15 @@ class VersionCounters:
             correct=self.correct - earlier.correct,
             replayed_failures=self.replayed_failures - earlier.replayed_failures,
             baseline_also_failed=self.baseline_also_failed - earlier.baseline_also_failed,
+            groups=(
+                self.groups.minus(earlier.groups)
+                if self.groups is not None and earlier.groups is not None
+                else None
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "requests": self.requests,
             "errors": self.errors,
             "bad_requests": self.bad_requests,
@@ -190,6 +291,9 @@ class VersionCounters:
             "replayed_failures": self.replayed_failures,
             "baseline_also_failed": self.baseline_also_failed,
         }
+        if self.groups is not None:
+            out["groups"] = self.groups.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VersionCounters:
@@ -205,6 +309,9 @@ class VersionCounters:
             correct=int(data.get("correct", 0)),
             replayed_failures=int(data.get("replayed_failures", 0)),
             baseline_also_failed=int(data.get("baseline_also_failed", 0)),
+            groups=(
+                GroupCounts.from_dict(data["groups"]) if data.get("groups") is not None else None
+            ),
         )
 
 
