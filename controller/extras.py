@@ -24,10 +24,12 @@ _SERVING = (
     "sklearn",
     "joblib",
 )
+_AWS = ("boto3",)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "store": _STORE,
     "gateway": _STORE + _SERVING,
-    "all": _STORE + _SERVING,
+    "aws": _AWS,
+    "all": _STORE + _SERVING + _AWS,
 }
 
 # Tracking/registry URI schemes that MLflow serves from a SQL database in-process.
