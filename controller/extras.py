@@ -25,11 +25,13 @@ _SERVING = (
     "joblib",
 )
 _AWS = ("boto3",)
+_KUBERNETES = ("kubernetes",)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "store": _STORE,
     "gateway": _STORE + _SERVING,
     "aws": _AWS,
-    "all": _STORE + _SERVING + _AWS,
+    "kubernetes": _KUBERNETES,
+    "all": _STORE + _SERVING + _AWS + _KUBERNETES,
 }
 
 # Tracking/registry URI schemes that MLflow serves from a SQL database in-process.
