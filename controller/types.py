@@ -163,6 +163,10 @@ def _subtract(later: tuple[int, ...], earlier: tuple[int, ...]) -> tuple[int, ..
     return tuple(a - b for a, b in zip(later, earlier, strict=True))
 
 
+def _add(one: tuple[int, ...], other: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(a + b for a, b in zip(one, other, strict=True))
+
+
 @dataclass(frozen=True)
 class GroupCounts:
     """Cumulative counters of one version split by hash group of the routing key.
@@ -197,6 +201,23 @@ class GroupCounts:
             slow=tuple(
                 (edge, _subtract(counts, before_slow.get(edge, _zeros())))
                 for edge, counts in self.slow
+            ),
+        )
+
+    def plus(self, other: GroupCounts) -> GroupCounts:
+        """Two readings added group by group (replicas of a fleet, a series across a restart).
+        A latency edge only one side counts is left out: the other side's count is unknown."""
+        other_slow = dict(other.slow)
+        return GroupCounts(
+            requests=_add(self.requests, other.requests),
+            errors=_add(self.errors, other.errors),
+            bad_requests=_add(self.bad_requests, other.bad_requests),
+            labelled=_add(self.labelled, other.labelled),
+            correct=_add(self.correct, other.correct),
+            slow=tuple(
+                (edge, _add(counts, other_slow[edge]))
+                for edge, counts in self.slow
+                if edge in other_slow
             ),
         )
 
