@@ -15,7 +15,8 @@
     │   ├── LeaseConflictError     a write was fenced by a newer lease epoch (exit 1)
     │   ├── RouteVerificationError the route read back differs from the one written (exit 4)
     │   ├── RouteNotSupportedError the endpoint cannot carry the route (mirror, audience) (exit 2)
-    │   └── VersionNotLoadedError  the endpoint has not loaded/warmed a version (exit 2)
+    │   ├── VersionNotLoadedError  the endpoint has not loaded/warmed a version (exit 2)
+    │   └── ObjectNotFoundError    the Kubernetes object a router drives does not exist (exit 2)
     ├── MetricsError               the metrics source failed or is unreachable (exit 4)
     ├── GatewayError               the built-in gateway cannot start or serve (exit 2)
     │   └── PredictionInputError   a client sent an unusable prediction request (HTTP 400)
@@ -181,6 +182,13 @@ class ReplicaWriteError(RouterError):
 
 
 class VersionNotLoadedError(RouterError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class ObjectNotFoundError(RouterError):
+    """The Kubernetes object a router drives (an InferenceService, a VirtualService, an
+    Experiment) does not exist: gray changes traffic on objects, it never creates them."""
+
     exit_code = EXIT_BAD_INPUT
 
 
