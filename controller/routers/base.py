@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from gray.controller.errors import LeaseConflictError
 from gray.controller.types import Applied, Lease, RouteSpec
 
 if TYPE_CHECKING:
@@ -39,6 +40,23 @@ class Router(Protocol):
         """Make the endpoint load and warm `version` without sending it traffic; the sha256
         of the preprocessor it applies to that version (None: none)."""
         ...
+
+
+def check_lease(current: Lease | None, offered: Lease, where: str) -> None:
+    """The gateway's rule, for endpoints where gray checks the lease itself: an older
+    epoch, or the same epoch under another rollout, loses (LeaseConflictError)."""
+    if current is None:
+        return
+    if offered.epoch < current.epoch:
+        raise LeaseConflictError(
+            f"{where} refused epoch {offered.epoch}: epoch {current.epoch} of rollout "
+            f"{current.rollout_id!r} is in force (a newer lease, for example a rollback)"
+        )
+    if offered.epoch == current.epoch and offered.rollout_id != current.rollout_id:
+        raise LeaseConflictError(
+            f"{where}: epoch {offered.epoch} is held by rollout {current.rollout_id!r}, not "
+            f"{offered.rollout_id!r}; take over with a higher epoch"
+        )
 
 
 @runtime_checkable

@@ -32,6 +32,7 @@ from gray.controller.errors import (
     RouteVerificationError,
     VersionNotLoadedError,
 )
+from gray.controller.routers.base import check_lease
 from gray.controller.routers.haproxy_record import MAX_WEIGHT, LeaseRecord, Weights, weights_for
 from gray.controller.routers.haproxy_runtime import RuntimeAddress, RuntimeApi
 from gray.controller.types import Applied, Lease, RouteSpec
@@ -79,7 +80,7 @@ class HaproxyRouter:
         weights = weights_for(route)  # refuses what HAProxy cannot carry, before any write
         current = self._record_in_force()
         self._refuse_expired(current, lease)
-        _check_lease(current.lease if current else None, lease, self.where)
+        check_lease(current.lease if current else None, lease, self.where)
         servers = self._bind(route, current)
         expires_at = None if ttl is None else self._clock() + ttl
         record = LeaseRecord(lease, route, expires_at, servers)
@@ -235,8 +236,8 @@ class HaproxyRouter:
         baseline, candidate = self._servers_for(record)
         shrinking = previous is None or weights.share <= previous.route.weight
         order = [(candidate, weights.candidate), (baseline, weights.baseline)]
-        for server, weight in order if shrinking else reversed(order):
-            self.api.set_weight(self.backend, server, weight)
+        # One command line: a write cut off midway changes both weights or neither.
+        self.api.set_weights(self.backend, order if shrinking else order[::-1])
         actual = self._weights_of(record)
         if actual != weights:
             raise RouteVerificationError(
@@ -266,22 +267,6 @@ class HaproxyRouter:
 
     def _write_record(self, record: LeaseRecord) -> None:
         self.api.map_put(self.lease_map, self.backend, record.encode())
-
-
-def _check_lease(current: Lease | None, offered: Lease, where: str) -> None:
-    """The gateway's rule: an older epoch, or the same epoch under another rollout, loses."""
-    if current is None:
-        return
-    if offered.epoch < current.epoch:
-        raise LeaseConflictError(
-            f"{where} refused epoch {offered.epoch}: epoch {current.epoch} of rollout "
-            f"{current.rollout_id!r} is in force (a newer lease, for example a rollback)"
-        )
-    if offered.epoch == current.epoch and offered.rollout_id != current.rollout_id:
-        raise LeaseConflictError(
-            f"{where}: epoch {offered.epoch} is held by rollout {current.rollout_id!r}, not "
-            f"{offered.rollout_id!r}; take over with a higher epoch"
-        )
 
 
 def _describe(lease: Lease | None) -> str:
