@@ -17,6 +17,7 @@ from gray.controller.journal.events import EventKind
 from gray.controller.plan.models import Plan
 from gray.controller.plan.units import format_duration, format_share
 from gray.controller.state import Phase, RolloutState
+from gray.controller.traffic import look_traffic
 from gray.controller.types import Applied, Pair, RouteSpec, Snapshot
 
 # --- observations: what the runner saw --------------------------------------
@@ -182,8 +183,11 @@ def begin(plan: Plan, state: RolloutState) -> Step:
         f"rollout of {state.model} {state.candidate_ref}=v{state.candidate} against "
         f"{state.baseline_ref}=v{state.baseline}, {len(plan.stages)} stages"
     )
+    if state.retry_of:
+        reason += f"; a retry of {state.retry_of}"
     state = state.with_(phase=Phase.STARTING, stage=0, reason=reason)
-    started = Record(EventKind.STARTED, reason, {"plan": plan.name})
+    link = {"retry_of": state.retry_of} if state.retry_of else {}
+    started = Record(EventKind.STARTED, reason, {"plan": plan.name, **link})
     if plan.hooks.pre_rollout is not None:  # the smoke test comes before any traffic
         return Step(state, (started, CallHook("pre_rollout")))
     return Step(state, (started, Notify("start", reason), *_enter_stage(plan, state)))
@@ -339,7 +343,12 @@ def _on_look(plan: Plan, state: RolloutState, look: Look) -> Step:
     record = Record(
         EventKind.LOOK,
         verdict.sentence(),
-        {"verdict": verdict.to_dict(), "candidate_requests": requests, "stage": state.stage},
+        {
+            "verdict": verdict.to_dict(),
+            "candidate_requests": requests,
+            "stage": state.stage,
+            "traffic": look_traffic(before.previous, look.snapshot),
+        },
     )
     if verdict.outcome is gates.Outcome.FAIL:
         failed = [v for v in verdict.verdicts if v.outcome is gates.Outcome.FAIL]
@@ -348,8 +357,73 @@ def _on_look(plan: Plan, state: RolloutState, look: Look) -> Step:
             state, look.now, f"stage {_stage_label(plan, state.stage)}: {reason}", record
         )
     if state.phase is not Phase.RUNNING or state.deadline is None or look.now < state.deadline:
+        if state.phase is Phase.RUNNING and _may_end_early(plan, state, look.now, verdict):
+            return _end_early(plan, state, look.now, verdict, requests, record)
         return Step(state, (record, *_confirm_again(plan, state)))
     return _end_of_dwell(plan, state, look.now, verdict, requests, record)
+
+
+def dwell_elapsed(plan: Plan, state: RolloutState, now: float) -> float:
+    """How much of the stage's dwell (with its extensions) has run, on the dwell clock:
+    a pause stops it, so this is what the deadline left, not the time since the start."""
+    stage = plan.stages[state.stage]
+    policy = plan.policies.inconclusive
+    extend = policy.extend if policy.extend is not None else stage.dwell
+    longest = stage.dwell + state.extensions * extend
+    return longest - max((state.deadline if state.deadline is not None else now) - now, 0.0)
+
+
+def _may_end_early(
+    plan: Plan, state: RolloutState, now: float, verdict: gates.StageVerdict
+) -> bool:
+    """Every gate passes, the stage's min_dwell is over and its min_requests reached."""
+    shortest = plan.stage_min_dwell(state.stage)
+    return (
+        shortest is not None
+        and verdict.outcome is gates.Outcome.PASS
+        and (state.stage_candidate_requests or 0) >= plan.stages[state.stage].min_requests
+        and dwell_elapsed(plan, state, now) >= shortest
+    )
+
+
+def _end_early(
+    plan: Plan,
+    state: RolloutState,
+    now: float,
+    verdict: gates.StageVerdict,
+    requests: int,
+    record: Record,
+) -> Step:
+    stage = plan.stages[state.stage]
+    elapsed = dwell_elapsed(plan, state, now)
+    saved = max((state.deadline or now) - now, 0.0)
+    shortest = plan.stage_min_dwell(state.stage) or 0.0
+    numbers = {
+        "elapsed_seconds": elapsed,
+        "dwell_seconds": stage.dwell,
+        "min_dwell_seconds": shortest,
+        "saved_seconds": saved,
+        "candidate_requests": requests,
+        "min_requests": stage.min_requests,
+        "extensions": state.extensions,
+    }
+    extended = f" and {state.extensions} extension(s)" if state.extensions else ""
+    reason = (
+        f"stage {_stage_label(plan, state.stage)} passed early after "
+        f"{format_duration(max(elapsed, 0.001))} of its {format_duration(stage.dwell)} dwell"
+        f"{extended}, {format_duration(max(saved, 0.001))} saved: every gate passes, min_dwell "
+        f"{format_duration(max(shortest, 0.001))} is over and {requests:,} candidate requests "
+        f"reached min_requests {stage.min_requests:,}: {verdict.sentence()}"
+    )
+    return _stage_passed(
+        plan,
+        state.with_(reason=reason),
+        now,
+        record,
+        verdict,
+        event=EventKind.STAGE_PASSED_EARLY,
+        data={"early": numbers},
+    )
 
 
 def _end_of_dwell(
@@ -409,7 +483,13 @@ def _end_of_dwell(
 
 
 def _stage_passed(
-    plan: Plan, state: RolloutState, now: float, record: Record, verdict: gates.StageVerdict
+    plan: Plan,
+    state: RolloutState,
+    now: float,
+    record: Record,
+    verdict: gates.StageVerdict,
+    event: EventKind = EventKind.STAGE_PASSED,
+    data: dict[str, Any] | None = None,
 ) -> Step:
     stage = plan.stages[state.stage]
     result = {
@@ -418,10 +498,11 @@ def _stage_passed(
         "outcome": "passed",
         "at": now,
         "reason": state.reason,
+        **(data or {}),
     }
     state = state.with_(history=(*state.history, result), nodata_since=None)
     passed = Record(
-        EventKind.STAGE_PASSED, state.reason, {"verdict": verdict.to_dict(), "stage": state.stage}
+        event, state.reason, {"verdict": verdict.to_dict(), "stage": state.stage, **(data or {})}
     )
     if plan.hooks.post_stage is not None:
         return Step(state, (record, passed, CallHook("post_stage", state.stage)))
