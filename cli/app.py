@@ -26,6 +26,7 @@ Examples:
   gray rollout start plans/incremental.yaml   run a rollout with a live display
   gray rollout status --watch                 follow the running rollouts
   gray rollback fraud --reason "p99 spike"    the big red button, from any machine
+  gray watch plan.yaml --listen 0.0.0.0:8090  start a rollout when @challenger moves
 
 {exit_codes}
 """
@@ -41,8 +42,10 @@ def build_app() -> typer.Typer:
     from gray.cli.output import EXIT_CODES_HELP
     from gray.cli.plan import plan_app
     from gray.cli.registry import registry_app
+    from gray.cli.retry import retry
     from gray.cli.rollback import rollback
     from gray.cli.rollout import rollout_app
+    from gray.cli.watch import watch
     from gray.gateway.cli import gateway_app
 
     app = typer.Typer(
@@ -54,7 +57,9 @@ def build_app() -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.add_typer(plan_app, name="plan")
+    rollout_app.command("retry", help=retry.__doc__)(retry)
     app.add_typer(rollout_app, name="rollout")
+    app.command("watch", help=watch.__doc__)(watch)
     app.command("demo")(demo)
     app.add_typer(registry_app, name="registry")
     app.add_typer(gateway_app, name="gateway")

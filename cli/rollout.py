@@ -95,6 +95,7 @@ def start(
     hold_traffic: bool = HoldTrafficOption,
     registry_uri: str | None = RegistryOption,
     rollout_id: str | None = typer.Option(None, "--rollout-id", hidden=True),
+    retry_of: str | None = typer.Option(None, "--retry-of", hidden=True),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Check everything, then move traffic stage by stage and decide.
@@ -129,6 +130,7 @@ def start(
             rollout_id,
             output,
             hold_traffic=hold_traffic,
+            retry_of=retry_of,
         )
     raise typer.Exit(0 if result is None else result.exit_code)
 
@@ -143,8 +145,10 @@ def start_rollout(
     output: OutputFormat,
     *,
     hold_traffic: bool = False,
+    retry_of: str | None = None,
 ) -> RunResult | None:
-    """Preflight, then run the rollout in this process with the live display (None: dry run)."""
+    """Preflight, then run the rollout in this process with the live display (None: dry run).
+    `retry_of`: the ended rollout this one retries (`gray rollout retry`)."""
     from gray.controller import rollouts
 
     setup = rollouts.set_up(plan_path, registry_uri, until_stage, _warn)
@@ -167,7 +171,13 @@ def start_rollout(
         _print_dry_run(plan, output)
         return None
     step = rollouts.create_rollout(
-        plan, setup.plan_text, report, journal, rollout_id=rollout_id, until_stage=setup.until
+        plan,
+        setup.plan_text,
+        report,
+        journal,
+        rollout_id=rollout_id,
+        until_stage=setup.until,
+        retry_of=retry_of,
     )
     return _run(
         plan,

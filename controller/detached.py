@@ -69,6 +69,7 @@ def start_controller(
     until_stage: str | None,
     registry_uri: str | None,
     hold_traffic: bool,
+    retry_of: str | None = None,
 ) -> Detached:
     """`gray rollout start PLAN` in a new session; returns once its rollout is journaled,
     raises RolloutError with its log when it exits before (a refused preflight)."""
@@ -82,6 +83,8 @@ def start_controller(
         args += ["--registry-uri", registry_uri]
     if hold_traffic:
         args.append("--hold-traffic")
+    if retry_of:
+        args += ["--retry-of", retry_of]
     process = start_in_background(args, log)
     deadline = time.time() + CONTROLLER_START_SECONDS
     while time.time() < deadline:

@@ -255,8 +255,10 @@ def create_rollout(
     rollout_id: str | None = None,
     until_stage: int | None = None,
     now: float | None = None,
+    retry_of: str | None = None,
 ) -> loop.Step:
-    """Take the lease one epoch above the one in force and write the rollout's first record."""
+    """Take the lease one epoch above the one in force and write the rollout's first record.
+    `retry_of`: the ended rollout this one retries; its journal is told the new id."""
     assert report.baseline and report.candidate
     current = report.route.lease if report.route else None
     started = now if now is not None else time.time()
@@ -272,8 +274,13 @@ def create_rollout(
         started_at=started,
         updated_at=started,
         until_stage=until_stage,
+        retry_of=retry_of,
     )
     journal.create(state, plan_text)
+    if retry_of:
+        from gray.controller.rollout_retry import record_retry
+
+        record_retry(journal, retry_of, state.rollout_id)
     if isinstance(plan.router, GatewayRouterSpec):  # the one type `gray rollback` writes early
         save_endpoint(
             journal.local,

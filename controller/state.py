@@ -72,6 +72,7 @@ class RolloutState:
     ended_at: float | None = None
     updated_at: float = 0.0
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # stage results
+    retry_of: str | None = None  # the rollout this one retries (`gray rollout retry`)
 
     def with_(self, **changes: Any) -> RolloutState:
         return replace(self, **changes)

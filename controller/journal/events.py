@@ -45,6 +45,7 @@ class EventKind(StrEnum):
     ROLLED_BACK = "rolled_back"
     ABORTED = "aborted"
     REVERTED = "reverted"  # a promotion undone by `gray rollback --to previous`
+    RETRIED = "retried"  # after its end: `gray rollout retry` started a new rollout of it
     # hooks and commands
     HOOK_PASSED = "hook_passed"
     HOOK_FAILED = "hook_failed"
