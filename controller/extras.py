@@ -26,12 +26,14 @@ _SERVING = (
 )
 _AWS = ("boto3",)
 _KUBERNETES = ("kubernetes",)
+_REPORT = ("plotly",)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "store": _STORE,
     "gateway": _STORE + _SERVING,
     "aws": _AWS,
     "kubernetes": _KUBERNETES,
-    "all": _STORE + _SERVING + _AWS + _KUBERNETES,
+    "report": _REPORT,
+    "all": _STORE + _SERVING + _AWS + _KUBERNETES + _REPORT,
 }
 
 # Tracking/registry URI schemes that MLflow serves from a SQL database in-process.
