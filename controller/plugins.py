@@ -64,6 +64,10 @@ ROUTER_TYPES = AdapterTypes(
     {
         "gateway": "gray.controller.routers.gateway_spec:GatewayRouterSpec",
         "haproxy": "gray.controller.routers.haproxy_spec:HaproxyRouterSpec",
+        "kserve": "gray.controller.routers.kserve_spec:KServeRouterSpec",
+        "istio": "gray.controller.routers.istio_spec:IstioRouterSpec",
+        "seldon": "gray.controller.routers.seldon_spec:SeldonRouterSpec",
+        "sagemaker": "gray.controller.routers.sagemaker_spec:SageMakerRouterSpec",
     },
 )
 METRICS_TYPES = AdapterTypes(
@@ -73,5 +77,6 @@ METRICS_TYPES = AdapterTypes(
         "gateway": "gray.controller.metrics.gateway_spec:GatewayMetricsSpec",
         "haproxy": "gray.controller.metrics.haproxy_spec:HaproxyMetricsSpec",
         "prometheus": "gray.controller.metrics.prometheus:PrometheusMetricsSpec",
+        "cloudwatch": "gray.controller.metrics.cloudwatch_spec:CloudWatchMetricsSpec",
     },
 )

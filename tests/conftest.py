@@ -285,3 +285,12 @@ def gateway_fleet(demo_registry: DemoRegistry, tmp_path_factory: pytest.TempPath
     root = tmp_path_factory.mktemp("gateway-fleet")
     with gateway_replicas(demo_registry.uri, demo_registry.model_name, root) as replicas:
         yield replicas
+
+
+@pytest.fixture(scope="session")
+def moto_server():  # type: ignore[no-untyped-def]
+    """moto's AWS emulator (SageMaker, CloudWatch) on a free loopback port, once a session."""
+    from tests.moto_server import running_moto_server
+
+    with running_moto_server() as server:
+        yield server

@@ -128,6 +128,11 @@ class RouterSpec(_Strict):
     def build(self) -> Router:
         raise NotImplementedError(f"router type {self.type!r} builds no adapter")
 
+    def build_for(self, plan: Plan) -> Router:
+        """The adapter for this block within `plan`: a type whose adapter needs the plan's
+        model or registry (KServe: the storage URI of each version) overrides this."""
+        return self.build()
+
     def describe(self) -> str:
         """Where the endpoint is, for messages (they are redacted where they are shown)."""
         return f"the {self.type} endpoint"
