@@ -14,6 +14,7 @@ from rich.text import Text
 from gray.cli.output import emit_json
 from gray.controller.gates.metrics import METRICS
 from gray.controller.journal import Event, EventKind
+from gray.controller.loop import dwell_elapsed
 from gray.controller.plan.models import Plan, StageSpec
 from gray.controller.plan.units import format_duration, format_share
 from gray.controller.state import Phase, RolloutState
@@ -26,6 +27,8 @@ OUTCOME_STYLE = {
 }
 # Events shown in red among a rollout's recent decisions.
 _ALARMING = (EventKind.GATE_FAILED, EventKind.ROLLED_BACK, EventKind.ABORTED)
+# Events shown in green: a stage that ended before its dwell because every gate passed.
+_GOOD_NEWS = (EventKind.STAGE_PASSED_EARLY,)
 PHASE_STYLE = {
     Phase.PROMOTED: "bold green",
     Phase.ROLLED_BACK: "bold red",
@@ -89,9 +92,11 @@ def render_state(
         f"{state.baseline_ref}=v{state.baseline} → {state.candidate_ref}=v{state.candidate}   ",
         (state.phase.value.replace("_", " "), phase_style),
     )
+    early = early_end(plan, state)
     progress = Text(
         f"stage {state.stage + 1}/{len(plan.stages)} {stage.name}   {traffic(state, stage)}"
         + f"   {time_left(state)}"
+        + (f"   {early}" if early else "")
     )
     parts: list[RenderableType] = [header, progress, stage_bar(plan, state)]
     verdict = state.last_verdict
@@ -100,7 +105,7 @@ def render_state(
     if recent:
         log = Table.grid(padding=(0, 1))
         for at, name, reason in recent:
-            style = "red" if name in _ALARMING else "dim"
+            style = "red" if name in _ALARMING else "green" if name in _GOOD_NEWS else "dim"
             log.add_row(
                 time.strftime("%H:%M:%S", time.localtime(at)), Text(name, style), Text(reason)
             )
@@ -141,6 +146,20 @@ def time_left(state: RolloutState, now: float | None = None) -> str:
     if state.phase is Phase.WAITING_APPROVAL:
         return f"waiting: gray rollout approve {state.rollout_id}"
     return ""
+
+
+def early_end(plan: Plan, state: RolloutState, now: float | None = None) -> str:
+    """When a running stage may end before its dwell (its min_dwell), or nothing."""
+    if state.phase is not Phase.RUNNING or state.deadline is None:
+        return ""
+    shortest = plan.stage_min_dwell(state.stage)
+    if shortest is None:
+        return ""
+    now = time.time() if now is None else now
+    to_go = shortest - dwell_elapsed(plan, state, now)
+    if to_go > 0:
+        return f"ends early once every gate passes, after {format_duration(to_go)} more"
+    return "ends at the first look where every gate passes"
 
 
 def stage_bar(plan: Plan, state: RolloutState) -> Text:

@@ -35,6 +35,8 @@ class EventKind(StrEnum):
     NODATA_HOLD = "nodata_hold"
     STAGE_EXTENDED = "stage_extended"
     STAGE_PASSED = "stage_passed"
+    # every gate passed after the stage's min_dwell and min_requests: it ended before its dwell
+    STAGE_PASSED_EARLY = "stage_passed_early"
     WAITING_APPROVAL = "waiting_approval"
     HELD = "held"
     PROMOTING = "promoting"

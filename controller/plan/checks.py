@@ -136,6 +136,7 @@ def _stage_problems(plan: Plan) -> Iterator[Problem]:
         previous_weight = (
             max(previous_weight, stage.weight) if not stage.allow_decrease else (stage.weight)
         )
+        yield from _min_dwell_problems(plan, index)
         if plan.interval > stage.dwell:
             yield (
                 (*path, "dwell"),
@@ -163,6 +164,29 @@ def _stage_problems(plan: Plan) -> Iterator[Problem]:
                 (*path, "gates"),
                 "no gate judges this stage; add gates to the plan or to the stage",
             )
+
+
+def _min_dwell_problems(plan: Plan, index: int) -> Iterator[Problem]:
+    """min_dwell is the shortest a stage runs, dwell the longest: the first cannot exceed
+    the second, whether the stage sets it or takes the plan's."""
+    stage = plan.stages[index]
+    shortest = plan.stage_min_dwell(index)
+    if shortest is None or shortest <= stage.dwell:
+        return
+    dwell = format_duration(stage.dwell)
+    if stage.min_dwell is not None:
+        yield (
+            ("stages", index, "min_dwell"),
+            f"min_dwell {format_duration(shortest)} is longer than the stage's dwell {dwell} "
+            "(dwell is the longest a stage runs, min_dwell the shortest)",
+        )
+    else:
+        yield (
+            ("min_dwell",),
+            f"the plan's min_dwell {format_duration(shortest)} is longer than the dwell of "
+            f"stage '{stage.name}' ({dwell}); give that stage its own min_dwell or a longer "
+            "dwell",
+        )
 
 
 def _notify_problems(plan: Plan) -> Iterator[Problem]:

@@ -294,7 +294,10 @@ class StageSpec(_Strict):
     weight: Share = 0.0
     mirror: Share = 0.0
     audience: AudienceSpec = Field(default_factory=AudienceSpec)
-    dwell: Dwell
+    dwell: Dwell  # the longest the stage runs before the end-of-dwell decision
+    # The shortest it runs: once every gate PASSes, this is over and min_requests is
+    # reached, the stage ends early. None: the plan's min_dwell; neither: never early.
+    min_dwell: Dwell | None = None
     min_requests: int = Field(default=0, ge=0, le=MAX_COUNT)
     approval: bool = False
     allow_decrease: bool = False
@@ -402,6 +405,8 @@ class Plan(_Strict):
         SerializeAsAny[MetricsSpec], _block_validator(METRICS_TYPES, MetricsSpec)
     ] = Field(default_factory=lambda: _default_block(METRICS_TYPES))
     interval: Interval = 30.0
+    # Every stage's min_dwell unless it sets its own (None: stages run their whole dwell).
+    min_dwell: Dwell | None = None
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     gates: tuple[GateSpec, ...] = ()
     stages: tuple[StageSpec, ...] = Field(min_length=1)
@@ -413,6 +418,11 @@ class Plan(_Strict):
     def stage_gates(self, index: int) -> tuple[GateSpec, ...]:
         """The gates that judge stage `index`: the plan's gates with the stage's changes."""
         return resolve_stage_gates(self.gates, self.stages[index].gates)
+
+    def stage_min_dwell(self, index: int) -> float | None:
+        """How long stage `index` runs before its gates may end it early (None: never)."""
+        own = self.stages[index].min_dwell
+        return own if own is not None else self.min_dwell
 
     def stage_index(self, ref: str | int) -> int:
         """A stage by 1-based number or by name."""

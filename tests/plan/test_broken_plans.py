@@ -250,6 +250,20 @@ BROKEN: list[tuple[str, str, int, str, str]] = [
         "expected letters, digits",
     ),
     (
+        "stage-min-dwell-over-dwell",
+        VALID.replace("{weight: 50%, dwell: 5m}", "{weight: 50%, dwell: 5m, min_dwell: 6m}"),
+        11,
+        "stages[1].min_dwell",
+        "min_dwell 6m is longer than the stage's dwell 5m",
+    ),
+    (
+        "plan-min-dwell-over-a-stage-dwell",
+        VALID.replace("interval: 30s", "interval: 30s\nmin_dwell: 10m"),
+        7,
+        "min_dwell",
+        "longer than the dwell of stage '5%' (5m)",
+    ),
+    (
         "promote-same-aliases",
         VALID + "promote: {alias: champion, keep_previous_as: champion}\n",
         12,
