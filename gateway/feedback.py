@@ -27,6 +27,7 @@ class LabelShapeError(ValueError):
 class _Answer:
     version: str
     role: str
+    group: int  # hash group of the request's routing key: labels are counted per group too
     outputs: list[Any]
     labels: list[Any] | None = None
     shadow_candidate: str | None = None
@@ -43,9 +44,11 @@ class FeedbackStore:
         self._answers: collections.OrderedDict[str, _Answer] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def remember(self, request_id: str, version: str, role: str, outputs: list[Any]) -> None:
+    def remember(
+        self, request_id: str, version: str, role: str, group: int, outputs: list[Any]
+    ) -> None:
         with self._lock:
-            self._answers[request_id] = _Answer(version, role, outputs)
+            self._answers[request_id] = _Answer(version, role, group, outputs)
             while len(self._answers) > self._capacity:
                 self._answers.popitem(last=False)
 
@@ -74,7 +77,7 @@ class FeedbackStore:
             answer.labels = labels
             shadow_ready = answer.shadow_attached
         correct = _count_correct(answer.outputs, labels)
-        self._stats.record_labels(answer.version, answer.role, len(labels), correct)
+        self._stats.record_labels(answer.version, answer.role, len(labels), correct, answer.group)
         if shadow_ready:
             self._score_shadow(answer, labels)
         return len(labels), correct
@@ -84,10 +87,13 @@ class FeedbackStore:
         if candidate is None:
             return
         correct = _count_correct(answer.outputs, labels)
-        self._stats.record_shadow_labels(candidate, "baseline", len(labels), correct)
+        group = answer.group
+        self._stats.record_shadow_labels(candidate, "baseline", len(labels), correct, group)
         if answer.shadow_outputs is not None and len(answer.shadow_outputs) == len(labels):
             shadow_correct = _count_correct(answer.shadow_outputs, labels)
-            self._stats.record_shadow_labels(candidate, "candidate", len(labels), shadow_correct)
+            self._stats.record_shadow_labels(
+                candidate, "candidate", len(labels), shadow_correct, group
+            )
 
 
 def _per_row(label: Any, rows: int) -> list[Any]:

@@ -4,6 +4,11 @@ Every series carries `version` (the model version that did the work) and
 `traffic`: "live" for routed requests, "forced" for requests whose caller chose
 the version, "shadow" for the candidate's side of mirrored requests.
 
+The `gray_group_*` series split live and shadow traffic by hash group of the
+routing key (`group`, 0 to ROUTING_GROUPS - 1): ROUTING_GROUPS series per
+version and counter, for the rate gates that compare groups rather than
+requests. Forced traffic, which no gate reads, is not split.
+
 The counters live in `GatewayStats`, not in prometheus-client's own metric
 objects: the controller reads the same numbers through /admin/stats, and a
 second set of counters could drift from the first. So one collector per scrape
@@ -25,7 +30,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from gray.controller.types import Applied, VersionCounters
+from gray.controller.types import ROUTING_GROUPS, Applied, VersionCounters
 from gray.gateway.stats import StatsView
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -38,6 +43,9 @@ _COUNTS = (
     ("gray_labelled_total", "labelled", "Predicted rows that later received a label."),
     ("gray_correct_total", "correct", "Labelled rows whose prediction equalled the label."),
 )
+_GROUP_LABELS = [*_TRAFFIC_LABELS, "group"]
+_GROUP_NAMES = tuple(str(group) for group in range(ROUTING_GROUPS))
+_GROUPED_TRAFFIC = ("live", "shadow")
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class _GatewayCollector:
         yield from _traffic_counters(rows)
         yield _latency_histogram(rows, self.view)
         yield _slow_requests(rows)
+        yield from _group_counters(rows)
         yield from _shadow_counters(self.view)
         yield from _gateway_counters(self.view, self.extras)
         yield from _route_gauges(self.applied, self.states, self.view, self.extras)
@@ -120,6 +129,35 @@ def _slow_requests(rows: list[tuple[str, str, VersionCounters]]) -> Metric:
         for edge, count in counters.slow:
             family.add_metric([version, traffic, floatToGoString(edge)], count)
     return family
+
+
+def _group_counters(rows: list[tuple[str, str, VersionCounters]]) -> Iterator[Metric]:
+    grouped = [
+        (traffic, version, counters.groups)
+        for traffic, version, counters in rows
+        if traffic in _GROUPED_TRAFFIC and counters.groups is not None
+    ]
+    for name, attribute, help_text in _COUNTS:
+        family = CounterMetricFamily(
+            name.replace("gray_", "gray_group_", 1),
+            help_text[:-1] + ", by hash group of the routing key.",
+            labels=_GROUP_LABELS,
+        )
+        for traffic, version, groups in grouped:
+            for group, count in zip(_GROUP_NAMES, getattr(groups, attribute), strict=True):
+                family.add_metric([version, traffic, group], count)
+        yield family
+    slow = CounterMetricFamily(
+        "gray_group_slow_requests_total",
+        "Requests slower than a configured SLO edge, by hash group of the routing key.",
+        labels=[*_GROUP_LABELS, "slo_seconds"],
+    )
+    for traffic, version, groups in grouped:
+        for edge, counts in groups.slow:
+            edge_text = floatToGoString(edge)
+            for group, count in zip(_GROUP_NAMES, counts, strict=True):
+                slow.add_metric([version, traffic, group, edge_text], count)
+    yield slow
 
 
 def _shadow_counters(view: StatsView) -> Iterator[Metric]:

@@ -3,6 +3,8 @@
 A routing key is hashed into one of 10,000 buckets; the candidate owns the
 lowest `round(weight * 10_000)` of them. Raising the weight only adds buckets,
 so a key that saw the candidate keeps seeing it as the rollout widens.
+Requests are also counted per hash group of their key (`bucket % ROUTING_GROUPS`),
+the units the rate gates randomise over when events cluster by key.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from gray.controller.types import Audience, RouteSpec
+from gray.controller.types import ROUTING_GROUPS, Audience, RouteSpec
 
 BUCKETS = 10_000
 
@@ -25,6 +27,13 @@ def bucket_of(key: str) -> int:
     """A stable bucket in [0, BUCKETS) for a routing key, the same in every process."""
     digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % BUCKETS
+
+
+def group_of(key: str) -> int:
+    """The hash group of a routing key: every request of a key lands in the same group, and
+    groups interleave over the buckets, so the candidate's lowest buckets hold a near-equal
+    share of every group at any weight."""
+    return bucket_of(key) % ROUTING_GROUPS
 
 
 def parse_address(text: str | None) -> IPAddress | None:
@@ -81,10 +90,12 @@ class AudienceRule:
 
 @dataclass(frozen=True)
 class Decision:
-    """Who answers a request (`role` is "baseline" or "candidate") and whether to mirror it."""
+    """Who answers a request (`role` is "baseline" or "candidate"), the hash group of its
+    routing key (`group`, counted per group), and whether to mirror it."""
 
     version: str
     role: str
+    group: int
     mirror_to: str | None = None
 
 
@@ -118,13 +129,15 @@ class CompiledRoute:
     ) -> Decision:
         """Route one request. `headers` must have lower-case names."""
         spec = self.spec
+        bucket = bucket_of(key)
+        group = bucket % ROUTING_GROUPS
         if not self.sends_to_candidate or spec.candidate is None:
-            return Decision(spec.baseline, "baseline")
+            return Decision(spec.baseline, "baseline", group)
         if not self.audience.matches(address, headers):
-            return Decision(spec.baseline, "baseline")
-        if self.candidate_buckets and bucket_of(key) < self.candidate_buckets:
-            return Decision(spec.candidate, "candidate")
+            return Decision(spec.baseline, "baseline", group)
+        if bucket < self.candidate_buckets:
+            return Decision(spec.candidate, "candidate", group)
         # Mirroring picks requests, not keys: the share of requests is what the plan sets.
         if spec.mirror > 0 and draw() < spec.mirror:
-            return Decision(spec.baseline, "baseline", mirror_to=spec.candidate)
-        return Decision(spec.baseline, "baseline")
+            return Decision(spec.baseline, "baseline", group, mirror_to=spec.candidate)
+        return Decision(spec.baseline, "baseline", group)

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from gray.controller.types import Applied, Lease, RouteSpec
+from gray.controller.types import ROUTING_GROUPS, Applied, Lease, RouteSpec
 from gray.gateway.batching import Batcher
 from gray.gateway.feedback import FeedbackStore
 from gray.gateway.inputs import same_output
@@ -22,7 +22,7 @@ from gray.gateway.models import READY, LoadedVersion, ModelManager, VersionLoade
 from gray.gateway.predlog import PredictionLog
 from gray.gateway.replay import FailureReplays
 from gray.gateway.route_state import RouteStore
-from gray.gateway.routing import Decision, address_in, parse_address, parse_networks
+from gray.gateway.routing import Decision, address_in, group_of, parse_address, parse_networks
 from gray.gateway.scoring import Computed, compute
 from gray.gateway.settings import GatewaySettings
 from gray.gateway.stats import GatewayStats, Outcome
@@ -48,7 +48,8 @@ class PredictionAnswer:
     payload: dict[str, Any]
     request_id: str
     version: str | None
-    mirror: tuple[str, PredictionRequest, Computed] | None = None
+    # (candidate, request, baseline's answer, hash group of the request's routing key)
+    mirror: tuple[str, PredictionRequest, Computed, int] | None = None
     # (candidate, baseline, request): a live candidate failure to replay on the baseline
     replay: tuple[str, str, PredictionRequest] | None = None
 
@@ -121,11 +122,11 @@ class Gateway:
     def decide(self, request: PredictionRequest) -> Decision:
         forced = request.headers.get(OVERRIDE_HEADER)
         address = parse_address(request.client_host)
+        key = request.headers.get(self._routing_header) or request.client_host or ""
         if forced:
             if request.caller_is_admin or address_in(address, self._override_networks):
-                return Decision(forced.strip(), "forced")
+                return Decision(forced.strip(), "forced", group_of(key))
             self.stats.count_ignored_override()
-        key = request.headers.get(self._routing_header) or request.client_host or ""
         return self.routes.compiled.decide(key, address, request.headers)
 
     def _submit(self, loaded: LoadedVersion, request: PredictionRequest) -> Awaitable[Computed]:
@@ -166,9 +167,13 @@ class Gateway:
             return self._unavailable(request_id, decision)
         computed = await pending
         latency = time.perf_counter() - request.started
-        self.stats.record(decision.version, decision.role, latency, computed.outcome)
+        self.stats.record(
+            decision.version, decision.role, latency, computed.outcome, decision.group
+        )
         if isinstance(computed.outputs, list):  # labels are scored row by row
-            self.feedback.remember(request_id, decision.version, decision.role, computed.outputs)
+            self.feedback.remember(
+                request_id, decision.version, decision.role, decision.group, computed.outputs
+            )
         self.prediction_log.write(
             {
                 "kind": "prediction",
@@ -185,7 +190,7 @@ class Gateway:
         )
         mirror = None
         if decision.mirror_to and computed.outcome != Outcome.BAD_REQUEST:
-            mirror = (decision.mirror_to, request, computed)
+            mirror = (decision.mirror_to, request, computed, decision.group)
         replay = None
         if decision.role == "candidate" and computed.outcome == Outcome.ERROR:
             replay = (decision.version, self.routes.applied.route.baseline, request)
@@ -243,7 +248,7 @@ class Gateway:
         """Queue a mirrored request on the candidate's own threads, or drop it when full."""
         if answer.mirror is None or answer.version is None:
             return
-        candidate, request, baseline = answer.mirror
+        candidate, request, baseline, group = answer.mirror
         loaded = self.models.ready(candidate)
         with self._mirror_lock:
             if loaded is None or self._mirror_inflight >= self.settings.mirror_queue:
@@ -259,7 +264,7 @@ class Gateway:
         baseline_version = answer.version
         future.add_done_callback(
             lambda done: self._mirror_finished(
-                answer.request_id, baseline_version, candidate, request, baseline, done
+                answer.request_id, baseline_version, candidate, request, baseline, group, done
             )
         )
 
@@ -274,6 +279,7 @@ class Gateway:
         candidate: str,
         request: PredictionRequest,
         baseline: Computed,
+        group: int,
         done: Future[Computed],
     ) -> None:
         try:
@@ -288,6 +294,7 @@ class Gateway:
                 (baseline.seconds, baseline.outcome),
                 (shadow.seconds, shadow.outcome),
                 agreed,
+                group,
             )
             if baseline.outputs is not None:
                 self.feedback.attach_shadow(request_id, candidate, shadow.outputs)
@@ -324,6 +331,7 @@ class Gateway:
             "taken_at": view.taken_at,
             "started_at": view.started_at,
             "slo_edges": list(self.stats.slo_edges),
+            "routing_groups": ROUTING_GROUPS,  # every version's `groups` has one value per group
             "versions": {
                 v: {**c.to_dict(), **self.replays.counts(v).to_dict(), **self._batched(v)}
                 for v, c in view.versions.items()

@@ -3,6 +3,11 @@
 Latency goes into a fine log-spaced histogram (0.5 ms to 60 s, with every
 configured SLO edge added as an exact edge), so a slow-request count for any
 configured edge is exact and any other edge can be read off closely.
+
+Every counter is also kept per hash group of the routing key (ROUTING_GROUPS of
+them, a slow-request count per configured SLO edge): the units the rate gates
+compare when errors cluster by key. The per-group lists are allocated with their
+version, so counting a request adds to a few list cells and allocates nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from gray.controller.types import ShadowCounters, VersionCounters
+from gray.controller.types import ROUTING_GROUPS, GroupCounts, ShadowCounters, VersionCounters
 
 FINE_EDGE_COUNT = 60
 FINE_EDGE_LOW = 0.0005
@@ -36,11 +41,20 @@ class Outcome:
     BAD_REQUEST = "bad_request"
 
 
+def _per_group() -> list[int]:
+    return [0] * ROUTING_GROUPS
+
+
 @dataclass
 class VersionStats:
-    """Mutable cumulative counters of one version; guarded by the owner's lock."""
+    """Mutable cumulative counters of one version; guarded by the owner's lock.
+
+    `group_slow` holds, per SLO edge (ascending, as `slo_edges`), the per-group
+    number of requests slower than that edge.
+    """
 
     bucket_count: int
+    slo_edges: tuple[float, ...] = ()
     requests: int = 0
     errors: int = 0
     bad_requests: int = 0
@@ -48,19 +62,50 @@ class VersionStats:
     labelled: int = 0
     correct: int = 0
     buckets: list[int] = field(default_factory=list)
+    group_requests: list[int] = field(default_factory=_per_group)
+    group_errors: list[int] = field(default_factory=_per_group)
+    group_bad_requests: list[int] = field(default_factory=_per_group)
+    group_labelled: list[int] = field(default_factory=_per_group)
+    group_correct: list[int] = field(default_factory=_per_group)
+    group_slow: list[tuple[float, list[int]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.buckets:
             self.buckets = [0] * (self.bucket_count + 1)
+        if not self.group_slow:
+            self.group_slow = [(edge, _per_group()) for edge in self.slo_edges]
 
-    def observe(self, bucket: int, latency: float, outcome: str) -> None:
+    def observe(self, bucket: int, latency: float, outcome: str, group: int) -> None:
         self.requests += 1
+        self.group_requests[group] += 1
         if outcome == Outcome.ERROR:
             self.errors += 1
+            self.group_errors[group] += 1
         elif outcome == Outcome.BAD_REQUEST:
             self.bad_requests += 1
+            self.group_bad_requests[group] += 1
         self.latency_sum += latency
         self.buckets[bucket] += 1
+        for edge, slower in self.group_slow:  # edges ascend: stop at the first not passed
+            if latency <= edge:
+                break
+            slower[group] += 1
+
+    def add_labels(self, labelled: int, correct: int, group: int) -> None:
+        self.labelled += labelled
+        self.correct += correct
+        self.group_labelled[group] += labelled
+        self.group_correct[group] += correct
+
+    def groups(self) -> GroupCounts:
+        return GroupCounts(
+            requests=tuple(self.group_requests),
+            errors=tuple(self.group_errors),
+            bad_requests=tuple(self.group_bad_requests),
+            labelled=tuple(self.group_labelled),
+            correct=tuple(self.group_correct),
+            slow=tuple((edge, tuple(slower)) for edge, slower in self.group_slow),
+        )
 
     def to_counters(
         self, edges: tuple[float, ...], slo_edges: tuple[float, ...]
@@ -79,6 +124,7 @@ class VersionStats:
             slow=tuple((edge, self.requests - at_edge[edge]) for edge in slo_edges),
             labelled=self.labelled,
             correct=self.correct,
+            groups=self.groups(),
         )
 
 
@@ -214,10 +260,11 @@ class GatewayStats:
         return bisect.bisect_left(self.edges, latency)
 
     def _new(self) -> VersionStats:
-        return VersionStats(bucket_count=len(self.edges))
+        return VersionStats(bucket_count=len(self.edges), slo_edges=self.slo_edges)
 
-    def record(self, version: str, role: str, latency: float, outcome: str) -> None:
-        """One answered request; `role` is baseline, candidate or forced."""
+    def record(self, version: str, role: str, latency: float, outcome: str, group: int) -> None:
+        """One answered request; `role` is baseline, candidate or forced, `group` the hash
+        group of its routing key."""
         bucket = self.bucket_for(latency)
         now = self._clock()
         with self._lock:
@@ -225,7 +272,7 @@ class GatewayStats:
             stats = table.get(version)
             if stats is None:
                 stats = table[version] = self._new()
-            stats.observe(bucket, latency, outcome)
+            stats.observe(bucket, latency, outcome, group)
             if outcome != Outcome.BAD_REQUEST:
                 self._recent_for(version).observe(now, bucket, latency, outcome == Outcome.ERROR)
 
@@ -235,6 +282,7 @@ class GatewayStats:
         baseline_side: tuple[float, str],
         candidate_side: tuple[float, str],
         agreed: bool | None,
+        group: int,
     ) -> None:
         """One mirrored request; `agreed` is None when the pair did not both succeed."""
         now = self._clock()
@@ -242,9 +290,10 @@ class GatewayStats:
             shadow = self._shadow_for(candidate)
             base_latency, base_outcome = baseline_side
             cand_latency, cand_outcome = candidate_side
-            shadow.baseline.observe(self.bucket_for(base_latency), base_latency, base_outcome)
+            base_bucket = self.bucket_for(base_latency)
+            shadow.baseline.observe(base_bucket, base_latency, base_outcome, group)
             cand_bucket = self.bucket_for(cand_latency)
-            shadow.candidate.observe(cand_bucket, cand_latency, cand_outcome)
+            shadow.candidate.observe(cand_bucket, cand_latency, cand_outcome, group)
             if cand_outcome != Outcome.BAD_REQUEST:
                 self._recent_for(candidate).observe(
                     now, cand_bucket, cand_latency, cand_outcome == Outcome.ERROR
@@ -253,21 +302,23 @@ class GatewayStats:
                 shadow.pairs += 1
                 shadow.disagreements += int(not agreed)
 
-    def record_labels(self, version: str, role: str, labelled: int, correct: int) -> None:
+    def record_labels(
+        self, version: str, role: str, labelled: int, correct: int, group: int
+    ) -> None:
         with self._lock:
             table = self._forced if role == "forced" else self._versions
             stats = table.get(version)
             if stats is None:
                 stats = table[version] = self._new()
-            stats.labelled += labelled
-            stats.correct += correct
+            stats.add_labels(labelled, correct, group)
 
-    def record_shadow_labels(self, candidate: str, side: str, labelled: int, correct: int) -> None:
+    def record_shadow_labels(
+        self, candidate: str, side: str, labelled: int, correct: int, group: int
+    ) -> None:
         with self._lock:
             shadow = self._shadow_for(candidate)
             stats = shadow.baseline if side == "baseline" else shadow.candidate
-            stats.labelled += labelled
-            stats.correct += correct
+            stats.add_labels(labelled, correct, group)
 
     def count_ignored_override(self) -> None:
         with self._lock:

@@ -5,19 +5,33 @@ yet reads as zero counters, while an unreachable gateway or an unreadable answer
 raises MetricsError. Counters restart from zero when the gateway restarts; this
 adapter notices (the gateway's start time changes) and carries the last reading
 forward, so the series it hands to the gates never goes backwards.
+
+A gateway that counts per hash group of the routing key says so
+(`routing_groups` in its stats); its versions then carry `groups`, zeros for a
+version it has not counted yet, so a stage that starts before the candidate's
+first request still has per-group counts to subtract from. An older gateway's
+stats carry none, and every version's `groups` is None.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
 from gray.controller.errors import MetricsError
 from gray.controller.routers.gateway import unauthorized_message
-from gray.controller.types import Pair, ShadowCounters, Snapshot, VersionCounters
+from gray.controller.types import (
+    ROUTING_GROUPS,
+    GroupCounts,
+    Pair,
+    ShadowCounters,
+    Snapshot,
+    VersionCounters,
+)
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_RETRIES = 2
@@ -114,38 +128,48 @@ class GatewayMetrics:
 
     def _to_snapshot(self, data: dict[str, Any], pair: Pair) -> Snapshot:
         versions = data.get("versions") or {}
+        grouped = _counts_groups(data)
         shadow = (data.get("shadow") or {}).get(pair.candidate)
         shadow_counters = ShadowCounters.from_dict(shadow) if shadow else ShadowCounters()
         return Snapshot(
             taken_at=float(data["taken_at"]),
-            baseline=self._counters(versions.get(pair.baseline)),
-            candidate=self._counters(versions.get(pair.candidate)),
+            baseline=self._counters(versions.get(pair.baseline), grouped),
+            candidate=self._counters(versions.get(pair.candidate), grouped),
             shadow=ShadowCounters(
                 pairs=shadow_counters.pairs,
                 disagreements=shadow_counters.disagreements,
-                baseline=self._with_edges(shadow_counters.baseline),
-                candidate=self._with_edges(shadow_counters.candidate),
+                baseline=self._with_edges(shadow_counters.baseline, grouped),
+                candidate=self._with_edges(shadow_counters.candidate, grouped),
             ),
         )
 
-    def _counters(self, data: dict[str, Any] | None) -> VersionCounters:
-        return self._with_edges(VersionCounters.from_dict(data) if data else VersionCounters())
+    def _counters(self, data: dict[str, Any] | None, grouped: bool) -> VersionCounters:
+        counters = VersionCounters.from_dict(data) if data else VersionCounters()
+        return self._with_edges(counters, grouped)
 
-    def _with_edges(self, counters: VersionCounters) -> VersionCounters:
-        """Make sure every requested SLO edge is counted, reading it off the histogram."""
+    def _with_edges(self, counters: VersionCounters, grouped: bool) -> VersionCounters:
+        """Make sure every requested SLO edge is counted, reading it off the histogram
+        (per group only where the gateway counts the edge: a group has no histogram)."""
         slow = dict(counters.slow)
         for edge in self.slo_edges:
             if counters.slow_over(edge) is None:
                 slow[edge] = slow_from_histogram(counters.latency_buckets, counters.requests, edge)
-        return VersionCounters(
-            requests=counters.requests,
-            errors=counters.errors,
-            bad_requests=counters.bad_requests,
-            latency_buckets=counters.latency_buckets,
-            slow=tuple(sorted(slow.items())),
-            labelled=counters.labelled,
-            correct=counters.correct,
+        groups = counters.groups
+        if grouped and groups is None:
+            groups = GroupCounts(slow=tuple((edge, (0,) * ROUTING_GROUPS) for edge in slow))
+        return replace(
+            counters, slow=tuple(sorted(slow.items())), groups=groups if grouped else None
         )
+
+
+def _counts_groups(data: dict[str, Any]) -> bool:
+    """Whether the gateway counts per hash group, and with gray's number of groups."""
+    groups = data.get("routing_groups")
+    if groups is None:
+        return False
+    if int(groups) != ROUTING_GROUPS:
+        raise ValueError(f"routing_groups is {groups}, this gray reads {ROUTING_GROUPS}")
+    return True
 
 
 def slow_from_histogram(buckets: tuple[tuple[float, int], ...], requests: int, edge: float) -> int:
@@ -167,6 +191,7 @@ def slow_from_histogram(buckets: tuple[tuple[float, int], ...], requests: int, e
 
 
 def _plus_counters(a: VersionCounters, b: VersionCounters) -> VersionCounters:
+    """Two readings added; per-group counts only when both sides have them."""
     b_slow = dict(b.slow)
     edges = sorted(
         {edge for edge, _ in a.latency_buckets} | {edge for edge, _ in b.latency_buckets}
@@ -181,6 +206,9 @@ def _plus_counters(a: VersionCounters, b: VersionCounters) -> VersionCounters:
         slow=tuple((edge, count + b_slow.get(edge, 0)) for edge, count in a.slow),
         labelled=a.labelled + b.labelled,
         correct=a.correct + b.correct,
+        replayed_failures=a.replayed_failures + b.replayed_failures,
+        baseline_also_failed=a.baseline_also_failed + b.baseline_also_failed,
+        groups=a.groups.plus(b.groups) if a.groups is not None and b.groups is not None else None,
     )
 
 

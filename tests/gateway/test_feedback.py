@@ -15,8 +15,8 @@ def store(capacity: int = 100) -> tuple[FeedbackStore, GatewayStats]:
 
 def test_a_label_is_scored_against_the_version_that_answered() -> None:
     feedback, stats = store()
-    feedback.remember("a", "1", "baseline", [1])
-    feedback.remember("b", "2", "candidate", [0, 1, 1])
+    feedback.remember("a", "1", "baseline", 0, [1])
+    feedback.remember("b", "2", "candidate", 0, [0, 1, 1])
     assert feedback.label("a", 1) == (1, 1)
     assert feedback.label("b", [0, 0, 1]) == (3, 2)
     view = stats.view()
@@ -27,7 +27,7 @@ def test_a_label_is_scored_against_the_version_that_answered() -> None:
 def test_unknown_duplicate_and_misshapen_labels_are_refused() -> None:
     feedback, stats = store(capacity=2)
     for request_id in ("a", "b", "c"):
-        feedback.remember(request_id, "1", "baseline", [1, 0])
+        feedback.remember(request_id, "1", "baseline", 0, [1, 0])
     with pytest.raises(UnknownRequest):
         feedback.label("a", [1, 0])  # pushed out of the window
     with pytest.raises(LabelShapeError):
@@ -41,7 +41,7 @@ def test_unknown_duplicate_and_misshapen_labels_are_refused() -> None:
 @pytest.mark.parametrize("label_first", [True, False])
 def test_mirrored_answers_score_both_sides_whichever_comes_first(label_first: bool) -> None:
     feedback, stats = store()
-    feedback.remember("m", "1", "baseline", [1])
+    feedback.remember("m", "1", "baseline", 0, [1])
     if label_first:
         feedback.label("m", 1)
         feedback.attach_shadow("m", "2", [0])
@@ -55,7 +55,7 @@ def test_mirrored_answers_score_both_sides_whichever_comes_first(label_first: bo
 
 def test_a_failed_mirror_scores_only_the_baseline_side() -> None:
     feedback, stats = store()
-    feedback.remember("m", "1", "baseline", [1])
+    feedback.remember("m", "1", "baseline", 0, [1])
     feedback.attach_shadow("m", "2", None)
     feedback.label("m", 1)
     shadow = stats.view().shadow["2"]

@@ -22,7 +22,15 @@ import pytest
 from gray.controller.errors import LeaseConflictError, VersionNotLoadedError
 from gray.controller.metrics.gateway import GatewayMetrics
 from gray.controller.routers.gateway import GatewayRouter
-from gray.controller.types import Applied, Audience, Lease, Pair, RouteSpec
+from gray.controller.types import (
+    ROUTING_GROUPS,
+    Applied,
+    Audience,
+    Lease,
+    Pair,
+    RouteSpec,
+)
+from gray.gateway.routing import group_of
 from gray.gateway.samples import read_samples
 from gray.gateway.testing import RunningGateway, start_gateway
 
@@ -270,6 +278,15 @@ def test_a_raising_candidate_is_a_5xx_counted_against_it(
     assert grown.candidate.errors == statuses.count(500)
     assert grown.baseline.requests == 0
     assert grown.candidate.slow_over(0.25) is not None
+    # Failures are replayed on the baseline after the answer; the source passes the counts on.
+    assert grown.candidate.replayed_failures > 0
+    # Without a routing header the key is the client's address: one key, so one group.
+    groups = grown.candidate.groups
+    assert groups is not None and grown.baseline.groups is not None
+    assert not any(grown.baseline.groups.requests)
+    only = group_of("127.0.0.1")
+    assert groups.requests[only] == len(statuses) and sum(groups.requests) == len(statuses)
+    assert groups.errors[only] == statuses.count(500) and sum(groups.errors) == groups.errors[only]
 
 
 def test_error_paths_over_http(
@@ -336,10 +353,12 @@ def test_metrics_adapter_counts_what_was_sent(
     pair = Pair(baseline, good)
     before = metrics.snapshot(pair)
     answered = {baseline: 0, good: 0}
+    answered_keys = []
     feedback = []
     for i in range(0, 300):
         response = ask(client, features.iloc[[i]], **{"X-User-Id": f"m{i}"})
         answered[response.headers["X-Model-Version"]] += 1
+        answered_keys.append((response.headers["X-Model-Version"], f"m{i}"))
         feedback.append({"request_id": response.headers["X-Request-Id"], "label": [int(labels[i])]})
     posted = client.post("/feedback", json={"labels": feedback}, headers=ADMIN).json()
     assert posted["accepted"] == 300
@@ -352,6 +371,19 @@ def test_metrics_adapter_counts_what_was_sent(
         assert side.slow_over(0.1) is not None and side.slow_over(0.01) is not None
         assert side.latency_buckets[-1][1] == side.requests
     assert grown.taken_at > before.taken_at
+    # Per hash group of the routing key: each request in its key's group, labels with it.
+    expected = {baseline: [0] * ROUTING_GROUPS, good: [0] * ROUTING_GROUPS}
+    for version, key in answered_keys:
+        expected[version][group_of(key)] += 1
+    for version, side in ((baseline, grown.baseline), (good, grown.candidate)):
+        groups = side.groups
+        assert groups is not None
+        assert list(groups.requests) == expected[version]
+        assert list(groups.labelled) == expected[version]
+        assert sum(groups.correct) == side.correct and sum(groups.errors) == side.errors == 0
+        # Per group, slow requests are counted at the gateway's own SLO edges only.
+        assert sum(groups.slow_over(0.01) or (-1,)) == side.slow_over(0.01)
+        assert groups.slow_over(0.1) is None
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")

@@ -41,7 +41,7 @@ def test_fine_edges_are_log_spaced_from_half_a_millisecond_to_a_minute() -> None
 def test_slow_counts_are_exact_at_configured_edges() -> None:
     stats = GatewayStats(slo_edges=(0.1, 0.25), clock=Clock())
     for latency in (0.05, 0.1, 0.1000001, 0.2, 0.25, 0.3, 2.0):
-        stats.record("1", "baseline", latency, Outcome.OK)
+        stats.record("1", "baseline", latency, Outcome.OK, 0)
     counters = stats.view().versions["1"]
     assert counters.requests == 7
     assert counters.slow_over(0.1) == 5  # strictly slower than the edge
@@ -53,14 +53,14 @@ def test_slow_counts_are_exact_at_configured_edges() -> None:
 
 def test_outcomes_roles_and_labels_are_kept_apart() -> None:
     stats = GatewayStats(slo_edges=(), clock=Clock())
-    stats.record("1", "baseline", 0.01, Outcome.OK)
-    stats.record("1", "baseline", 0.01, Outcome.ERROR)
-    stats.record("1", "baseline", 0.001, Outcome.BAD_REQUEST)
-    stats.record("2", "candidate", 0.01, Outcome.OK)
-    stats.record("2", "forced", 0.01, Outcome.OK)
-    stats.record_labels("1", "baseline", 3, 2)
-    stats.record_shadow("2", (0.01, Outcome.OK), (0.02, Outcome.OK), agreed=False)
-    stats.record_shadow("2", (0.01, Outcome.OK), (0.02, Outcome.ERROR), agreed=None)
+    stats.record("1", "baseline", 0.01, Outcome.OK, 0)
+    stats.record("1", "baseline", 0.01, Outcome.ERROR, 0)
+    stats.record("1", "baseline", 0.001, Outcome.BAD_REQUEST, 0)
+    stats.record("2", "candidate", 0.01, Outcome.OK, 0)
+    stats.record("2", "forced", 0.01, Outcome.OK, 0)
+    stats.record_labels("1", "baseline", 3, 2, 0)
+    stats.record_shadow("2", (0.01, Outcome.OK), (0.02, Outcome.OK), agreed=False, group=0)
+    stats.record_shadow("2", (0.01, Outcome.OK), (0.02, Outcome.ERROR), agreed=None, group=0)
     stats.count_ignored_override()
     view = stats.view()
     one = view.versions["1"]
@@ -87,9 +87,9 @@ def test_health_window_forgets_traffic_older_than_a_minute() -> None:
     clock = Clock()
     stats = GatewayStats(slo_edges=(), clock=clock)
     for _ in range(98):
-        stats.record("1", "baseline", 0.010, Outcome.OK)
-    stats.record("1", "baseline", 0.5, Outcome.ERROR)
-    stats.record("1", "baseline", 0.5, Outcome.ERROR)
+        stats.record("1", "baseline", 0.010, Outcome.OK, 0)
+    stats.record("1", "baseline", 0.5, Outcome.ERROR, 0)
+    stats.record("1", "baseline", 0.5, Outcome.ERROR, 0)
     recent = stats.recent("1")
     assert recent.requests == 100 and recent.errors == 2
     assert recent.error_rate == pytest.approx(0.02)
@@ -111,10 +111,10 @@ def test_quantile_interpolates_inside_its_bucket() -> None:
 
 def metrics_page() -> str:
     stats = GatewayStats(slo_edges=(0.25,), clock=Clock())
-    stats.record("1", "baseline", 0.01, Outcome.OK)
-    stats.record("2", "candidate", 0.3, Outcome.ERROR)
-    stats.record("2", "forced", 0.01, Outcome.OK)
-    stats.record_shadow('2"x', (0.01, Outcome.OK), (0.02, Outcome.OK), agreed=True)
+    stats.record("1", "baseline", 0.01, Outcome.OK, 0)
+    stats.record("2", "candidate", 0.3, Outcome.ERROR, 0)
+    stats.record("2", "forced", 0.01, Outcome.OK, 0)
+    stats.record_shadow('2"x', (0.01, Outcome.OK), (0.02, Outcome.OK), agreed=True, group=0)
     applied = Applied(RouteSpec("1", "2", weight=0.2, mirror=0.1), Lease("r", 3))
     return prometheus.render(stats.view(), applied, {"1": "ready", "2": "loading"})
 
