@@ -570,6 +570,57 @@ def sync(
             console.print(f"[green]✓[/] {rollout_id}: {synced.sent} event(s) sent to MLflow")
 
 
+@rollout_app.command("report")
+def report(
+    rollout_id: str = typer.Argument(..., metavar="ID"),
+    html: Path | None = typer.Option(
+        None, "--html", help="Where to write the page (default: ID-report.html here)."
+    ),
+    open_it: bool = typer.Option(False, "--open", help="Open the page in a browser."),
+    shared: bool = SharedOption,
+    registry_uri: str | None = RegistryOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Write a rollout's report: one self-contained HTML page (no network needed to view it).
+
+    It shows the decision and who made it, each gate's estimate and confidence sequence
+    against its margin (with the e-value), the traffic per version and the split in
+    force, shadow disagreement with a sample of disagreeing pairs, and every journal
+    event. A running rollout gives a snapshot. Needs the 'report' extra.
+
+    Examples:
+
+    \b
+      gray rollout report fraud-20261125-101500-3fa2 --open
+      gray rollout report fraud-20261125-101500-3fa2 --html /tmp/report.html --output json
+    """
+    from gray.controller.report.command import write_rollout_report
+
+    with reported_errors(output):
+        written = write_rollout_report(rollout_id, html, registry_uri, _warn, shared=shared)
+        if output == OutputFormat.json:
+            emit_json(
+                {
+                    "ok": True,
+                    "rollout_id": rollout_id,
+                    "path": str(written.path),
+                    "bytes": written.size,
+                    "phase": written.state.phase.value,
+                    "pairs": written.pairs_note,
+                }
+            )
+        else:
+            when = "" if written.state.phase.terminal else " (a snapshot: it is still running)"
+            console.print(
+                f"[green]✓[/] {rollout_id}: report written to {written.path}{when}",
+                soft_wrap=True,
+            )
+        if open_it:
+            import webbrowser
+
+            webbrowser.open(written.path.resolve().as_uri())
+
+
 # --- helpers ------------------------------------------------------------------
 
 

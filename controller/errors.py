@@ -222,6 +222,10 @@ class RolloutNotFoundError(JournalError):
     exit_code = EXIT_BAD_INPUT
 
 
+class ReportWriteError(ConfigError):
+    """`gray rollout report` cannot write its page where it was asked to."""
+
+
 class RolloutError(GrayError):
     """A rollout command is not allowed in the rollout's current state."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from gray.controller import lookup, operator
 from gray.controller.errors import GrayError, JournalError
-from gray.controller.journal import Journal
+from gray.controller.journal import Journal, RolloutRecord
 from gray.controller.journal.sync import sync_to_remote
 from gray.controller.state import Phase
 
@@ -45,12 +45,25 @@ def sync_rollout(
         raise JournalError(f"cannot write rollout {rollout_id} to MLflow: {exc}") from None
     record = journal.local.load(rollout_id)
     ended = record.state if record is not None else None
-    if not after_operator_end or registry is None or ended is None:
-        return Synced(result.sent, False)
-    if ended.phase not in OPERATOR_ENDS:
-        return Synced(result.sent, False)
-    registry.mark_rolled_back(ended.model, ended.candidate, ended.rollout_id)
-    return Synced(result.sent, True)
+    tagged = after_operator_end and ended is not None and ended.phase in OPERATOR_ENDS
+    if tagged and registry is not None and ended is not None:
+        registry.mark_rolled_back(ended.model, ended.candidate, ended.rollout_id)
+    tagged = tagged and registry is not None
+    if record is not None and record.state.phase.terminal:
+        _log_report(journal, record, on_warning)
+    return Synced(result.sent, tagged)
+
+
+def _log_report(journal: Journal, record: RolloutRecord, on_warning: Warn) -> None:
+    """The ended rollout's report.html in its MLflow run, as a controller logs it at its end
+    (an operator's rollback ends a rollout without one)."""
+    from gray.controller.report.artifact import log_report_now
+
+    rollout_id = record.state.rollout_id
+    try:
+        log_report_now(journal, lookup.rollout_plan(record, rollout_id), rollout_id, on_warning)
+    except Exception as exc:  # the events are in MLflow; the report is an extra
+        on_warning(f"report.html not logged to MLflow: {exc}")
 
 
 def _announce_operator_end(journal: Journal, rollout_id: str, on_warning: Warn) -> None:

@@ -144,6 +144,11 @@ class Runner:
         self._deferred.clear()
         if self.background is None:
             return
+        if self.state is not None and self.state.phase.terminal:
+            from gray.controller.report.artifact import submit_report
+
+            ended = self.state.rollout_id
+            submit_report(self.background, self.journal, self.plan, ended, self.on_warning)
         if not self.background.close(self.drain_seconds):
             rollout = self.state.rollout_id if self.state else "the rollout"
             self.on_warning(

@@ -2,7 +2,8 @@
 
 Layout of a run: tags `gray.*` (model, versions, phase, a compact state summary,
 posted commands), artifacts `plan.yaml`, `state.json`, `final.json` (written
-once, when the rollout ends) and `events/NNNNNN-*.json`, and metrics over time
+once, when the rollout ends), `events/NNNNNN-*.json` and `report.html` (the
+rollout's report, logged when it ends), and metrics over time
 (weight, mirror, stage, each gate's estimate and interval), so the MLflow UI
 shows a rollout as it happens.
 """
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 EXPERIMENT = "gray-rollouts"
 RECENT_EVENTS = 200  # how many of a run's newest events `load` reads
+REPORT_ARTIFACT = "report.html"
 _SUMMARY_DROP = ("judge", "last_verdict", "history")
 _METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-./ ]")
 
@@ -100,6 +102,10 @@ class MlflowJournal:
         if state.phase.terminal:
             status = "FINISHED" if state.phase is Phase.PROMOTED else "FAILED"
             self.client.set_terminated(run_id, status=status, end_time=stamp)
+
+    def log_report(self, rollout_id: str, html: str) -> None:
+        """The rollout's report page as `report.html`, which the MLflow UI shows beside the run."""
+        self.client.log_text(self._run_id(rollout_id), html, REPORT_ARTIFACT)
 
     def post_command(self, rollout_id: str, command: Command) -> None:
         run_id = self._run_id(rollout_id)

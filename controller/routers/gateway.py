@@ -127,6 +127,15 @@ class GatewayRouter:
             raise self._failure("list versions", response)
         return dict(_json(response).get("versions") or {})
 
+    def samples(self, kind: str, version: str, limit: int) -> list[dict[str, Any]]:
+        """The newest records of the prediction log still in the gateway's memory."""
+        params: dict[str, str | int] = {"kind": kind, "version": version, "limit": limit}
+        response = self._request("GET", "/admin/samples", params=params)
+        if response.status_code != 200:
+            raise self._failure("read the prediction log", response)
+        found = _json(response).get("samples")
+        return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+
     def unload(self, version: str) -> None:
         response = self._request("DELETE", f"/admin/versions/{version}")
         if response.status_code != 200:

@@ -1,0 +1,41 @@
+"""A rollout at a glance: one self-contained HTML page drawn from its journal.
+
+`facts.py` reads what the page shows out of the journal (no drawing), `figures.py`
+draws it with plotly (the `report` extra), `page.py` lays out the page with
+plotly.js inline, `samples.py` asks the gateway for disagreeing mirrored pairs,
+and `artifact.py` logs the page to the rollout's MLflow run when it ends.
+Nothing here is imported by commands that do not draw.
+"""
+
+from __future__ import annotations
+
+from gray.controller.extras import require_extra
+from gray.controller.journal import RolloutRecord
+from gray.controller.plan.models import Plan
+from gray.controller.report.facts import ReportFacts, report_facts
+from gray.controller.report.samples import DisagreeingPairs
+
+__all__ = ["DisagreeingPairs", "ReportFacts", "build_report", "report_facts"]
+
+
+def build_report(
+    record: RolloutRecord,
+    plan: Plan,
+    pairs: DisagreeingPairs | None = None,
+    now: float | None = None,
+) -> str:
+    """The report page of a rollout, ended or still running (then a snapshot at `now`)."""
+    require_extra("report", "a rollout report")
+    from gray.controller.report import figures
+    from gray.controller.report.page import chart_html, render_page
+
+    facts = report_facts(record, plan, now)
+    charts = [
+        (f"Gate {gate.key}", chart_html(figures.gate_figure(gate, facts.markers)))
+        for gate in facts.gates
+    ]
+    if facts.traffic or facts.routes:
+        charts.append(("Traffic per version", chart_html(figures.traffic_figure(facts))))
+    if any(p.pairs for p in facts.traffic):
+        charts.append(("Shadow: disagreement over time", chart_html(figures.shadow_figure(facts))))
+    return render_page(facts, charts, pairs)
