@@ -231,8 +231,9 @@ class HaproxyRouter:
         self, record: LeaseRecord, weights: Weights, previous: LeaseRecord | None
     ) -> None:
         """Write both servers' weights, then read them back (RouteVerificationError when they
-        differ). The candidate's share never overshoots in between: when it shrinks, the
-        candidate's server is written first; when it grows, the baseline's."""
+        differ). Both weights go in one command line, so a lost connection changes both
+        or neither; within it the candidate's share never overshoots: when it shrinks,
+        the candidate's server comes first; when it grows, the baseline's."""
         baseline, candidate = self._servers_for(record)
         shrinking = previous is None or weights.share <= previous.route.weight
         order = [(candidate, weights.candidate), (baseline, weights.baseline)]

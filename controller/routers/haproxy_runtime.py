@@ -12,7 +12,7 @@ import csv
 import io
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -84,9 +84,11 @@ class RuntimeApi:
 
     def command(self, line: str) -> str:
         """HAProxy's answer to one command line, with surrounding blank lines removed."""
-        if "\n" in line or ";" in line:
-            # A newline or `;` would smuggle a second command into the line.
-            raise RouterError(f"refusing to send a command with a newline or ';': {line!r}")
+        _refuse_smuggling(line)
+        return self._line(line)
+
+    def _line(self, line: str) -> str:
+        """Send one line (checked by the caller), retried on transport failures."""
         delay = RETRY_BACKOFF_SECONDS
         failure = ""
         for attempt in range(self._retries + 1):
@@ -140,6 +142,18 @@ class RuntimeApi:
 
     def set_weight(self, backend: str, server: str, weight: int) -> None:
         self.expect_empty(f"set server {backend}/{server} weight {weight}")
+
+    def set_weights(self, backend: str, weights: Sequence[tuple[str, int]]) -> None:
+        """Several servers' weights in one command line, in the given order: HAProxy runs
+        the `;`-separated commands of a line it received whole, so a connection lost on
+        the way changes all of them or none, never one server's alone."""
+        commands = [f"set server {backend}/{server} weight {weight}" for server, weight in weights]
+        for command in commands:
+            _refuse_smuggling(command)
+        line = "; ".join(commands)
+        answer = self._line(line).strip("\n")
+        if answer.strip():
+            raise RouterError(f"HAProxy at {self.address} refused {line!r}: {answer.strip()}")
 
     # --- maps ----------------------------------------------------------------------------
 
@@ -208,3 +222,9 @@ class RuntimeApi:
                 if size > MAX_ANSWER_BYTES:
                     raise OSError(f"answer over {MAX_ANSWER_BYTES} bytes")
         return b"".join(chunks).decode(errors="replace")
+
+
+def _refuse_smuggling(line: str) -> None:
+    """A newline or `;` in a name would smuggle a second command into the line."""
+    if "\n" in line or ";" in line:
+        raise RouterError(f"refusing to send a command with a newline or ';': {line!r}")

@@ -5,7 +5,7 @@ before each test."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -91,12 +91,13 @@ def test_a_write_haproxy_does_not_keep_is_a_verification_error(haproxy: RunningH
     not be: the read-back compares what `show servers state` says with what was written."""
     router = router_for(haproxy)
     api = haproxy.api()
-    original = api.set_weight
+    original = api.set_weights
 
-    def lossy(backend: str, server: str, weight: int) -> None:
-        original(backend, server, max(0, weight - 1))  # an HAProxy that keeps another value
+    def lossy(backend: str, weights: Sequence[tuple[str, int]]) -> None:
+        # An HAProxy that keeps another value.
+        original(backend, [(server, max(0, weight - 1)) for server, weight in weights])
 
-    api.set_weight = lossy  # type: ignore[method-assign]
+    api.set_weights = lossy  # type: ignore[method-assign]
     router.api = api
     with pytest.raises(RouteVerificationError, match="after gray wrote 256 and 13"):
         router.apply(FIVE, Lease("r1", 1), ttl=60)
@@ -124,15 +125,15 @@ def test_a_rollback_landing_between_check_and_write_keeps_its_weights(
     stale, operator = router_for(haproxy), router_for(haproxy)
     stale.apply(FIVE, Lease("r1", 1), ttl=60)
     api = stale.api
-    original = api.set_weight
+    original = api.set_weights
     raced = []
 
-    def racing(backend: str, server: str, weight: int) -> None:
+    def racing(backend: str, weights: Sequence[tuple[str, int]]) -> None:
         if not raced:
             raced.append(operator.rollback(None))  # lands after stale's check
-        original(backend, server, weight)
+        original(backend, weights)
 
-    api.set_weight = racing  # type: ignore[method-assign]
+    api.set_weights = racing  # type: ignore[method-assign]
     with pytest.raises(LeaseConflictError, match="took over while gray wrote"):
         stale.apply(RouteSpec("1", "2", weight=0.5), Lease("r1", 1), ttl=60)
     assert raced[0].lease == Lease("r1", 2)
@@ -149,20 +150,20 @@ def test_a_rollback_overwritten_by_a_stale_takeover_writes_itself_again(
     controller, operator = router_for(haproxy), router_for(haproxy)
     controller.apply(FIVE, Lease("r1", 1), ttl=60)
     api = operator.api
-    original = api.set_weight
+    original = api.set_weights
     stale = LeaseRecord(Lease("r2", 2), RouteSpec("1", "2", weight=0.5), None, {})
     raced: list[bool] = []
 
-    def racing(backend: str, server: str, weight: int) -> None:
+    def racing(backend: str, weights: Sequence[tuple[str, int]]) -> None:
         if not raced:
             raced.append(True)
             api.map_put(haproxy.lease_map, haproxy.backend, stale.encode())  # lands late
-            original(backend, "candidate", 256)  # with its weights, before the rollback's
-        original(backend, server, weight)
+            original(backend, [("candidate", 256)])  # with its weights, before the rollback's
+        original(backend, weights)
 
-    api.set_weight = racing  # type: ignore[method-assign]
+    api.set_weights = racing  # type: ignore[method-assign]
     rolled = operator.rollback(Lease("ops", 1))
-    api.set_weight = original  # type: ignore[method-assign]
+    api.set_weights = original  # type: ignore[method-assign]
     assert rolled.lease == Lease("ops", 3)
     assert controller.read().lease == Lease("ops", 3)
     assert weights(haproxy) == {"baseline": 256, "candidate": 0}
@@ -285,6 +286,8 @@ def test_commands_cannot_be_smuggled_into_a_name() -> None:
     api = RuntimeApi(RuntimeAddress.parse("unix:///nonexistent"))
     with pytest.raises(RouterError, match="newline or ';'"):
         api.set_weight("models", "candidate; shutdown sessions", 1)
+    with pytest.raises(RouterError, match="newline or ';'"):
+        api.set_weights("models", [("baseline", 1), ("candidate\nshutdown sessions", 1)])
 
 
 def test_a_record_gray_did_not_write_is_refused() -> None:
