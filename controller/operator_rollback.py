@@ -143,7 +143,7 @@ def _shared_journal(rollout_id: str | None, registry_uri: str | None, on_warning
 def _router_for(plan: Plan | None, router_url: str | None) -> Router:
     """The rollout's own endpoint, else the gateway the flag or the environment names."""
     if plan is not None:
-        return build_router(plan.router)
+        return build_router(plan.router, plan)
     from gray.controller.routers.gateway_spec import GatewayRouterSpec
 
     url = router_url or os.environ.get(GATEWAY_URL_ENV)

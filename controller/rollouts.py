@@ -81,7 +81,7 @@ class PreflightReport:
 
 def build_adapters(plan: Plan) -> tuple[Router, MetricsSource]:
     """The plan's serving endpoint and metrics source, built once per controller."""
-    return build_router(plan.router), build_metrics(plan.metrics, plan)
+    return build_router(plan.router, plan), build_metrics(plan.metrics, plan)
 
 
 @dataclass(frozen=True)

@@ -176,17 +176,21 @@ class RegistryClient:
             ),
         )
 
-    def artifact_repository(self, name: str, version: str) -> tuple[str, Any]:
-        """(download URI, MLflow artifact repository) of one model version's files."""
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-        location = self.call(
+    def download_uri(self, name: str, version: str) -> str:
+        """Where one model version's files are stored (an s3://, gs://, file:// URI)."""
+        return self.call(
             f"locate the artifacts of {name} version {version}",
             lambda: self.mlflow.get_model_version_download_uri(name, version),
             missing=lambda: ModelNotFoundError(
                 f"registered model {name!r} has no version {version}"
             ),
         )
+
+    def artifact_repository(self, name: str, version: str) -> tuple[str, Any]:
+        """(download URI, MLflow artifact repository) of one model version's files."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        location = self.download_uri(name, version)
         repository = get_artifact_repository(location, tracking_uri=self.uri, registry_uri=self.uri)
         return location, repository
 

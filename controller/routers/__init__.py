@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gray.controller.plan.models import RouterSpec
+    from gray.controller.plan.models import Plan, RouterSpec
     from gray.controller.routers.base import Router
 
 
-def build_router(spec: RouterSpec) -> Router:
-    """The adapter for a plan's `router:` block (validated, so its type is known)."""
-    return spec.build()
+def build_router(spec: RouterSpec, plan: Plan | None = None) -> Router:
+    """The adapter for a plan's `router:` block (validated, so its type is known); with
+    the `plan` it belongs to, for a type that needs the plan's model or registry."""
+    return spec.build() if plan is None else spec.build_for(plan)
