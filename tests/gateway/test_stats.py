@@ -149,3 +149,52 @@ def test_prometheus_page_passes_promtool() -> None:
         timeout=30,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_counter_is_also_split_by_hash_group() -> None:
+    stats = GatewayStats(slo_edges=(0.25, 0.1), clock=Clock())
+    for latency, outcome, group in (
+        (0.05, Outcome.OK, 3),
+        (0.1, Outcome.OK, 3),  # at an edge is not slower than it
+        (0.2, Outcome.ERROR, 3),
+        (0.3, Outcome.BAD_REQUEST, 63),
+        (2.0, Outcome.ERROR, 0),
+    ):
+        stats.record("1", "baseline", latency, outcome, group)
+    stats.record_labels("1", "baseline", 4, 3, 63)
+    stats.record("1", "forced", 0.01, Outcome.OK, 5)
+    stats.record_shadow("2", (0.01, Outcome.OK), (0.3, Outcome.ERROR), agreed=None, group=7)
+    stats.record_shadow_labels("2", "candidate", 1, 0, 7)
+    view = stats.view()
+    one = view.versions["1"]
+    groups = one.groups
+    assert groups is not None
+    assert (groups.requests[3], groups.requests[63], groups.requests[0]) == (3, 1, 1)
+    assert (groups.errors[3], groups.errors[0], groups.bad_requests[63]) == (1, 1, 1)
+    assert (groups.labelled[63], groups.correct[63]) == (4, 3)
+    assert groups.slow_over(0.1) == tuple(int(g in (0, 3, 63)) for g in range(64))
+    assert groups.slow_over(0.25) == tuple(int(g in (0, 63)) for g in range(64))
+    for name in ("requests", "errors", "bad_requests", "labelled", "correct"):
+        assert sum(getattr(groups, name)) == getattr(one, name)
+    for edge in (0.1, 0.25):
+        assert sum(groups.slow_over(edge) or ()) == one.slow_over(edge)
+    forced = view.forced["1"].groups
+    assert forced is not None and forced.requests[5] == 1 and sum(forced.requests) == 1
+    shadow = view.shadow["2"]
+    assert shadow.baseline.groups is not None and shadow.baseline.groups.requests[7] == 1
+    assert shadow.candidate.groups is not None
+    assert (shadow.candidate.groups.errors[7], shadow.candidate.groups.labelled[7]) == (1, 1)
+
+
+def test_prometheus_page_splits_live_and_shadow_traffic_by_group() -> None:
+    page = metrics_page()
+    live = {"version": "2", "traffic": "live"}
+    assert sample(page, "gray_group_requests_total", **live, group="0") == 1
+    assert sample(page, "gray_group_errors_total", **live, group="0") == 1
+    assert sample(page, "gray_group_requests_total", **live, group="63") == 0
+    slow = {**live, "group": "0", "slo_seconds": "0.25"}
+    assert sample(page, "gray_group_slow_requests_total", **slow) == 1
+    shadow = {"version": '2"x', "traffic": "shadow", "group": "0"}
+    assert sample(page, "gray_group_requests_total", **shadow) == 1
+    assert sample(page, "gray_group_requests_total", traffic="forced") is None
+    assert page.count("gray_group_labelled_total{") == 3 * 64  # two live versions, one shadow
