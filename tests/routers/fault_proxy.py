@@ -123,6 +123,8 @@ class FaultProxy:
         except OSError:
             _reset(client)
             return
+        for side in (client, upstream):  # relay each chunk at once: no Nagle wait per hop
+            side.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
         if mode is Mode.LOSE_ANSWERS:
             with suppress(OSError):
