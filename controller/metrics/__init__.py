@@ -17,5 +17,12 @@ if TYPE_CHECKING:
 
 def build_metrics(spec: MetricsSpec, plan: Plan) -> MetricsSource:
     """The adapter for a plan's `metrics:` block; `plan` gives what the source counts
-    (the gates' latency edges) and what it may share with the router (an address)."""
+    (the gates' latency edges) and what it may share with the router (an address).
+    A plan read by `parse_plan` had its unfed gates refused already; this guards plans
+    built around validation (ConfigError naming the first such gate)."""
+    from gray.controller.errors import ConfigError
+    from gray.controller.plan.checks import unfed_gate_problems
+
+    for _, message in unfed_gate_problems(plan, spec):
+        raise ConfigError(message)
     return spec.build(plan)

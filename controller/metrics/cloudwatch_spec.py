@@ -14,7 +14,13 @@ from pydantic import AfterValidator, Field, field_validator
 from gray.controller.errors import ConfigError
 from gray.controller.gates.metrics import metric
 from gray.controller.metrics.cloudwatch import DEFAULT_DELAY_SECONDS, DEFAULT_PERIOD_SECONDS
-from gray.controller.plan.models import Duration, FieldProblem, MetricsSpec, Timeout
+from gray.controller.plan.models import (
+    Duration,
+    FieldProblem,
+    MetricsSpec,
+    Timeout,
+    gates_other_than,
+)
 from gray.controller.plan.units import format_duration
 from gray.controller.routers.sagemaker_record import VariantNames
 from gray.controller.routers.sagemaker_spec import (
@@ -90,21 +96,13 @@ class CloudWatchMetricsSpec(MetricsSpec):
                     "CloudWatch holds no mirrored pairs or their answers: a shadow stage "
                     "cannot be judged from it",
                 )
-        unfed = sorted(
-            {
-                gate.metric
-                for index in range(len(plan.stages))
-                for gate in plan.stage_gates(index)
-                if gate.metric not in GATES_FED
-            }
+
+    def unfed_gates(self, plan: Plan) -> dict[str, str]:
+        return gates_other_than(
+            GATES_FED,
+            "SageMaker publishes invocations, 4xx and 5xx answers and latency, not labels "
+            "or mirrored pairs",
         )
-        if unfed:
-            yield (
-                ("metrics", "type"),
-                f"type cloudwatch cannot feed the {', '.join(unfed)} gate(s): SageMaker "
-                "publishes invocations, 4xx and 5xx answers and latency, not labels or "
-                f"mirrored pairs; it feeds {', '.join(GATES_FED)}",
-            )
 
     def build(self, plan: Plan) -> CloudWatchMetrics:
         # A plan read by parse_plan was refused already; this guards other callers.

@@ -9,7 +9,7 @@ from pydantic import field_validator
 
 from gray.controller.errors import ConfigError
 from gray.controller.metrics.haproxy import GATES_FED, HaproxyMetrics
-from gray.controller.plan.models import FieldProblem, MetricsSpec, Timeout
+from gray.controller.plan.models import FieldProblem, MetricsSpec, Timeout, gates_other_than
 from gray.controller.routers.haproxy import DEFAULT_LEASE_MAP
 from gray.controller.routers.haproxy_runtime import DEFAULT_TIMEOUT_SECONDS
 from gray.controller.routers.haproxy_spec import HaproxyRouterSpec, runtime_address
@@ -41,21 +41,11 @@ class HaproxyMetricsSpec(MetricsSpec):
                 "type haproxy needs runtime_api and backend when the router is of "
                 f"type {plan.router.type}",
             )
-        unfed = sorted(
-            {
-                gate.metric
-                for index in range(len(plan.stages))
-                for gate in plan.stage_gates(index)
-                if gate.metric not in GATES_FED
-            }
+
+    def unfed_gates(self, plan: Plan) -> dict[str, str]:
+        return gates_other_than(
+            GATES_FED, "HAProxy counts answers by class and averages response times"
         )
-        if unfed:
-            yield (
-                ("metrics", "type"),
-                f"type haproxy cannot feed the {', '.join(unfed)} gate(s): HAProxy "
-                f"counts answers by class and averages response times; it feeds "
-                f"{' and '.join(GATES_FED)}",
-            )
 
     def build(self, plan: Plan) -> HaproxyMetrics:
         # A plan read by parse_plan was refused already; this guards other callers.

@@ -12,6 +12,7 @@ from gray.controller.plan.models import (
     HOOK_KINDS,
     FieldProblem,
     GateSpec,
+    MetricsSpec,
     Plan,
     StageGate,
     resolve_stage_gates,
@@ -32,6 +33,7 @@ def semantic_problems(plan: Plan) -> list[Problem]:
     problems.extend(_notify_problems(plan))
     problems.extend(plan.router.plan_problems(plan))
     problems.extend(plan.metrics.plan_problems(plan))
+    problems.extend(unfed_gate_problems(plan, plan.metrics))
     if plan.router.lease_ttl is not None and plan.router.lease_ttl <= plan.interval:
         problems.append(
             (
@@ -97,6 +99,29 @@ def _gate_problems(gate: GateSpec | StageGate, path: tuple[str | int, ...]) -> I
             (*path, "max_increase"),
             "max_increase: 0% can never pass; allow a margin (e.g. 10%) or max_increase_abs",
         )
+
+
+def unfed_gate_problems(plan: Plan, source: MetricsSpec) -> Iterator[Problem]:
+    """Each gate judging some stage that the metrics `source` cannot feed, at the gate's
+    own `metric` field: a plan-level gate where the plan declares it, a stage's gate
+    where only the stage does."""
+    unfed = source.unfed_gates(plan)
+    if not unfed:
+        return
+    judged = {gate.metric for index in range(len(plan.stages)) for gate in plan.stage_gates(index)}
+    places: list[tuple[str, tuple[str | int, ...]]] = [
+        (gate.metric, ("gates", index, "metric")) for index, gate in enumerate(plan.gates)
+    ]
+    declared = {gate.metric for gate in plan.gates}
+    for number, stage in enumerate(plan.stages):
+        places.extend(
+            (gate.metric, ("stages", number, "gates", index, "metric"))
+            for index, gate in enumerate(stage.gates)
+            if gate.metric not in declared
+        )
+    for name, path in places:
+        if name in judged and name in unfed:
+            yield path, f"metrics type {source.type} cannot feed the {name} gate: {unfed[name]}"
 
 
 def _duplicate_gates(gates: tuple[GateSpec, ...], path: tuple[str | int, ...]) -> Iterator[Problem]:

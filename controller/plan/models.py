@@ -168,14 +168,31 @@ class MetricsSpec(_Strict):
         return ()
 
     def plan_problems(self, plan: Plan) -> Iterator[FieldProblem]:
-        """What the plan's gates or stages need that this source cannot count, as (field
-        path, message): refused by `gray plan validate`, not at run time."""
+        """What the plan's stages or the block's own fields need that this source cannot
+        give, as (field path, message): refused by `gray plan validate`, not at run time.
+        Gates it cannot feed are said by `unfed_gates` instead."""
         return iter(())
+
+    def unfed_gates(self, plan: Plan) -> dict[str, str]:
+        """The gate metrics (`error_rate`, `accuracy`, ...) this source cannot feed, each
+        with the reason. `gray plan validate` refuses every gate of the plan that uses one,
+        at the gate's own field; a source that feeds every gate returns nothing."""
+        return {}
 
     @classmethod
     def model_for(cls, value: object) -> type[_Strict]:
         """The model a block with this value is read as (for plan problems' hints)."""
         return _block_model(value, METRICS_TYPES, MetricsSpec) or cls
+
+
+def gates_other_than(fed: tuple[str, ...], reason: str) -> dict[str, str]:
+    """`unfed_gates` of a source that feeds the gates `fed` whatever the plan: every other
+    gate, with `reason` and the gates it does feed."""
+    from gray.controller.gates.metrics import METRIC_NAMES
+
+    return {
+        name: f"{reason}; it feeds {', '.join(fed)}" for name in METRIC_NAMES if name not in fed
+    }
 
 
 # A block that names no type is gray's own gateway, as before blocks had types.
@@ -453,13 +470,22 @@ def resolve_stage_gates(
 ) -> tuple[GateSpec, ...]:
     gates = list(plan_gates)
     for override in overrides:
-        changes = override.model_dump(exclude_unset=True, exclude={"metric"})
+        changes = _as_written(override.model_dump(exclude_unset=True, exclude={"metric"}))
         match = _matching_gate(gates, override)
         if match is None:
             gates.append(GateSpec.model_validate({"metric": override.metric, **changes}))
         else:
-            gates[match] = GateSpec.model_validate({**gates[match].model_dump(), **changes})
+            merged = {**_as_written(gates[match].model_dump()), **changes}
+            gates[match] = GateSpec.model_validate(merged)
     return tuple(gate for gate in gates if gate.enabled)
+
+
+def _as_written(fields: dict[str, Any]) -> dict[str, Any]:
+    """A gate's dumped fields as a plan writes them, so they validate again: a duration
+    needs its unit (`slo` is dumped in seconds)."""
+    if fields.get("slo") is None:
+        return fields
+    return {**fields, "slo": f"{fields['slo']!r}s"}
 
 
 def _matching_gate(gates: list[GateSpec], override: StageGate) -> int | None:

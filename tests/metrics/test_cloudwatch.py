@@ -223,8 +223,8 @@ def test_a_cloudwatch_block_takes_the_sagemaker_router_s_endpoint() -> None:
     [
         (
             {"gate": "{metric: accuracy, max_decrease: 1%}"},
-            "p.yaml:9:17: metrics.type: type cloudwatch cannot feed the accuracy gate(s): "
-            "SageMaker publishes invocations, 4xx and 5xx answers and latency, not labels or "
+            "p.yaml:5:14: gates[0].metric: metrics type cloudwatch cannot feed the accuracy "
+            "gate: SageMaker publishes invocations, 4xx and 5xx answers and latency, not labels or "
             "mirrored pairs; it feeds error_rate, bad_request_rate, latency, latency_distribution",
         ),
         (

@@ -196,15 +196,15 @@ def test_a_gate_reading_a_counter_the_source_has_no_series_for_is_refused(
     gate: str, block: str, words: str
 ) -> None:
     text = plan_with(block).replace("{metric: latency, slo: 200ms, max_increase: 10%}", gate)
-    with pytest.raises(PlanError, match=f"gate reads {words}") as caught:
+    with pytest.raises(PlanError, match=f"gate: it reads {words}, which") as caught:
         parse_plan(text)
-    assert [p.field for p in caught.value.problems] == ["metrics"]
+    assert [p.field for p in caught.value.problems] == ["gates[0].metric"]
 
 
 def test_the_source_refuses_a_plan_built_around_validation() -> None:
     plan = parse_plan(plan_with("  preset: istio"))
     accuracy = plan.gates[0].model_copy(update={"metric": "accuracy", "max_decrease": 0.05})
-    with pytest.raises(ConfigError, match="gate reads correct, labelled"):
+    with pytest.raises(ConfigError, match="accuracy gate: it reads correct, labelled"):
         build_metrics(plan.metrics, plan.model_copy(update={"gates": [accuracy]}))
 
 

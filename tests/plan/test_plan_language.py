@@ -60,6 +60,24 @@ def test_stage_gate_overrides_merge_add_and_disable() -> None:
     assert gates["disagreement"].max == pytest.approx(0.05)
 
 
+def test_a_stage_changes_or_adds_a_latency_gate() -> None:
+    """A latency gate's slo is carried into the stage's version of it, whether the stage
+    changes the plan's gate or adds one of its own."""
+    text = VALID.replace(
+        "  - {metric: error_rate, max_increase: 10%}",
+        "  - {metric: error_rate, max_increase: 10%}\n"
+        "  - {metric: latency, slo: 250ms, max_increase: 20%}",
+    ).replace(
+        "{weight: 5%, dwell: 5m}",
+        "{weight: 5%, dwell: 5m, gates: [{metric: latency, max_increase: 30%},"
+        " {metric: latency, slo: 1.5s, max_increase: 50%}]}",
+    )
+    plan = parse_plan(text, "p.yaml", environ={})
+    latency = [(g.slo, g.max_increase) for g in plan.stage_gates(0) if g.metric == "latency"]
+    assert latency == [(0.25, pytest.approx(0.3)), (1.5, pytest.approx(0.5))]
+    assert plan.slo_edges() == (0.25, 1.5)
+
+
 def test_stage_lookup_by_number_and_name() -> None:
     plan = parse_plan(VALID, "p.yaml", environ={})
     assert plan.stage_index("2") == 1

@@ -90,7 +90,7 @@ def test_gates_haproxy_cannot_feed_are_refused(gate: str, message: str) -> None:
     with pytest.raises(PlanError) as caught:
         parse_plan(plan_text(gate=gate), "p.yaml")
     [problem] = caught.value.problems
-    assert (problem.line, problem.field) == (13, "metrics.type")
+    assert (problem.line, problem.field) == (5, "gates[0].metric")
     assert message in problem.message
 
 
@@ -128,3 +128,27 @@ def test_stages_haproxy_cannot_route_are_refused_by_validation(
     [problem] = caught.value.problems
     assert (problem.line, problem.field) == (7, f"stages[0].{field}")
     assert message in problem.message
+
+
+def test_an_unfed_gate_is_refused_where_it_is_declared_and_only_where_it_judges() -> None:
+    """A stage's own gate is named at the stage; a plan gate that every stage turns off
+    judges nothing and is not refused."""
+    text = plan_text().replace(
+        "  - {weight: 5%, dwell: 5m}",
+        "  - {weight: 5%, dwell: 5m, gates: [{metric: accuracy, max_decrease: 1%}]}",
+    )
+    with pytest.raises(PlanError) as caught:
+        parse_plan(text, "p.yaml")
+    assert [(p.line, p.field) for p in caught.value.problems] == [(7, "stages[0].gates[0].metric")]
+    assert "metrics type haproxy cannot feed the accuracy gate: HAProxy counts" in str(caught.value)
+
+    switched_off = plan_text(
+        gate="{metric: error_rate, max_increase: 10%}\n  - " + LATENCY
+    ).replace(
+        "  - {weight: 5%, dwell: 5m}",
+        "  - {weight: 5%, dwell: 5m, gates: [{metric: latency, enabled: false}]}",
+    )
+    assert parse_plan(switched_off, "p.yaml").stage_gates(0)[0].metric == "error_rate"
+
+
+LATENCY = "{metric: latency, slo: 250ms, max_increase: 20%}"

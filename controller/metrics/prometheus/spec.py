@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from gray.controller.errors import ConfigError
-from gray.controller.gates.metrics import metric
+from gray.controller.gates.metrics import METRIC_NAMES, metric
 from gray.controller.metrics.prometheus.layout import (
     HISTOGRAM,
     LATENCY_UNITS,
@@ -138,12 +138,26 @@ class PrometheusMetricsSpec(MetricsSpec):
         return layout.narrowed(*matchers)
 
     def plan_problems(self, plan: Plan) -> Iterator[FieldProblem]:
-        return _uncounted(self.layout(), plan)
+        return _unmirrored(self.layout(), plan)
+
+    def unfed_gates(self, plan: Plan) -> dict[str, str]:
+        """Each gate reading a counter this layout has no series for would wait for data
+        that never comes."""
+        layout = self.layout()
+        unfed = {}
+        for name in METRIC_NAMES:
+            unread = _unread(layout, metric(name).reads)
+            if unread:
+                unfed[name] = (
+                    f"it reads {', '.join(unread)}, which this Prometheus source has no "
+                    f"series for ({_how_to_count(self.preset)})"
+                )
+        return unfed
 
     def build(self, plan: Plan) -> PrometheusMetrics:
         layout = self.layout()
         # A plan read by parse_plan was refused already; this guards other callers.
-        for _, message in _uncounted(layout, plan):
+        for _, message in _unmirrored(layout, plan):
             raise ConfigError(message)
         return PrometheusMetrics(
             PrometheusClient(self.url, token=self.token, timeout=self.timeout),
@@ -156,9 +170,9 @@ class PrometheusMetricsSpec(MetricsSpec):
         return (self.token,)
 
 
-def _uncounted(layout: Layout, plan: Plan) -> Iterator[FieldProblem]:
-    """A shadow stage, or a gate reading a counter this layout has no series for, would
-    wait for data that never comes: the plan is refused before any traffic moves."""
+def _unmirrored(layout: Layout, plan: Plan) -> Iterator[FieldProblem]:
+    """A shadow stage would wait for mirrored pairs this layout never counts: the plan is
+    refused before any traffic moves."""
     for index, stage in enumerate(plan.stages):
         if stage.is_shadow and not layout.shadow:
             yield (
@@ -166,18 +180,13 @@ def _uncounted(layout: Layout, plan: Plan) -> Iterator[FieldProblem]:
                 f"this Prometheus source counts no mirrored requests (only the gray preset "
                 f"does), but stage {stage.name} mirrors traffic to the candidate",
             )
-    refused: set[str] = set()
-    for index in range(len(plan.stages)):
-        for gate in plan.stage_gates(index):
-            unread = _unread(layout, metric(gate.metric).reads)
-            if unread and gate.metric not in refused:
-                refused.add(gate.metric)
-                yield (
-                    ("metrics",),
-                    f"the {gate.metric} gate reads {', '.join(unread)}, which this "
-                    "Prometheus source has no series for (give them under queries, or use "
-                    "the gray preset)",
-                )
+
+
+def _how_to_count(preset: str | None) -> str:
+    """What a plan can do about a counter its source lacks."""
+    if preset in (None, "gray"):
+        return "give them under queries"
+    return "give them under queries, or use the gray preset"
 
 
 def _unread(layout: Layout, reads: tuple[str, ...]) -> list[str]:
