@@ -105,7 +105,9 @@ class KubernetesApiStandIn:
         self._before_write: Callable[[], None] | None = None
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -223,14 +225,27 @@ class KubernetesApiStandIn:
                 revisions.previous_rolled_out = revisions.rolled_out
             revisions.rolled_out = latest
         if canary is None or latest == revisions.rolled_out or not revisions.ready:
-            traffic = [{"latestRevision": latest == revisions.rolled_out, "percent": 100,
-                        "revisionName": revisions.rolled_out}]
+            traffic = [
+                {
+                    "latestRevision": latest == revisions.rolled_out,
+                    "percent": 100,
+                    "revisionName": revisions.rolled_out,
+                }
+            ]
         else:
             traffic = [
-                {"latestRevision": True, "percent": int(canary), "revisionName": latest,
-                 "tag": "latest"},
-                {"latestRevision": False, "percent": 100 - int(canary),
-                 "revisionName": revisions.rolled_out, "tag": "prev"},
+                {
+                    "latestRevision": True,
+                    "percent": int(canary),
+                    "revisionName": latest,
+                    "tag": "latest",
+                },
+                {
+                    "latestRevision": False,
+                    "percent": 100 - int(canary),
+                    "revisionName": revisions.rolled_out,
+                    "tag": "prev",
+                },
             ]
         component = {
             "latestCreatedRevision": latest,
@@ -297,6 +312,7 @@ class KubernetesApiStandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as two writes
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
