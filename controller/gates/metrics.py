@@ -15,11 +15,13 @@ from dataclasses import dataclass
 
 from gray.controller.gates.increments import slow_requests
 from gray.controller.plan.units import format_duration
-from gray.controller.types import VersionCounters
+from gray.controller.types import GroupCounts, VersionCounters
 
 # Events one version had, given the gate's latency edge (None for gates without one);
 # None when the metrics source has no way to know them.
 EventReader = Callable[[VersionCounters, float | None], int | None]
+# The same per hash group of the routing key, from the version's group counts.
+GroupEventReader = Callable[[GroupCounts, float | None], tuple[int, ...] | None]
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,8 @@ class Tally:
     """How a count metric reads one version's counters: events out of exposures."""
 
     events: EventReader
-    exposures: str  # the VersionCounters field the events are out of: requests or labelled
+    exposures: str  # the VersionCounters (and GroupCounts) field the events are out of
+    group_events: GroupEventReader
 
     def read(self, counters: VersionCounters, slo: float | None) -> tuple[int, int] | None:
         """(events, exposures), or None when the source cannot count the events."""
@@ -35,6 +38,18 @@ class Tally:
         if events is None:
             return None
         return events, int(getattr(counters, self.exposures))
+
+    def read_groups(
+        self, counters: VersionCounters, slo: float | None
+    ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """(events, exposures) per hash group, or None when the source has no group counts
+        for them."""
+        if counters.groups is None:
+            return None
+        events = self.group_events(counters.groups, slo)
+        if events is None:
+            return None
+        return events, tuple(getattr(counters.groups, self.exposures))
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,28 @@ def _wrong_predictions(counters: VersionCounters, slo: float | None) -> int | No
     return max(counters.labelled - counters.correct, 0)
 
 
+def _group_errors(groups: GroupCounts, slo: float | None) -> tuple[int, ...] | None:
+    return groups.errors
+
+
+def _group_bad_requests(groups: GroupCounts, slo: float | None) -> tuple[int, ...] | None:
+    return groups.bad_requests
+
+
+def _group_slow(groups: GroupCounts, slo: float | None) -> tuple[int, ...] | None:
+    slower = groups.slow_over(float(slo or 0.0))
+    if slower is None:
+        return None
+    return tuple(min(count, total) for count, total in zip(slower, groups.requests, strict=True))
+
+
+def _group_wrong_predictions(groups: GroupCounts, slo: float | None) -> tuple[int, ...] | None:
+    return tuple(
+        max(labelled - correct, 0)
+        for labelled, correct in zip(groups.labelled, groups.correct, strict=True)
+    )
+
+
 _RELATIVE = ("max_increase", "max_increase_abs")
 
 METRICS: dict[str, MetricDefinition] = {
@@ -97,7 +134,7 @@ METRICS: dict[str, MetricDefinition] = {
             reads=("requests", "errors", "replayed_failures", "baseline_also_failed"),
             margins=_RELATIVE,
             words=Words("error rate", "errors", "requests"),
-            tally=Tally(_errors, "requests"),
+            tally=Tally(_errors, "requests", _group_errors),
             counts_replays=True,
         ),
         MetricDefinition(
@@ -106,7 +143,7 @@ METRICS: dict[str, MetricDefinition] = {
             reads=("requests", "bad_requests"),
             margins=_RELATIVE,
             words=Words("bad-request rate", "bad requests", "requests"),
-            tally=Tally(_bad_requests, "requests"),
+            tally=Tally(_bad_requests, "requests", _group_bad_requests),
         ),
         MetricDefinition(
             name="latency",
@@ -114,7 +151,7 @@ METRICS: dict[str, MetricDefinition] = {
             reads=("requests", "slow", "latency_buckets"),
             margins=_RELATIVE,
             words=Words("slow-request rate", "slow requests", "requests"),
-            tally=Tally(_slow, "requests"),
+            tally=Tally(_slow, "requests", _group_slow),
             needs_slo=True,
         ),
         MetricDefinition(
@@ -130,7 +167,7 @@ METRICS: dict[str, MetricDefinition] = {
             reads=("labelled", "correct"),
             margins=("max_decrease",),
             words=Words("accuracy", "wrong predictions", "labelled predictions"),
-            tally=Tally(_wrong_predictions, "labelled"),
+            tally=Tally(_wrong_predictions, "labelled", _group_wrong_predictions),
             needs_labels=True,
             higher_is_better=True,
         ),
@@ -140,7 +177,7 @@ METRICS: dict[str, MetricDefinition] = {
             reads=("labelled", "correct"),
             margins=_RELATIVE,
             words=Words("wrong-prediction rate", "wrong predictions", "labelled predictions"),
-            tally=Tally(_wrong_predictions, "labelled"),
+            tally=Tally(_wrong_predictions, "labelled", _group_wrong_predictions),
             needs_labels=True,
         ),
         MetricDefinition(

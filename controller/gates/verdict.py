@@ -32,6 +32,9 @@ class Verdict:
     far the candidate's latency CDF lies below the baseline's). `interval` is the
     confidence sequence at this look (bounds may be 0 or infinite before data
     decide them). `p_value` is always-valid: p <= alpha at any look is a FAIL.
+    `method` says what a rate gate assumed: `clustered` (the units are hash groups of
+    the routing key, valid when events cluster by key) or `per_request` (requests
+    assumed independent: the source gave no group counts); empty for other gates.
     """
 
     gate: str
@@ -47,6 +50,7 @@ class Verdict:
     unit: str = "ratio"
     note: str = ""
     extra: dict[str, float | None] = field(default_factory=dict)
+    method: str = ""
 
     @classmethod
     def no_data(
@@ -80,7 +84,7 @@ class Verdict:
         return verdict_sentence(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "gate": self.gate,
             "outcome": self.outcome.value,
             "estimate": number_out(self.estimate),
@@ -98,6 +102,9 @@ class Verdict:
             "extra": {key: number_out(value) for key, value in self.extra.items()},
             "sentence": self.sentence(),
         }
+        if self.method:
+            out["method"] = self.method
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Verdict:
@@ -118,6 +125,7 @@ class Verdict:
             unit=str(data.get("unit", "ratio")),
             note=str(data.get("note", "")),
             extra={str(k): number_in(v) for k, v in (data.get("extra") or {}).items()},
+            method=str(data.get("method", "")),
         )
 
 

@@ -131,6 +131,7 @@ def _sample_tail(v: Verdict) -> str:
         exposure = "labelled" if "candidate_labelled" in counts else "requests"
         text = f"{counts.get('candidate_events', 0):,} candidate {event_noun(metric)} in "
         text += f"{counts.get(f'candidate_{exposure}', 0):,} {exposure_noun(metric)}"
+    text += _method_words(v)
     replayed = counts.get("replayed_failures", 0)
     if replayed:
         text += (
@@ -142,6 +143,16 @@ def _sample_tail(v: Verdict) -> str:
     if v.outcome.value == "inconclusive" and exposures < needed:
         text += f" ({needed:,} needed to pass)"
     return text
+
+
+def _method_words(v: Verdict) -> str:
+    """What a rate gate assumed about its units."""
+    if v.method == "per_request":
+        return " (assumed independent: no counts per routing-key group)"
+    if v.method == "clustered":
+        groups = v.counts.get("groups")
+        return f" ({groups} routing-key groups)" if groups else " (by routing-key group)"
+    return ""
 
 
 def _candidate_exposures(v: Verdict) -> int:

@@ -5,6 +5,12 @@ Each counts events against exposures per version (the metric table's `tally`) an
 uses the test in `stats/counts.py`. A metric whose higher values are better
 (accuracy) counts the complement (wrong predictions) with an absolute allowance
 (`max_decrease`) and is reported as a difference of accuracies.
+
+Which test decides: when every look with traffic brought counts per hash group of
+the routing key for both versions, the clustered test (`stats/clustered.py`),
+valid when events cluster by key; otherwise the per-request test, which assumes
+independent requests and says so. Both run on every look, so a source that stops
+sending group counts mid-stage leaves the per-request test with all the traffic.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from gray.controller.gates.config import GateConfig
+from gray.controller.gates.families.grouped import GroupedEvidence
 from gray.controller.gates.increments import Increment
 from gray.controller.gates.metrics import metric
+from gray.controller.gates.stats.clustered import ClusteredTrack
 from gray.controller.gates.stats.counts import CountRule, CountTrack
 from gray.controller.gates.stats.special import exp_or_inf
 from gray.controller.gates.verdict import (
@@ -59,11 +67,22 @@ class CountGate:
     # the baseline, and how many of them the baseline failed too.
     replayed_failures: int = 0
     baseline_also_failed: int = 0
+    # The stage's counts by hash group of the routing key, while every look brought them.
+    # (Once a look with traffic comes without them, they are dropped for the stage.)
+    grouped: GroupedEvidence | None = None
 
     family: ClassVar[str] = "count"
 
+    @property
+    def method(self) -> str:
+        """`clustered` when the groups decide (valid when events cluster by routing key),
+        `per_request` when the test assumes independent requests."""
+        if self.grouped is not None and self.baseline_exposure > 0:
+            return CLUSTERED
+        return PER_REQUEST
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "family": self.family,
             "config": self.config.to_dict(),
             "loglik": list(self.loglik),
@@ -84,6 +103,11 @@ class CountGate:
             "replayed_failures": self.replayed_failures,
             "baseline_also_failed": self.baseline_also_failed,
         }
+        # Written only when there is something to say, so a state without groups keeps the
+        # shape earlier versions wrote and read.
+        if self.grouped is not None:
+            out["grouped"] = self.grouped.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CountGate:
@@ -106,6 +130,7 @@ class CountGate:
             reference_exposure=int(data.get("reference_exposure", 0)),
             replayed_failures=int(data.get("replayed_failures", 0)),
             baseline_also_failed=int(data.get("baseline_also_failed", 0)),
+            grouped=GroupedEvidence.from_dict(data["grouped"]) if data.get("grouped") else None,
         )
 
     @classmethod
@@ -132,6 +157,7 @@ class CountGate:
         replays = definition.counts_replays
         return replace(
             _state(self, track),
+            grouped=self._grouped_after(seen, traffic=observed[1] + observed[3] > 0),
             slow_seen=self.slow_seen or definition.needs_slo,
             replayed_failures=self.replayed_failures
             + (seen.candidate.replayed_failures if replays else 0),
@@ -139,17 +165,43 @@ class CountGate:
             + (seen.candidate.baseline_also_failed if replays else 0),
         )
 
+    def _grouped_after(self, seen: Increment, *, traffic: bool) -> GroupedEvidence | None:
+        """The group evidence after a look: grown while every look with traffic brings group
+        counts for both versions, and None for good once one did not (traffic counted
+        without groups cannot be split into them afterwards)."""
+        counted_before = self.candidate_exposure + self.baseline_exposure > 0
+        if self.grouped is None and counted_before:
+            return None
+        tally = metric(self.config.metric).tally
+        assert tally is not None  # a count gate's metric always has one
+        candidate = tally.read_groups(seen.candidate, self.config.slo)
+        baseline = tally.read_groups(seen.baseline, self.config.slo)
+        if candidate is None or baseline is None:
+            return None if traffic else self.grouped
+        grouped = self.grouped or GroupedEvidence.empty(len(candidate[0]))
+        if grouped.groups != len(candidate[0]) or grouped.groups != len(baseline[0]):
+            return None  # the source changed how many groups it counts
+        return grouped.added(rule_for(self.config), candidate, baseline)
+
     def verdict(self) -> Verdict:
         if self.candidate_exposure == 0:
             return _no_data(self)
         track = _track(self)
         config = self.config
-        failed = bool(track.fails()[0])
-        passed = bool(track.passes()[0]) and self.candidate_exposure >= config.min_samples
+        decider: CountTrack | ClusteredTrack = track
+        if self.method == CLUSTERED:
+            assert self.grouped is not None
+            decider = self.grouped.track(rule_for(config))
+        failed = bool(decider.fails()[0])
+        passed = bool(decider.passes()[0]) and self.candidate_exposure >= config.min_samples
         outcome = Outcome.FAIL if failed else Outcome.PASS if passed else Outcome.INCONCLUSIVE
         if metric(config.metric).higher_is_better:
-            return _difference_verdict(self, track, outcome)
-        return _ratio_verdict(self, track, outcome)
+            return _difference_verdict(self, track, decider, outcome)
+        return _ratio_verdict(self, track, decider, outcome)
+
+
+PER_REQUEST = "per_request"
+CLUSTERED = "clustered"
 
 
 def rule_for(config: GateConfig) -> CountRule:
@@ -195,7 +247,7 @@ def _no_data(state: CountGate) -> Verdict:
 
 
 def _evidence(
-    state: CountGate, track: CountTrack, outcome: Outcome
+    state: CountGate, track: CountTrack, decider: CountTrack | ClusteredTrack, outcome: Outcome
 ) -> tuple[str, dict[str, float | None], float | None, float | None]:
     """What both kinds of verdict share: (note, extra numbers, e-value, p-value)."""
     note = ""
@@ -212,18 +264,21 @@ def _evidence(
             note = "no baseline traffic in this stage to compare with"
     # Without concurrent baseline traffic the ratio test has nothing to say: no e-value.
     by_reference = bool(track.uses_reference[0])
-    e_value = None if by_reference else exp_or_inf(state.log_e)
-    p_value = None if by_reference else min(1.0, exp_or_inf(-state.max_log_e))
+    log_e, max_log_e = float(decider.log_e[0]), float(decider.max_log_e[0])
+    e_value = None if by_reference else exp_or_inf(log_e)
+    p_value = None if by_reference else min(1.0, exp_or_inf(-max_log_e))
     if track.rule.has_allowance:
-        low, high = (float(x[0]) for x in track.difference_bounds())
+        low, high = (float(x[0]) for x in decider.difference_bounds())
         extra["difference_low"], extra["difference_high"] = low, high
     return note, extra, e_value, p_value
 
 
-def _difference_verdict(state: CountGate, track: CountTrack, outcome: Outcome) -> Verdict:
+def _difference_verdict(
+    state: CountGate, track: CountTrack, decider: CountTrack | ClusteredTrack, outcome: Outcome
+) -> Verdict:
     """Accuracy: the candidate's minus the baseline's, from the complement's counts."""
     config = state.config
-    note, rates, e_value, p_value = _evidence(state, track, outcome)
+    note, rates, e_value, p_value = _evidence(state, track, decider, outcome)
     extra = {
         "candidate_accuracy": _share(
             state.candidate_exposure - state.candidate_events, state.candidate_exposure
@@ -251,14 +306,17 @@ def _difference_verdict(state: CountGate, track: CountTrack, outcome: Outcome) -
         unit="difference",
         note=join_notes(note, crossed),
         extra=extra,
+        method=state.method,
     )
 
 
-def _ratio_verdict(state: CountGate, track: CountTrack, outcome: Outcome) -> Verdict:
+def _ratio_verdict(
+    state: CountGate, track: CountTrack, decider: CountTrack | ClusteredTrack, outcome: Outcome
+) -> Verdict:
     """A rate: the candidate's over the baseline's."""
     config = state.config
-    note, extra, e_value, p_value = _evidence(state, track, outcome)
-    lower, upper = (float(x[0]) for x in track.ratio_bounds())
+    note, extra, e_value, p_value = _evidence(state, track, decider, outcome)
+    lower, upper = (float(x[0]) for x in decider.ratio_bounds())
     interval, crossed = ordered_interval(lower, upper)
     rule = track.rule
     if rule.has_allowance:
@@ -269,12 +327,14 @@ def _ratio_verdict(state: CountGate, track: CountTrack, outcome: Outcome) -> Ver
     candidate_rate, baseline_rate = extra["candidate_rate"], extra["baseline_rate"]
     if bool(track.uses_reference[0]) and candidate_rate is not None and baseline_rate:
         estimate = candidate_rate / baseline_rate
+    # The clustered test holds the ratio against 1 + m and the difference against d apart.
+    allowed = rule.margin_ratio if decider is not track else float(track.fail_ratio()[0])
     return Verdict(
         gate=config.key,
         outcome=outcome,
         estimate=None if math.isnan(estimate) else estimate,
         interval=interval,
-        allowed=float(track.fail_ratio()[0]),
+        allowed=allowed,
         e_value=e_value,
         p_value=p_value,
         alpha=config.alpha,
@@ -283,6 +343,7 @@ def _ratio_verdict(state: CountGate, track: CountTrack, outcome: Outcome) -> Ver
         unit="ratio",
         note=join_notes(note, crossed),
         extra=extra,
+        method=state.method,
     )
 
 
@@ -337,6 +398,13 @@ def _state(previous: CountGate, track: CountTrack) -> CountGate:
 
 
 def _counts(state: CountGate) -> dict[str, int]:
+    counts = _event_counts(state)
+    if state.method == CLUSTERED and state.grouped is not None:
+        counts["groups"] = state.grouped.groups
+    return counts
+
+
+def _event_counts(state: CountGate) -> dict[str, int]:
     config = state.config
     definition = metric(config.metric)
     if definition.higher_is_better:

@@ -73,7 +73,11 @@ def test_a_clear_regression_fails_with_its_numbers(traffic: Traffic) -> None:
     assert final.counts["candidate_requests"] == 4000
     sentence = final.sentence()
     assert sentence.startswith("error rate 3x baseline (3% vs 1%; confidence ")
-    assert "allowed 1.1x) over 120 candidate errors in 4,000 requests: FAIL" in sentence
+    assert (
+        "allowed 1.1x) over 120 candidate errors in 4,000 requests "
+        "(assumed independent: no counts per routing-key group): FAIL"
+    ) in sentence
+    assert final.method == "per_request"
 
 
 def test_equal_rates_pass_once_the_interval_is_inside_the_margin(traffic: Traffic) -> None:
