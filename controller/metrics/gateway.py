@@ -154,12 +154,10 @@ class GatewayMetrics:
         for edge in self.slo_edges:
             if counters.slow_over(edge) is None:
                 slow[edge] = slow_from_histogram(counters.latency_buckets, counters.requests, edge)
-        groups = counters.groups
-        if grouped and groups is None:
-            groups = GroupCounts(slow=tuple((edge, (0,) * ROUTING_GROUPS) for edge in slow))
-        return replace(
-            counters, slow=tuple(sorted(slow.items())), groups=groups if grouped else None
-        )
+        groups = None
+        if grouped:  # a version not counted yet has no groups: all zeros
+            groups = counters.groups if counters.groups is not None else GroupCounts()
+        return replace(counters, slow=tuple(sorted(slow.items())), groups=groups)
 
 
 def _counts_groups(data: dict[str, Any]) -> bool:

@@ -7,6 +7,7 @@ replica disappears, the Prometheus source must read exactly the same counters.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from gray.controller.metrics.gateway import GatewayMetrics
 from gray.controller.metrics.prometheus import PrometheusMetrics, PrometheusMetricsSpec
 from gray.controller.metrics.prometheus.promql import PrometheusClient
 from gray.controller.routers.gateway import GatewayRouter
-from gray.controller.types import Lease, Pair, RouteSpec, Snapshot, VersionCounters
+from gray.controller.types import GroupCounts, Lease, Pair, RouteSpec, Snapshot, VersionCounters
 from gray.gateway.testing import RunningGateway, start_gateway, wait_for_ping
 from tests.prometheus_server import RunningPrometheus
 
@@ -139,7 +140,9 @@ def source(prometheus: RunningPrometheus, **fields: Any) -> PrometheusMetrics:
 
 def summary(counters: VersionCounters) -> dict[str, Any]:
     """What the gates read, in a form that compares and prints well."""
+    groups = counters.groups
     return {
+        "groups": groups.to_dict() if groups is not None else None,
         "requests": counters.requests,
         "errors": counters.errors,
         "bad_requests": counters.bad_requests,
@@ -174,6 +177,8 @@ def added(*snapshots: Snapshot) -> dict[str, Any]:
             for part in parts:
                 for edge, count in part[key].items():
                     merged[key][edge] = merged[key].get(edge, 0) + count
+        groups = [GroupCounts.from_dict(part["groups"]) for part in parts]
+        merged["groups"] = functools.reduce(GroupCounts.plus, groups).to_dict()
         total[role] = merged
     return total
 
@@ -215,6 +220,10 @@ def test_counters_match_the_replicas_through_a_restart_and_a_lost_replica(fleet:
     assert before.candidate.slow_over(0.25) is not None
     assert before.shadow.candidate.requests > 0 and before.shadow.pairs > 0
     assert before.baseline.labelled > 0 and before.baseline.correct > 0
+    # Split by hash group of the routing key, as the replicas count it, summed over them.
+    assert before.candidate.groups is not None and before.shadow.candidate.groups is not None
+    assert sum(before.candidate.groups.errors) == before.candidate.errors
+    assert sum(before.baseline.groups.labelled) == before.baseline.labelled
 
     # Replica 0 restarts: its counters start again from zero.
     carried = fleet.stats(first)
@@ -239,9 +248,10 @@ def test_counters_match_the_replicas_through_a_restart_and_a_lost_replica(fleet:
 def test_a_selector_matching_nothing_reads_as_no_data(fleet: Fleet) -> None:
     metrics = source(fleet.prometheus, preset="gray", selector={"job": "no-such-job"})
     snapshot = metrics.snapshot(fleet.pair)
-    assert snapshot.baseline == VersionCounters()
-    assert snapshot.candidate == VersionCounters()
-    assert snapshot.shadow.candidate == VersionCounters()
+    nothing = VersionCounters(groups=GroupCounts())  # the preset counts by group
+    assert snapshot.baseline == nothing
+    assert snapshot.candidate == nothing
+    assert snapshot.shadow.candidate == nothing
 
 
 def test_errors_from_a_metric_without_series_read_as_no_data_not_as_no_errors(
@@ -266,7 +276,9 @@ def test_errors_from_a_metric_without_series_read_as_no_data_not_as_no_errors(
             "errors": 'gray_errors_total{traffic="live"}',
         },
     )
-    assert right.snapshot(fleet.pair).baseline.requests > 0
+    counted = right.snapshot(fleet.pair).baseline
+    assert counted.requests > 0
+    assert counted.groups is None  # queries of their own: no preset series split them
 
 
 def test_a_query_prometheus_refuses_is_a_metrics_error_with_its_reason(

@@ -20,7 +20,9 @@ class Layout:
     `live` and `shadow` map a VersionCounters field (`requests`, ..., `latency_buckets`,
     `slow`) to a selector; `shadow` is the candidate's side of mirrored requests.
     `latency_scale` is seconds per unit of the histogram's `le`; `slow_label` holds the
-    SLO edge (seconds) of the `slow` series.
+    SLO edge (seconds) of the `slow` series. `groups` and `shadow_groups` map a counter
+    (`requests`, ..., `slow`) to a selector whose series split it by hash group of the
+    routing key, in `group_label`; empty when the series cannot tell groups apart.
     """
 
     version_label: str
@@ -34,6 +36,9 @@ class Layout:
     # A gauge each target exports with its process's start time (unix seconds): with it,
     # a restart is seen even when a counter climbed past its old value before a scrape.
     start_time: Selector | None = None
+    groups: Mapping[str, Selector] = field(default_factory=dict)
+    shadow_groups: Mapping[str, Selector] = field(default_factory=dict)
+    group_label: str = "group"
 
     def narrowed(self, *matchers: Matcher) -> Layout:
         """Every selector of this layout narrowed by `matchers` (the plan's `selector:`)."""
@@ -45,6 +50,8 @@ class Layout:
             self,
             live=narrow(self.live),
             shadow=narrow(self.shadow),
+            groups=narrow(self.groups),
+            shadow_groups=narrow(self.shadow_groups),
             shadow_pairs=self.shadow_pairs.with_matchers(*matchers) if self.shadow_pairs else None,
             shadow_disagreements=(
                 self.shadow_disagreements.with_matchers(*matchers)
@@ -53,6 +60,13 @@ class Layout:
             ),
             start_time=self.start_time.with_matchers(*matchers) if self.start_time else None,
         )
+
+
+def _gray_groups(traffic: str) -> dict[str, Selector]:
+    by_traffic = (Matcher("traffic", "=", traffic),)
+    names = {counter: f"gray_group_{counter}_total" for counter in SCALARS}
+    names[SLOW] = "gray_group_slow_requests_total"
+    return {counter: Selector(name, by_traffic) for counter, name in names.items()}
 
 
 def _gray_side(traffic: str) -> dict[str, Selector]:
@@ -85,6 +99,36 @@ def _istio_live() -> dict[str, Selector]:
     }
 
 
+def _knative_live() -> dict[str, Selector]:
+    # KServe's canary runs in serverless mode, where Knative's queue-proxy beside each
+    # predictor pod counts every request its model container answered, by response
+    # class, with a latency histogram in milliseconds.
+    count = "revision_app_request_count"
+    return {
+        "requests": Selector(count),
+        "errors": Selector(count, (Matcher("response_code_class", "=", "5xx"),)),
+        "bad_requests": Selector(count, (Matcher("response_code_class", "=", "4xx"),)),
+        HISTOGRAM: Selector("revision_app_request_latencies_bucket"),
+    }
+
+
+# gRPC status names Seldon's agent records in `code` beside REST's HTTP statuses: the
+# server's failures, and the client's mistakes.
+_GRPC_SERVER_FAILURES = "Internal|Unknown|Unavailable|DataLoss|DeadlineExceeded|Unimplemented"
+_GRPC_CLIENT_MISTAKES = "InvalidArgument|FailedPrecondition|OutOfRange|NotFound"
+
+
+def _seldon_live() -> dict[str, Selector]:
+    # Seldon Core 2's agent counts each inference call per model; its latency histogram
+    # is per server, not per model, so no latency gate can be fed from it.
+    total = "seldon_model_infer_total"
+    return {
+        "requests": Selector(total),
+        "errors": Selector(total, (Matcher("code", "=~", f"5..|{_GRPC_SERVER_FAILURES}"),)),
+        "bad_requests": Selector(total, (Matcher("code", "=~", f"4..|{_GRPC_CLIENT_MISTAKES}"),)),
+    }
+
+
 PRESETS: dict[str, Layout] = {
     # gray's own gateway /metrics. Its page has no series for the baseline's side of
     # mirrored requests, so a shadow stage compares the candidate's mirrored answers
@@ -96,8 +140,17 @@ PRESETS: dict[str, Layout] = {
         shadow_pairs=Selector("gray_shadow_pairs_total"),
         shadow_disagreements=Selector("gray_shadow_disagreements_total"),
         start_time=Selector("gray_start_time_seconds"),
+        groups=_gray_groups("live"),
+        shadow_groups=_gray_groups("shadow"),
     ),
-    # Istio's standard metrics, by the serving workload's `version` label.
+    # Istio's standard metrics, by the serving workload's `version` label. Istio knows
+    # nothing of gray's routing key, so it has no per-group counts.
     "istio": Layout(version_label="destination_version", live=_istio_live(), latency_scale=0.001),
+    # Knative's queue-proxy series (docs/platforms.md): the version is the predictor pods'
+    # `version` label, which the scrape copies onto the series.
+    "kserve": Layout(version_label="version", live=_knative_live(), latency_scale=0.001),
+    # Seldon Core 2's per-model series: the version is the Seldon Model's name (`model`),
+    # as `version_value` spells it (`fraud-v{version}`).
+    "seldon": Layout(version_label="model", live=_seldon_live()),
 }
 LATENCY_UNITS = {"s": 1.0, "ms": 0.001}

@@ -10,7 +10,14 @@ from gray.controller.metrics.gateway import slow_from_histogram
 from gray.controller.metrics.prometheus.layout import HISTOGRAM, SCALARS, SLOW, Layout
 from gray.controller.metrics.prometheus.ledger import SeriesLedger, start_times
 from gray.controller.metrics.prometheus.promql import Matcher, PrometheusClient, Selector, regex_of
-from gray.controller.types import Pair, ShadowCounters, Snapshot, VersionCounters
+from gray.controller.types import (
+    ROUTING_GROUPS,
+    GroupCounts,
+    Pair,
+    ShadowCounters,
+    Snapshot,
+    VersionCounters,
+)
 
 MARGIN_SECONDS = 60.0  # how late a scraped sample may reach Prometheus's storage
 DEFAULT_LOOKBACK_SECONDS = 3600.0
@@ -85,6 +92,13 @@ class PrometheusMetrics:
         queries |= {
             f"shadow:{c}": s.with_matchers(only_candidate) for c, s in self.layout.shadow.items()
         }
+        queries |= {
+            f"live-groups:{c}": s.with_matchers(both) for c, s in self.layout.groups.items()
+        }
+        queries |= {
+            f"shadow-groups:{c}": s.with_matchers(only_candidate)
+            for c, s in self.layout.shadow_groups.items()
+        }
         for name, selector in (
             ("pairs", self.layout.shadow_pairs),
             ("disagreements", self.layout.shadow_disagreements),
@@ -125,15 +139,17 @@ class PrometheusMetrics:
         selectors = self.layout.live if side == "live" else self.layout.shadow
         if not selectors:
             return VersionCounters()
+        # No data: zero counters, split into zero groups where the series have groups.
+        nothing = VersionCounters(groups=GroupCounts() if self._group_selectors(side) else None)
         seen = {c: bool(self._select(f"{side}:{c}", version)) for c in selectors}
         if not seen.get("requests"):
-            return VersionCounters()  # this version has not been counted: no data
+            return nothing  # this version has not been counted: no data
         errors = selectors.get("errors")
         own_metric = errors is not None and errors.metric != selectors["requests"].metric
         if own_metric and not seen["errors"]:
             # Errors counted by a metric of their own, which says nothing about this
             # version: unknown, so no data, never "no errors".
-            return VersionCounters()
+            return nothing
         scalars = {c: round(self._sum(f"{side}:{c}", version)) for c in SCALARS}
         buckets = self._histogram(f"{side}:{HISTOGRAM}", version, scalars["requests"])
         slow = {
@@ -143,7 +159,45 @@ class PrometheusMetrics:
         for edge in self.slo_edges:
             if edge not in slow:
                 slow[edge] = slow_from_histogram(buckets, scalars["requests"], edge)
-        return VersionCounters(latency_buckets=buckets, slow=tuple(sorted(slow.items())), **scalars)
+        return VersionCounters(
+            latency_buckets=buckets,
+            slow=tuple(sorted(slow.items())),
+            groups=self._groups(side, version),
+            **scalars,
+        )
+
+    def _group_selectors(self, side: str) -> dict[str, Selector]:
+        return dict(self.layout.groups if side == "live" else self.layout.shadow_groups)
+
+    def _groups(self, side: str, version: str) -> GroupCounts | None:
+        """A counted version's per-group counts, summed over targets; None when the layout
+        has no group series, or none of its targets counts this version by group (a
+        gateway too old to split by group)."""
+        selectors = self._group_selectors(side)
+        if "requests" not in selectors or not self._select(f"{side}-groups:requests", version):
+            return None
+        label = self.layout.group_label
+        series = {
+            counter: self._per_group(self._select(f"{side}-groups:{counter}", version), label)
+            for counter in SCALARS
+        }
+        by_edge: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for named, value in self._select(f"{side}-groups:{SLOW}", version):
+            if self.layout.slow_label in named:
+                by_edge.setdefault(named[self.layout.slow_label], []).append((named, value))
+        slow = sorted((float(edge), self._per_group(rows, label)) for edge, rows in by_edge.items())
+        return GroupCounts(slow=tuple(slow), **series)
+
+    @staticmethod
+    def _per_group(rows: list[tuple[dict[str, str], float]], label: str) -> tuple[int, ...]:
+        """Values summed by group (a series whose group is not 0..ROUTING_GROUPS-1 is not
+        one of gray's groups and is skipped)."""
+        totals = [0.0] * ROUTING_GROUPS
+        for named, value in rows:
+            group = named.get(label, "")
+            if group.isdigit() and int(group) < ROUTING_GROUPS:
+                totals[int(group)] += value
+        return tuple(round(total) for total in totals)
 
     def _grouped(self, query: str, version: str, label: str) -> list[tuple[dict[str, str], float]]:
         """The query's series for `version` summed by the value of `label`."""

@@ -67,14 +67,16 @@ class PrometheusQueries(BaseModel):
 
 class PrometheusMetricsSpec(MetricsSpec):
     """Counters from a Prometheus server: a `preset` (`gray`: the gateway's /metrics,
-    `istio`: Istio's standard metrics), explicit `queries`, or both (a query replaces
+    `istio`: Istio's standard metrics, `kserve`: Knative's queue-proxy series beside
+    KServe's predictors, `seldon`: Seldon Core 2's per-model series), explicit
+    `queries`, or both (a query replaces
     the preset's). `selector` narrows every query to the model (`{job: fraud-gateway}`,
     `{destination_service_name: fraud}`); `version_label` and `version_value` say how
     a series names a model version (`destination_version: "v{version}"`)."""
 
     type: Literal["prometheus"] = "prometheus"
     url: str
-    preset: Literal["gray", "istio"] | None = None
+    preset: Literal["gray", "istio", "kserve", "seldon"] | None = None
     selector: dict[str, str] = Field(default_factory=dict)
     queries: PrometheusQueries = Field(default_factory=PrometheusQueries)
     version_label: str | None = None
@@ -115,7 +117,7 @@ class PrometheusMetricsSpec(MetricsSpec):
         if self.preset is None and given and not {"requests", "errors"} <= set(given):
             raise ValueError(
                 "queries without a preset must give both requests and errors "
-                "(or name a preset: gray or istio)"
+                "(or name a preset: gray, istio, kserve or seldon)"
             )
         return self
 
@@ -128,6 +130,10 @@ class PrometheusMetricsSpec(MetricsSpec):
         layout = replace(
             base,
             live={**base.live, **given},
+            # A query of its own replaces a preset's total; the preset's per-group series
+            # would then split another count, so groups are read only from a preset alone.
+            groups={} if given else base.groups,
+            shadow_groups={} if given else base.shadow_groups,
             version_label=self.version_label or base.version_label,
             version_value=self.version_value,
             latency_scale=(
@@ -186,7 +192,7 @@ def _how_to_count(preset: str | None) -> str:
     """What a plan can do about a counter its source lacks."""
     if preset in (None, "gray"):
         return "give them under queries"
-    return "give them under queries, or use the gray preset"
+    return f"the {preset} preset's series do not count them; give them under queries"
 
 
 def _unread(layout: Layout, reads: tuple[str, ...]) -> list[str]:
