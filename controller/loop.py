@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gray.controller import gates
+from gray.controller.gates.detectability import missed_regressions
 from gray.controller.gates.increments import increment
 from gray.controller.journal.events import EventKind
 from gray.controller.plan.models import Plan
@@ -476,10 +477,22 @@ def _end_of_dwell(
     if policy.then == "pass":
         reason = f"stage {label} still inconclusive after {state.extensions} extension(s); "
         reason += f"plan says pass: {short}"
-        return _stage_passed(plan, state.with_(reason=reason), now, record, verdict)
+        missed = _could_have_missed(state, verdict)
+        if missed:
+            reason += "; what it could have missed: " + "; ".join(m["sentence"] for m in missed)
+        data = {"missed": missed}
+        return _stage_passed(plan, state.with_(reason=reason), now, record, verdict, data=data)
     reason = f"stage {label} still inconclusive after {state.extensions} extension(s); "
     reason += f"plan says fail: {short}"
     return _start_rollback(state, now, reason, record)
+
+
+def _could_have_missed(state: RolloutState, verdict: gates.StageVerdict) -> list[dict[str, Any]]:
+    """What the undecided gates could have missed, from the traffic the stage saw: a
+    stage that passes by policy says how large a regression could hide in it."""
+    if state.judge is None:
+        return []
+    return missed_regressions(gates.JudgeState.from_dict(state.judge), verdict)
 
 
 def _stage_passed(

@@ -59,6 +59,9 @@ def test_show_renders_every_example_with_rps() -> None:
         result = runner.invoke(app, ["plan", "show", str(path), "--rps", "200"])
         assert result.exit_code == 0, result.output
         assert "Total:" in result.output
+        # Each stage's gates simulated at that traffic (numbers: tests/plan/test_detectability.py).
+        assert "what each stage detects at 200 requests/s" in result.output
+        assert "or more" in result.output and "median" in result.output
 
 
 def test_show_json_counts_candidate_requests(tmp_path: Path) -> None:
