@@ -98,6 +98,7 @@ class KubernetesApiStandIn:
         self.objects: dict[str, dict[str, Any]] = {}
         self.revisions: dict[str, Revisions] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
+        self.authorizations: list[str] = []  # the Authorization header of every request
         self._version = 1000
         self._lock = threading.RLock()
         self._failures: list[int] = []
@@ -318,6 +319,7 @@ class KubernetesApiStandIn:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 content_type = (self.headers.get("Content-Type") or "").split(";")[0]
+                standin.authorizations.append(self.headers.get("Authorization") or "")
                 code, answer = standin._answer(self.command, self.path, body, content_type)
                 if standin._delay:
                     time.sleep(standin._delay)

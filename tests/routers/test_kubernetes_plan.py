@@ -5,17 +5,20 @@ by plan validation at the stage field that asks for it, with the reason."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
-from gray.controller.errors import PlanError
+from gray.controller.errors import ConfigError, PlanError
 from gray.controller.plan.loading import parse_plan
 from gray.controller.routers import build_router
 from gray.controller.routers.istio import IstioRouter
 from gray.controller.routers.kserve import KServeRouter
 from gray.controller.routers.kserve_spec import RegistryStorageUris
+from gray.controller.routers.kubernetes_object import Connection
 from gray.controller.routers.seldon import SeldonRouter
 from tests.conftest import DemoRegistry
+from tests.kubernetes_api_standin import KubernetesApiStandIn, example
 
 PLAN = """\
 name: fraud
@@ -141,3 +144,19 @@ def test_a_bad_field_is_a_problem_at_its_place() -> None:
     assert [p.render() for p in caught.value.problems] == [
         "p.yaml:10:99: router.subsets: baseline and candidate name one place ('v1')"
     ]
+
+
+def test_a_server_and_token_reach_the_api_server_with_the_bearer_token(
+    kubernetes_api: KubernetesApiStandIn,
+) -> None:
+    kubernetes_api.put(example("kserve-sklearn-iris.yaml"), "models")
+    block = KSERVE.replace("inference_service: fraud", "inference_service: sklearn-iris")
+    block = block.replace("{type: kserve,", f'{{type: kserve, server: "{kubernetes_api.url}",')
+    plan = parse_plan(plan_text(block), "p.yaml")
+    assert build_router(plan.router, plan).read().lease is None
+    assert kubernetes_api.authorizations[-1] == "Bearer t0ken"
+
+
+def test_no_kubeconfig_and_no_cluster_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot use the kubeconfig"):
+        Connection(kubeconfig=str(tmp_path / "missing")).api()
