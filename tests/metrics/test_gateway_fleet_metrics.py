@@ -10,7 +10,8 @@ import pytest
 from gray.controller.errors import MetricsError
 from gray.controller.metrics.gateway import GatewayMetrics
 from gray.controller.metrics.gateway_fleet import GatewayFleetMetrics
-from gray.controller.types import Pair
+from gray.controller.types import ROUTING_GROUPS, Pair
+from gray.gateway.routing import group_of
 from tests.conftest import DemoRegistry
 from tests.gateway_fleet import SLO_EDGES, GatewayReplicas, answered_by
 
@@ -49,7 +50,8 @@ def test_the_sum_of_every_replica_through_a_kill_and_a_restart(
     pair = Pair(demo_registry.versions["baseline"], demo_registry.versions["good"])
     each = [GatewayMetrics(url, None, slo_edges=SLO_EDGES) for url in replicas.urls]
     source = fleet_metrics(replicas)
-    start = source.snapshot(pair).baseline.requests
+    first = source.snapshot(pair)
+    start = first.baseline.requests
     assert start == sum(one.snapshot(pair).baseline.requests for one in each)
 
     for index, count in enumerate((3, 5, 7)):
@@ -70,6 +72,14 @@ def test_the_sum_of_every_replica_through_a_kill_and_a_restart(
     assert source.missing == ()
     # The gates' cumulative series: every latency bucket, counted the same way.
     assert back.baseline.latency_buckets[-1][1] == back.baseline.requests
+    # And per hash group of the routing key, summed the same way through the kill.
+    assert back.baseline.groups is not None and first.baseline.groups is not None
+    grown = back.baseline.groups.minus(first.baseline.groups)
+    expected = [0] * ROUTING_GROUPS
+    for count in (3, 5, 7, 2, 4):
+        for number in range(count):
+            expected[group_of(f"user-{number}")] += 1
+    assert list(grown.requests) == expected
     replicas.alive()
 
 
