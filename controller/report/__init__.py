@@ -30,12 +30,15 @@ def build_report(
     from gray.controller.report.page import chart_html, render_page
 
     facts = report_facts(record, plan, now)
-    charts = [
-        (f"Gate {gate.key}", chart_html(figures.gate_figure(gate, facts.markers)))
-        for gate in facts.gates
+    figures_in_order = [
+        (f"Gate {gate.key}", figures.gate_figure(gate, facts.markers)) for gate in facts.gates
     ]
     if facts.traffic or facts.routes:
-        charts.append(("Traffic per version", chart_html(figures.traffic_figure(facts))))
+        figures_in_order.append(("Traffic per version", figures.traffic_figure(facts)))
     if any(p.pairs for p in facts.traffic):
-        charts.append(("Shadow: disagreement over time", chart_html(figures.shadow_figure(facts))))
+        figures_in_order.append(("Shadow: disagreement over time", figures.shadow_figure(facts)))
+    charts = [
+        (heading, chart_html(figure, number))
+        for number, (heading, figure) in enumerate(figures_in_order, start=1)
+    ]
     return render_page(facts, charts, pairs)

@@ -258,7 +258,8 @@ def _stages(plan: Plan, events: tuple[Event, ...]) -> tuple[StageSpan, ...]:
         route = event.data.get("route") or {}
         later = events[index + 1 :]
         nxt = next((e for e in later if e.event is EventKind.STAGE_STARTED), None)
-        within = [e for e in later if nxt is None or e.at < nxt.at]
+        # The next stage starts at the look that passed this one: split by order, not time.
+        within = list(later[: later.index(nxt)] if nxt is not None else later)
         ended = next((e for e in within if e.event in (*ENDS, EventKind.STAGE_PASSED)), None)
         name = plan.stages[number].name if number < len(plan.stages) else str(number + 1)
         spans.append(

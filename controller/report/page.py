@@ -19,6 +19,7 @@ OUTCOME_COLOURS = {
     Phase.ABORTED: "#d62728",
     Phase.REVERTED: "#d62728",
 }
+CHART_CONFIG = {"displaylogo": False, "responsive": True}
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}
@@ -58,14 +59,14 @@ def render_page(
     )
 
 
-def chart_html(figure: Any) -> str:
-    """One chart's div and script, using the plotly.js the page carries once."""
-    return str(
-        figure.to_html(
-            full_html=False,
-            include_plotlyjs=False,
-            config={"displaylogo": False, "responsive": True},
-        )
+def chart_html(figure: dict[str, Any], number: int) -> str:
+    """One chart: its div, and the script that draws it with the page's plotly.js."""
+    # A JavaScript literal, not JSON: NaN would still be read, and "</" cannot end the script.
+    payload = json.dumps(figure, separators=(",", ":")).replace("</", "<\\/")
+    chart = f"chart-{number}"
+    return (
+        f"<div id='{chart}' class='chart'></div>\n<script>(function(){{var f={payload};"
+        f"Plotly.newPlot('{chart}',f.data,f.layout,{json.dumps(CHART_CONFIG)});}})();</script>"
     )
 
 
