@@ -46,9 +46,10 @@ from gray.controller import gates
 from gray.controller.gates.families.count import rule_for
 from gray.controller.gates.families.shift import ShiftGate
 from gray.controller.gates.stats.cdf import ShiftTrack
+from gray.controller.gates.stats.clustered import ClusteredTrack
 from gray.controller.gates.stats.counts import CountTrack
 from gray.controller.plan.models import GateSpec
-from gray.controller.types import Snapshot
+from gray.controller.types import ROUTING_GROUPS, Snapshot
 from gray.gateway.stats import fine_edges
 
 JUDGES = ("gray", "kayenta", "flagger")
@@ -98,6 +99,33 @@ SCENARIOS: dict[str, tuple[Version, Version, str]] = {
 
 
 @dataclass(frozen=True)
+class HeavyKeys:
+    """A few routing keys that send a large share of the requests and fail often on either
+    version (an integration's bad payload, a bot replaying a request, a large customer's
+    unusual data). Sticky routing keeps each on one version for the whole stage."""
+
+    keys: int
+    traffic_share: float
+    error_rate: float
+
+    @property
+    def name(self) -> str:
+        return (
+            f"{self.keys} keys send {self.traffic_share:.0%} of requests, "
+            f"{self.error_rate:.0%} of theirs fail"
+        )
+
+
+# A/A with clustered errors: how heavy the keys are and how broken, varied.
+CLUSTERED_SCENARIOS = (
+    HeavyKeys(10, 0.10, 0.20),
+    HeavyKeys(10, 0.30, 0.20),
+    HeavyKeys(20, 0.30, 0.50),
+    HeavyKeys(5, 0.50, 0.05),
+)
+
+
+@dataclass(frozen=True)
 class Setup:
     rate: float = 50.0  # requests per second, both versions together
     interval: float = 30.0
@@ -105,6 +133,7 @@ class Setup:
     alpha: float = 0.05
     aa_runs: int = 2000
     ab_runs: int = 1000
+    clustered_runs: int = 1000
     shares: tuple[float, ...] = (0.05, 0.2, 0.5)
     label_share: float = 0.5  # share of requests that get a label
     label_delay: int = 2  # looks until a request's label arrives
@@ -165,7 +194,16 @@ class Traffic:
         sides = {}
         for name, n in served.items():
             version = self.versions[name]
-            side = {"requests": n, "errors": rng.binomial(n, version.error_rate)}
+            # Requests and errors per hash group of the routing key (independent requests
+            # spread evenly over the groups), for the gates that read group counts.
+            group_requests = split_evenly(rng, n, ROUTING_GROUPS)
+            group_errors = rng.binomial(group_requests, version.error_rate)
+            side = {
+                "requests": n,
+                "errors": group_errors.sum(axis=1),
+                "group_requests": group_requests,
+                "group_errors": group_errors,
+            }
             side.update(self._latencies(n, version))
             side["slow"] = n - side["histogram"][:, self.slo_index]
             labelled = (
@@ -194,31 +232,89 @@ class Traffic:
         }
 
 
+class KeyedErrors:
+    """Errors per hash group and version, look by look, for `runs` stages where a few heavy
+    keys keep their group and version for the whole stage and the other keys' requests are
+    independent (spread evenly over the groups), erring at the baseline's rate."""
+
+    def __init__(
+        self,
+        setup: Setup,
+        share: float,
+        heavy: HeavyKeys,
+        runs: int,
+        rng: np.random.Generator,
+        base_rate: float = BASELINE.error_rate,
+    ) -> None:
+        self.setup, self.share, self.heavy, self.runs, self.rng = setup, share, heavy, runs, rng
+        self.base_rate = base_rate
+        # Where each heavy key's hash put it: its group, and the candidate's buckets or not.
+        self.group = rng.integers(0, ROUTING_GROUPS, (runs, heavy.keys))
+        self.on_candidate = rng.random((runs, heavy.keys)) < share
+        self.row = np.repeat(np.arange(runs)[:, None], heavy.keys, axis=1)
+
+    def next_look(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{"candidate"|"baseline": (errors, requests)}, each (runs, groups)."""
+        setup, heavy, rng, runs = self.setup, self.heavy, self.rng, self.runs
+        per_look = setup.rate * setup.interval
+        light = per_look * (1.0 - heavy.traffic_share) / ROUTING_GROUPS
+        each = per_look * heavy.traffic_share / heavy.keys
+        heavy_requests = rng.poisson(each, (runs, heavy.keys))
+        heavy_errors = rng.binomial(heavy_requests, heavy.error_rate)
+        sides = {}
+        for name, weight, mine in (
+            ("candidate", self.share, self.on_candidate),
+            ("baseline", 1.0 - self.share, ~self.on_candidate),
+        ):
+            requests = rng.poisson(light * weight, (runs, ROUTING_GROUPS))
+            errors = rng.binomial(requests, self.base_rate)
+            cells = (self.row[mine], self.group[mine])
+            np.add.at(requests, cells, heavy_requests[mine])
+            np.add.at(errors, cells, heavy_errors[mine])
+            sides[name] = (errors, requests)
+        return sides
+
+
 # --- judges ------------------------------------------------------------------------------
 
 
 class Gray:
-    """The plan's gates, alpha split by the real `start_stage`, on the batched kernels."""
+    """The plan's gates, alpha split by the real `start_stage`, on the batched kernels.
+
+    `grouped`: the error-rate gate reads counts per hash group of the routing key, as with
+    the gateway, and decides by the clustered test; otherwise every rate gate assumes
+    independent requests (a source without group counts)."""
 
     def __init__(
-        self, setup: Setup, runs: int, edges: int, plan_gates: tuple[GateSpec, ...] = PLAN_GATES
+        self,
+        setup: Setup,
+        runs: int,
+        edges: int,
+        plan_gates: tuple[GateSpec, ...] = PLAN_GATES,
+        *,
+        grouped: bool = False,
     ) -> None:
         origin = Snapshot(taken_at=0.0)
         judge = gates.start_stage(plan_gates, setup.alpha, origin, exposure="live")
-        self.counts: dict[str, CountTrack] = {}
+        self.counts: dict[str, CountTrack | ClusteredTrack] = {}
         self.shift: ShiftTrack | None = None
         self.min_samples = {gate.config.metric: gate.config.min_samples for gate in judge.gates}
         for gate in judge.gates:
             config = gate.config
             if gate.family == ShiftGate.family:
                 self.shift = ShiftTrack(config.alpha, float(config.tolerance or 0), edges, runs)
+            elif grouped and config.metric == "error_rate":
+                self.counts[config.metric] = ClusteredTrack(rule_for(config), runs, ROUTING_GROUPS)
             else:
                 self.counts[config.metric] = CountTrack(rule_for(config), runs)
 
     def look(self, look: Look) -> np.ndarray:
         c, b = look.candidate, look.baseline
+        grouped = isinstance(self.counts.get("error_rate"), ClusteredTrack)
+        errors = "group_errors" if grouped else "errors"
+        requests = "group_requests" if grouped else "requests"
         inputs = {
-            "error_rate": (c["errors"], c["requests"], b["errors"], b["requests"]),
+            "error_rate": (c[errors], c[requests], b[errors], b[requests]),
             "latency": (c["slow"], c["requests"], b["slow"], b["requests"]),
             "accuracy": (c["wrong"], c["labelled"], b["wrong"], b["labelled"]),
         }
@@ -235,7 +331,10 @@ class Gray:
         """Runs whose every gate passes now (the stage would pass at the end of its dwell)."""
         passed = np.ones(next(iter(self.counts.values())).runs, dtype=bool)
         for metric, track in self.counts.items():
-            passed &= track.passes() & (track.candidate_exposure >= self.min_samples[metric])
+            exposure = track.candidate_exposure
+            if exposure.ndim > 1:  # per group
+                exposure = exposure.sum(axis=1)
+            passed &= track.passes() & (exposure >= self.min_samples[metric])
         if self.shift is not None:
             enough = self.shift.candidate[:, -1] >= self.min_samples["latency_distribution"]
             passed &= self.shift.passes() & enough
@@ -341,6 +440,11 @@ class Oracle:
         return self.llr >= self.threshold
 
 
+def split_evenly(rng: np.random.Generator, counts: np.ndarray, parts: int) -> np.ndarray:
+    """Each run's count spread over `parts` equally likely parts, (runs, parts)."""
+    return rng.multinomial(np.asarray(counts, dtype=np.int64), np.full(parts, 1.0 / parts))
+
+
 def histogram_quantile(q: float, cumulative: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Prometheus' histogram_quantile: linear interpolation inside the bucket holding q."""
     n = cumulative[:, -1].astype(float)
@@ -384,6 +488,12 @@ def run_stage(
         judges["oracle"] = Oracle(setup, baseline, candidate, oracle_kind, runs)
         alone = tuple(g for g in PLAN_GATES if g.metric == SINGLE_GATE[oracle_kind])
         judges["gray_single_gate"] = Gray(setup, runs, traffic.edges.size, alone)
+        if oracle_kind == "errors":
+            # The same gates when the source counts per routing-key group (the gateway does).
+            judges["gray_grouped"] = Gray(setup, runs, traffic.edges.size, grouped=True)
+            judges["gray_grouped_single_gate"] = Gray(
+                setup, runs, traffic.edges.size, alone, grouped=True
+            )
     first = {name: np.full(runs, -1) for name in judges}
     requests = np.zeros((runs, setup.looks))
     seen = np.zeros(runs)
@@ -442,6 +552,48 @@ def aa_at_margin(setup: Setup, rng: np.random.Generator) -> dict[str, Any]:
     return {"gray_single_gate": _rate(int(failed.sum()), setup.aa_runs), "by_share": by_share}
 
 
+def aa_clustered(setup: Setup, rng: np.random.Generator) -> dict[str, Any]:
+    """Good candidates whose errors cluster by routing key: heavy keys failing on both
+    versions, judged by the error-rate gate alone at the full alpha, by routing-key group
+    (as with the gateway's group counts) and per request (assuming independent requests)."""
+    (error_gate,) = gates.start_stage(
+        tuple(g for g in PLAN_GATES if g.metric == "error_rate"),
+        setup.alpha,
+        Snapshot(taken_at=0.0),
+        exposure="live",
+    ).gates
+    rule = rule_for(error_gate.config)
+    runs = setup.clustered_runs
+    results: dict[str, Any] = {}
+    for heavy in CLUSTERED_SCENARIOS:
+        failed = {name: np.zeros(runs, dtype=bool) for name in ("grouped", "per_request")}
+        by_share: dict[str, Any] = {}
+        for share in setup.shares:
+            traffic = KeyedErrors(setup, share, heavy, runs, rng)
+            grouped = ClusteredTrack(rule, runs, ROUTING_GROUPS)
+            per_request = CountTrack(rule, runs)
+            stage = {name: np.zeros(runs, dtype=bool) for name in failed}
+            for _ in range(setup.looks):
+                look = traffic.next_look()
+                (ce, cn), (be, bn) = look["candidate"], look["baseline"]
+                grouped.add(ce, cn, be, bn)
+                per_request.add(ce.sum(axis=1), cn.sum(axis=1), be.sum(axis=1), bn.sum(axis=1))
+                stage["grouped"] |= grouped.fails()
+                stage["per_request"] |= per_request.fails()
+            by_share[f"{share:g}"] = {}
+            for name, stage_failed in stage.items():
+                failed[name] |= stage_failed
+                by_share[f"{share:g}"][name] = _rate(int(stage_failed.sum()), runs)
+        results[heavy.name] = {
+            "heavy_keys": heavy.keys,
+            "traffic_share": heavy.traffic_share,
+            "error_rate": heavy.error_rate,
+            "rollout": {name: _rate(int(f.sum()), runs) for name, f in failed.items()},
+            "by_share": by_share,
+        }
+    return results
+
+
 def _rate(failures: int, runs: int) -> dict[str, Any]:
     low, high = wilson(failures, runs)
     return {
@@ -490,6 +642,7 @@ def benchmark(setup: Setup) -> dict[str, Any]:
     started = time.perf_counter()
     aa_summary, aa_by_share = aa(setup, rng)
     margin = aa_at_margin(setup, rng)
+    clustered = aa_clustered(setup, rng)
     ab_by_share = ab(setup, rng)
     top_share = f"{max(setup.shares):g}"
     result: dict[str, Any] = {
@@ -499,6 +652,7 @@ def benchmark(setup: Setup) -> dict[str, Any]:
         "ab_share": max(setup.shares),
         "aa_by_share": aa_by_share,
         "aa_at_margin": margin,
+        "aa_clustered": clustered,
         "ab_by_share": ab_by_share,
         "setup": {
             "rate_per_second": setup.rate,

@@ -27,6 +27,9 @@ def test_a_stored_judge_state_judges_the_next_look_as_before(stored: dict[str, A
     assert {gate["family"] for gate in stored["judge"]["gates"]} == {"count", "shift", "share"}
     new, verdict = gates.observe(state, Snapshot.from_dict(stored["snapshot"]))
     assert verdict.to_dict() == stored["after"]["verdict"]
+    # A source without counts per routing-key group: the rate gates say what they assume.
+    rates = [v for v in verdict.verdicts if v.unit in ("ratio", "difference")]
+    assert rates and all(v.method == "per_request" for v in rates)
     assert json.loads(json.dumps(new.to_dict())) == stored["after"]["judge"]
 
 
