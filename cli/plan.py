@@ -283,6 +283,18 @@ def _print_detectability(plan: Plan, rps: float, stages: list[StageDetection]) -
         "passes by the end of the dwell (else the stage ends INCONCLUSIVE). Requests are "
         "taken as independent and every one inside the stage's audience."
     )
+    methods = {found.method for stage in stages for found in stage.gates if found.method}
+    if "clustered" in methods:
+        console.print(
+            "Rate gates simulated with the clustered test, as they decide when the metrics "
+            "source counts per routing-key group (per request where a stage has no "
+            "concurrent baseline traffic)."
+        )
+    elif methods:
+        console.print(
+            "Rate gates simulated with the per-request test, as this source has no "
+            "counts per routing-key group."
+        )
     warnings = _warnings_from(plan, rps, stages)
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)

@@ -38,6 +38,7 @@ from gray.controller.gates.metrics import metric
 from gray.controller.gates.stage import JudgeState
 from gray.controller.gates.stats import proportion
 from gray.controller.gates.stats.cdf import ShiftTrack
+from gray.controller.gates.stats.clustered import ClusteredTrack
 from gray.controller.gates.stats.counts import CountTrack
 from gray.controller.gates.stats.special import Array
 from gray.controller.gates.verdict import Outcome, StageVerdict, Verdict
@@ -67,6 +68,9 @@ class GateTraffic:
     interval: float  # seconds per look
     reference: float = 0.0
     paired: bool = False  # both versions answered the same requests (a shadow stage)
+    # Hash groups of the routing key the source counts (0: none). A count gate with group
+    # counts for both versions decides by the clustered test, as the gate itself does.
+    groups: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class Detectability:
     power_at_double: float
     median_seconds_at_double: float | None  # None: caught in fewer than half the stages
     passes_alike: float  # share of stages an identical candidate PASSes by the last look
+    # The test a count gate decided by: `clustered` (per routing-key group) or `per_request`.
+    method: str = ""
 
     @property
     def reaches_margin(self) -> bool:
@@ -105,6 +111,7 @@ class Detectability:
             "median_seconds_at_double": self.median_seconds_at_double,
             "passes_alike": self.passes_alike,
             "reaches_margin": self.reaches_margin,
+            "method": self.method,
         }
 
 
@@ -123,10 +130,18 @@ def detectabilities(
     config: GateConfig, items: list[tuple[GateTraffic, float]]
 ) -> list[Detectability]:
     """`detectability` for one gate in several stages (traffic and base rate each), with
-    the stages simulated side by side (one batch of rows)."""
+    the stages simulated side by side (one batch of rows per test the gate decides by)."""
     family = metric(config.metric).family
+    methods = [_groups(config, traffic) for traffic, _ in items]
+    if len(set(methods)) > 1:
+        results: dict[int, Detectability] = {}
+        for groups in set(methods):
+            chosen = [i for i, method in enumerate(methods) if method == groups]
+            found = detectabilities(config, [items[i] for i in chosen])
+            results.update(zip(chosen, found, strict=True))
+        return [results[i] for i in range(len(items))]
     rng = np.random.default_rng(SEED)
-    rows = _Rows.of(items)
+    rows = _Rows.of(items, methods[0])
     if family == "count":
         simulate = _count_simulation(config, rows, rng)
     elif family == "shift":
@@ -163,12 +178,27 @@ def detectabilities(
                 power_at_double=float(np.mean(caught >= 0)),
                 median_seconds_at_double=_median_seconds(caught, rows.look_seconds[index]),
                 passes_alike=float(np.mean(own_passed[DOUBLE_ROWS : DOUBLE_ROWS + ALIKE_ROWS])),
+                method=_method(family, rows.groups),
             )
         )
     scans = [(i, x, hit[DOUBLE_ROWS + ALIKE_ROWS :]) for i, x, hit in scans]
     for index, smallest in _smallest(simulate, scans, ranges).items():
         results[index] = replace(results[index], smallest=smallest)
     return results
+
+
+def _method(family: str, groups: int) -> str:
+    if family != "count":
+        return ""
+    return "clustered" if groups else "per_request"
+
+
+def _groups(config: GateConfig, traffic: GateTraffic) -> int:
+    """The groups a count gate decides by: its source's, when both versions have traffic
+    in the stage (without concurrent baseline traffic the gate tests per request)."""
+    concurrent = traffic.baseline > 0 or traffic.paired
+    counted = metric(config.metric).family == "count" and traffic.groups >= 2
+    return traffic.groups if counted and concurrent else 0
 
 
 def _range(config: GateConfig, base: float) -> tuple[float, float, float]:
@@ -219,8 +249,35 @@ def _smallest(
         x = np.concatenate([scanned, focus])
         hit = np.concatenate([caught, hits]).astype(float)
         order = np.argsort(x, kind="stable")
-        found[index] = _crossing(x[order], _monotone(hit[order]), POWER)
+        fitted = _logistic_crossing(np.log(x), hit, POWER)
+        found[index] = (
+            fitted if fitted is not None else _crossing(x[order], _monotone(hit[order]), POWER)
+        )
     return found
+
+
+def _logistic_crossing(log_x: Array, hit: Array, level: float) -> float | None:
+    """Where a logistic curve in log x fitted to the hits (maximum likelihood, Newton's
+    method) reaches `level`: it pools every simulated stage, so it wavers less than a
+    step fit. None when the fit does not settle (all hits alike, or a perfect split)."""
+    centre = float(np.mean(log_x))
+    design = np.stack([np.ones_like(log_x), log_x - centre], axis=1)
+    weights = np.zeros(2)
+    for _ in range(25):
+        chance = 1.0 / (1.0 + np.exp(-design @ weights))
+        gradient = design.T @ (hit - chance)
+        curvature = design.T @ (design * (chance * (1 - chance))[:, None]) + 1e-6 * np.eye(2)
+        step = np.linalg.solve(curvature, gradient)
+        weights = weights + step
+        if np.max(np.abs(step)) < 1e-8:
+            break
+    intercept, slope = weights
+    if not (np.all(np.isfinite(weights)) and 0 < slope < 1e3):
+        return None
+    crossing = centre + (math.log(level / (1 - level)) - intercept) / slope
+    if not log_x.min() <= crossing <= log_x.max():
+        return None
+    return float(math.exp(crossing))
 
 
 def _monotone(values: Array) -> Array:
@@ -269,11 +326,12 @@ class _Rows:
     looks: Array  # simulated looks
     base: Array
     look_seconds: Array
+    groups: int  # 0: the per-request test; else the clustered test over this many groups
 
     @classmethod
-    def of(cls, items: list[tuple[GateTraffic, float]]) -> _Rows:
-        looks, groups = zip(*(_grouped(traffic.looks) for traffic, _ in items), strict=True)
-        group = np.array(groups, dtype=float)
+    def of(cls, items: list[tuple[GateTraffic, float]], groups: int) -> _Rows:
+        looks, merged = zip(*(_grouped(traffic.looks) for traffic, _ in items), strict=True)
+        group = np.array(merged, dtype=float)
         return cls(
             candidate=np.array([t.candidate for t, _ in items]) * group,
             baseline=np.array([t.baseline for t, _ in items]) * group,
@@ -282,14 +340,24 @@ class _Rows:
             looks=np.array(looks),
             base=np.array([base for _, base in items]),
             look_seconds=np.array([t.interval for t, _ in items]) * group,
+            groups=groups,
         )
 
-    def exposures(self, owners: Array, look: int, rng: np.random.Generator) -> tuple[Array, Array]:
-        """One look's (candidate, baseline) exposures per row; none after an item's end."""
+    def exposures(
+        self, owners: Array, look: int, rng: np.random.Generator, groups: int = 0
+    ) -> tuple[Array, Array]:
+        """One look's (candidate, baseline) exposures per row, or per row and group (the
+        requests are independent, so spread evenly); none after an item's end."""
         running = look < self.looks[owners]
-        candidate = rng.poisson(np.where(running, self.candidate[owners], 0.0))
-        baseline = rng.poisson(np.where(running, self.baseline[owners], 0.0))
-        return candidate, np.where(self.paired[owners], candidate, baseline)
+        candidate = np.where(running, self.candidate[owners], 0.0)
+        baseline = np.where(running, self.baseline[owners], 0.0)
+        paired = self.paired[owners]
+        if groups:
+            candidate = np.repeat(candidate[:, None] / groups, groups, axis=1)
+            baseline = np.repeat(baseline[:, None] / groups, groups, axis=1)
+            paired = paired[:, None]
+        drawn = rng.poisson(candidate)
+        return drawn, np.where(paired, drawn, rng.poisson(baseline))
 
 
 def _grouped(looks: int) -> tuple[int, int]:
@@ -300,6 +368,9 @@ def _grouped(looks: int) -> tuple[int, int]:
 
 
 def _count_simulation(config: GateConfig, rows: _Rows, rng: np.random.Generator) -> Simulation:
+    if rows.groups:
+        return _clustered_simulation(config, rows, rng)
+
     def simulate(ratios: Array, owners: Array) -> tuple[Array, Array]:
         size = ratios.size
         base = rows.base[owners]
@@ -322,6 +393,31 @@ def _count_simulation(config: GateConfig, rows: _Rows, rng: np.random.Generator)
             )
             first = np.where((first < 0) & track.fails(), look, first)
         enough = track.candidate_exposure >= config.min_samples
+        return first, track.passes() & enough & (first < 0)
+
+    return simulate
+
+
+def _clustered_simulation(config: GateConfig, rows: _Rows, rng: np.random.Generator) -> Simulation:
+    """The count gate as it decides with group counts for both versions (the clustered
+    test, `stats/clustered.py`); its PASS also needs min_samples candidate exposures."""
+
+    def simulate(ratios: Array, owners: Array) -> tuple[Array, Array]:
+        size = ratios.size
+        track = ClusteredTrack(rule_for(config), size, rows.groups)
+        base = rows.base[owners][:, None]
+        candidate_rate = np.minimum(ratios * rows.base[owners], 1.0)[:, None]
+        first = np.full(size, -1)
+        for look in range(int(rows.looks[owners].max())):
+            n_candidate, n_baseline = rows.exposures(owners, look, rng, rows.groups)
+            track.add(
+                rng.binomial(n_candidate, candidate_rate),
+                n_candidate,
+                rng.binomial(n_baseline, base),
+                n_baseline,
+            )
+            first = np.where((first < 0) & track.fails(), look, first)
+        enough = track.candidate_exposure.sum(axis=1) >= config.min_samples
         return first, track.passes() & enough & (first < 0)
 
     return simulate
@@ -465,11 +561,20 @@ def _seen(
         candidate_events = counts.get("candidate_events", 0)
         baseline_events = counts.get("baseline_events", 0)
     reference = float(getattr(gate, "reference_exposure", 0)) if baseline == 0 else 0.0
+    # A gate that decided by the clustered test had group counts: simulate that test.
+    grouped = getattr(gate, "grouped", None)
+    groups = grouped.groups if getattr(gate, "method", "") == "clustered" and grouped else 0
     base = said.extra.get("baseline_rate") or _rate(
         candidate_events + baseline_events, candidate + baseline
     )
     traffic = GateTraffic(
-        candidate / looks, baseline / looks, looks, 1.0, reference=reference, paired=shadow
+        candidate / looks,
+        baseline / looks,
+        looks,
+        1.0,
+        reference=reference,
+        paired=shadow,
+        groups=groups,
     )
     shown = 1.0 - base if definition.higher_is_better else base
     seen = (

@@ -46,5 +46,8 @@ class GatewayMetricsSpec(MetricsSpec):
         replicas = [GatewayMetrics(u, token or None, slo_edges=plan.slo_edges()) for u in urls]
         return replicas[0] if len(replicas) == 1 else GatewayFleetMetrics(replicas)
 
+    def counts_groups(self) -> bool:
+        return True  # the gateway counts every version per hash group of the routing key
+
     def secrets(self) -> tuple[str | None, ...]:
         return (self.token,)

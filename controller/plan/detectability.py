@@ -5,6 +5,9 @@ alpha over them, simulated with the traffic the stage would give them
 Assumed: the endpoint serves `rps` requests per second, every one within the stage's
 audience (an audience only lowers the traffic); a share `labelled` of them gets a label;
 a stage at weight 100 % compares with the baseline's requests in the stages before it.
+The rate gates are simulated with the test they will decide by: the clustered test when
+the plan's metrics source counts per routing-key group (`MetricsSpec.counts_groups`),
+else the per-request test.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from gray.controller.gates.detectability import Detectability, GateTraffic, dete
 from gray.controller.gates.metrics import metric
 from gray.controller.plan.models import Plan
 from gray.controller.plan.units import parse_share
-from gray.controller.types import Snapshot
+from gray.controller.types import ROUTING_GROUPS, Snapshot
 
 # The baseline's rates a simulation assumes unless told (`--base-rate`), by short name.
 DEFAULT_BASE_RATES: dict[str, float] = {
@@ -148,6 +151,7 @@ def _gate_traffic(
         interval=plan.interval,
         reference=reference,
         paired=paired,
+        groups=ROUTING_GROUPS if plan.metrics.counts_groups() else 0,
     )
 
 

@@ -179,6 +179,11 @@ class MetricsSpec(_Strict):
         at the gate's own field; a source that feeds every gate returns nothing."""
         return {}
 
+    def counts_groups(self) -> bool:
+        """Whether the source counts per hash group of the routing key, so that the rate
+        gates decide by the clustered test; `gray plan show --rps` simulates that test then."""
+        return False
+
     @classmethod
     def model_for(cls, value: object) -> type[_Strict]:
         """The model a block with this value is read as (for plan problems' hints)."""
@@ -435,6 +440,11 @@ class Plan(_Strict):
     def stage_gates(self, index: int) -> tuple[GateSpec, ...]:
         """The gates that judge stage `index`: the plan's gates with the stage's changes."""
         return resolve_stage_gates(self.gates, self.stages[index].gates)
+
+    def stage_min_dwell(self, index: int) -> float | None:
+        """How long stage `index` runs before its gates may end it early (None: never)."""
+        own = self.stages[index].min_dwell
+        return own if own is not None else self.min_dwell
 
     def stage_min_dwell(self, index: int) -> float | None:
         """How long stage `index` runs before its gates may end it early (None: never)."""

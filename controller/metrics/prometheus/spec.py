@@ -146,6 +146,9 @@ class PrometheusMetricsSpec(MetricsSpec):
     def plan_problems(self, plan: Plan) -> Iterator[FieldProblem]:
         return _unmirrored(self.layout(), plan)
 
+    def counts_groups(self) -> bool:
+        return bool(self.layout().groups)
+
     def unfed_gates(self, plan: Plan) -> dict[str, str]:
         """Each gate reading a counter this layout has no series for would wait for data
         that never comes."""
