@@ -446,11 +446,6 @@ class Plan(_Strict):
         own = self.stages[index].min_dwell
         return own if own is not None else self.min_dwell
 
-    def stage_min_dwell(self, index: int) -> float | None:
-        """How long stage `index` runs before its gates may end it early (None: never)."""
-        own = self.stages[index].min_dwell
-        return own if own is not None else self.min_dwell
-
     def stage_index(self, ref: str | int) -> int:
         """A stage by 1-based number or by name."""
         if isinstance(ref, int) or str(ref).isdigit():
