@@ -61,8 +61,8 @@ def retry(
     from gray.controller.rollout_retry import retry_target, write_retry_plan
 
     with reported_errors(output):
-        journal, _ = lookup.journal_for(rollout_id, registry_uri, _warn)
-        record, _ = lookup.load_rollout(journal, rollout_id, reading=True)
+        # The local journal answers for an ended rollout it holds (its first end is final).
+        _, record, _ = lookup.rollout_to_read(rollout_id, registry_uri, False, _warn)
         target = retry_target(record.state, record.plan_text)
         new_id = new_rollout_id(record.state.model)
         plan_path = write_retry_plan(new_id, target)

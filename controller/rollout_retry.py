@@ -81,11 +81,11 @@ def record_retry(journal: Journal, old_id: str, new_id: str) -> None:
     """Tell the old rollout's journal that `new_id` retries it. Only where this machine
     journals the old rollout: a lone event would stand for the whole rollout in a local
     journal that lacks the rest. The new rollout names the old one either way."""
-    if not journal.local.has_events(old_id):
-        return
     try:
-        old = journal.load(old_id).state
-        journal.append(old, EventKind.RETRIED, f"retried as {new_id}", {"retry": new_id})
+        old = journal.local.load(old_id)
+        if old is None or not old.events:
+            return
+        journal.append(old.state, EventKind.RETRIED, f"retried as {new_id}", {"retry": new_id})
     except GrayError:  # the link in the new rollout's state still finds it
         return
 

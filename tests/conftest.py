@@ -130,6 +130,11 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     env = dict(os.environ)
     # `mlflow server` starts uvicorn/gunicorn by name: the venv's bin must be on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # Registry webhooks to a receiver on loopback over http (MLflow allows only public https
+    # by default), read from the store at every event rather than cached for a minute.
+    env["MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"] = "true"
+    env["MLFLOW_WEBHOOK_ALLOWED_SCHEMES"] = "http,https"
+    env["MLFLOW_WEBHOOK_CACHE_TTL"] = "0"
     log = (root / "server.log").open("wb")
     process = subprocess.Popen(
         [
