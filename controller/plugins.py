@@ -5,7 +5,7 @@ its adapter) whose `build` makes the adapter. gray's own types are listed here;
 any installed package adds one with an entry point, without touching gray:
 
     [project.entry-points."gray.routers"]
-    istio = "gray_istio.router:IstioRouterSpec"
+    linkerd = "gray_linkerd.router:LinkerdRouterSpec"
 
 This module imports nothing heavy: a type's module is imported only when a plan
 names it, and the installed packages' entry points are read only for a type gray
