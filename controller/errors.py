@@ -20,6 +20,7 @@
     ├── MetricsError               the metrics source failed or is unreachable (exit 4)
     ├── GatewayError               the built-in gateway cannot start or serve (exit 2)
     │   └── PredictionInputError   a client sent an unusable prediction request (HTTP 400)
+    ├── WebhookRefusedError        `gray watch` refused a registry webhook delivery (HTTP 4xx)
     ├── JournalError               the rollout journal cannot be read or written (exit 4)
     │   └── RolloutNotFoundError   no rollout with that id (exit 2)
     └── RolloutError               a rollout command is not allowed now (exit 2)
@@ -210,6 +211,15 @@ class GatewayError(GrayError):
 
 class PredictionInputError(GatewayError):
     """A client sent a prediction request the model cannot use (answered HTTP 400)."""
+
+
+class WebhookRefusedError(GrayError):
+    """`gray watch` refused a registry webhook delivery (unsigned, badly signed, stale,
+    replayed, too large): answered with `status` (a 4xx) and the message as its reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class JournalError(GrayError):

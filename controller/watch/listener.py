@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from gray.controller.watch.signature import DeliveryRefused, ReplayGuard, verify
+from gray.controller.errors import WebhookRefusedError
+from gray.controller.watch.signature import ReplayGuard, verify
 
 WEBHOOK_PATH = "/webhook"
 HEALTH_PATH = "/health"
@@ -133,8 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._body()
             headers = dict(self.headers.items())
             delivery = verify(server.settings.secret, headers, body, server.guard)
-        except DeliveryRefused as refused:
-            status, reason = refused.status, refused.reason
+        except WebhookRefusedError as refused:
+            status, reason = refused.status, refused.message
             server.emit({"event": "webhook_refused", "status": status, "reason": reason})
             self._answer(status, {"ok": False, "reason": reason})
             return
@@ -159,9 +160,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self) -> bytes:
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
-            raise DeliveryRefused(411, "a delivery needs a Content-Length")
+            raise WebhookRefusedError(411, "a delivery needs a Content-Length")
         if int(length) > MAX_BODY_BYTES:
-            raise DeliveryRefused(413, f"a delivery is at most {MAX_BODY_BYTES} bytes")
+            raise WebhookRefusedError(413, f"a delivery is at most {MAX_BODY_BYTES} bytes")
         return self.rfile.read(int(length))
 
     def _answer(self, code: int, payload: dict[str, Any]) -> None:

@@ -21,6 +21,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gray.controller.errors import WebhookRefusedError
+
 # Header names and signature version as MLflow's mlflow/webhooks/constants.py spells them.
 SIGNATURE_HEADER = "X-MLflow-Signature"
 TIMESTAMP_HEADER = "X-MLflow-Timestamp"
@@ -28,15 +30,6 @@ DELIVERY_ID_HEADER = "X-MLflow-Delivery-Id"
 SIGNATURE_VERSION = "v1"
 REPLAY_WINDOW_SECONDS = 300.0
 MAX_DELIVERY_ID_LENGTH = 200  # MLflow's are 36 characters
-
-
-class DeliveryRefused(Exception):
-    """A delivery that must not be acted on: the HTTP status and the reason to answer."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -80,7 +73,7 @@ def verify(
     guard: ReplayGuard,
     now: float | None = None,
 ) -> Delivery:
-    """The delivery, once signed by `secret`, fresh and new; raises DeliveryRefused with
+    """The delivery, once signed by `secret`, fresh and new; raises WebhookRefusedError with
     the status (401 unsigned or badly signed or stale, 409 replayed) and the reason."""
     now = time.time() if now is None else now
     lowered = {k.lower(): v for k, v in headers.items()}
@@ -97,28 +90,34 @@ def verify(
         if not value
     ]
     if missing:
-        raise DeliveryRefused(
+        raise WebhookRefusedError(
             401,
             f"unsigned delivery: missing {', '.join(missing)}; give the MLflow webhook the "
             "same secret as the watcher",
         )
     assert signature is not None and timestamp is not None and delivery_id is not None
     if len(delivery_id) > MAX_DELIVERY_ID_LENGTH:
-        raise DeliveryRefused(400, f"{DELIVERY_ID_HEADER} is longer than {MAX_DELIVERY_ID_LENGTH}")
+        raise WebhookRefusedError(
+            400, f"{DELIVERY_ID_HEADER} is longer than {MAX_DELIVERY_ID_LENGTH}"
+        )
     if not timestamp.isdigit():
-        raise DeliveryRefused(400, f"{TIMESTAMP_HEADER} must be Unix seconds, got {timestamp!r}")
+        raise WebhookRefusedError(
+            400, f"{TIMESTAMP_HEADER} must be Unix seconds, got {timestamp!r}"
+        )
     if not _signature_matches(secret, signature, delivery_id, timestamp, body):
-        raise DeliveryRefused(401, "bad signature: the HMAC does not match the watcher's secret")
+        raise WebhookRefusedError(
+            401, "bad signature: the HMAC does not match the watcher's secret"
+        )
     age = now - int(timestamp)
     if abs(age) > REPLAY_WINDOW_SECONDS:
         when = "old" if age > 0 else "in the future"
-        raise DeliveryRefused(
+        raise WebhookRefusedError(
             401,
             f"stale delivery: its timestamp is {abs(age):.0f}s {when}, more than the "
             f"{REPLAY_WINDOW_SECONDS:.0f}s allowed (a replay, or a clock out of sync)",
         )
     if not guard.admit(delivery_id, now):
-        raise DeliveryRefused(409, f"replayed delivery: {delivery_id} was already accepted")
+        raise WebhookRefusedError(409, f"replayed delivery: {delivery_id} was already accepted")
     return Delivery(delivery_id, int(timestamp))
 
 

@@ -17,12 +17,12 @@ from mlflow.webhooks.constants import (
 )
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
+from gray.controller.errors import WebhookRefusedError
 from gray.controller.watch.listener import ListenerSettings, WebhookListener
 from gray.controller.watch.signature import (
     DELIVERY_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    DeliveryRefused,
     ReplayGuard,
     sign,
     verify,
@@ -74,9 +74,9 @@ def test_a_delivery_mlflow_signed_is_accepted_once() -> None:
     guard = ReplayGuard()
     delivery = verify(SECRET, headers, body.encode(), guard)
     assert delivery.delivery_id == headers[WEBHOOK_DELIVERY_ID_HEADER]
-    with pytest.raises(DeliveryRefused) as replayed:
+    with pytest.raises(WebhookRefusedError) as replayed:
         verify(SECRET, headers, body.encode(), guard)
-    assert replayed.value.status == 409 and "replayed" in replayed.value.reason
+    assert replayed.value.status == 409 and "replayed" in replayed.value.message
 
 
 @pytest.mark.parametrize(
@@ -109,18 +109,18 @@ def test_a_delivery_mlflow_signed_is_accepted_once() -> None:
 def test_bad_deliveries_are_refused(change, status: int, words: str) -> None:  # type: ignore[no-untyped-def]
     body = alias_created().encode()
     headers, body = change(signed_by_mlflow(body.decode()), body)
-    with pytest.raises(DeliveryRefused) as refused:
+    with pytest.raises(WebhookRefusedError) as refused:
         verify(SECRET, headers, body, ReplayGuard())
-    assert refused.value.status == status and words in refused.value.reason
+    assert refused.value.status == status and words in refused.value.message
 
 
 def test_another_secret_and_the_clock_refuse() -> None:
     body = alias_created()
-    with pytest.raises(DeliveryRefused, match="bad signature"):
+    with pytest.raises(WebhookRefusedError, match="bad signature"):
         verify(SECRET, signed_by_mlflow(body, secret="other"), body.encode(), ReplayGuard())
     now = time.time()
     for at, words in ((now - 301, "old"), (now + 301, "in the future")):
-        with pytest.raises(DeliveryRefused, match=words) as stale:
+        with pytest.raises(WebhookRefusedError, match=words) as stale:
             verify(SECRET, signed_by_mlflow(body, at=at), body.encode(), ReplayGuard(), now=now)
         assert stale.value.status == 401
     # Inside the window either way, it passes.
