@@ -29,6 +29,7 @@ from gray.controller.errors import (
     ObjectNotFoundError,
     RouterError,
 )
+from gray.controller.extras import require_extra
 from gray.controller.types import Lease, RouteSpec
 
 LEASE_ANNOTATION = "gray.dev/lease"  # {"rollout_id", "epoch", "expires_at", "after_expiry"}
@@ -79,6 +80,7 @@ class Connection:
 
     def api(self) -> Any:
         """A `kubernetes.client.CustomObjectsApi` for this connection."""
+        require_extra("kubernetes", "the kserve, istio and seldon routers")
         from kubernetes import client
 
         configuration = client.Configuration()

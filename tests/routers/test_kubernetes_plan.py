@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gray.controller.errors import ConfigError, PlanError
+from gray.controller.errors import ConfigError, MissingExtraError, PlanError
 from gray.controller.plan.loading import parse_plan
 from gray.controller.routers import build_router
 from gray.controller.routers.istio import IstioRouter
@@ -19,6 +19,7 @@ from gray.controller.routers.kubernetes_object import Connection
 from gray.controller.routers.seldon import SeldonRouter
 from tests.conftest import DemoRegistry
 from tests.kubernetes_api_standin import KubernetesApiStandIn, example
+from tests.test_extras import hide
 
 PLAN = """\
 name: fraud
@@ -160,3 +161,11 @@ def test_a_server_and_token_reach_the_api_server_with_the_bearer_token(
 def test_no_kubeconfig_and_no_cluster_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot use the kubeconfig"):
         Connection(kubeconfig=str(tmp_path / "missing")).api()
+
+
+def test_without_the_kubernetes_extra_the_router_says_which_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hide(monkeypatch, "kubernetes")
+    with pytest.raises(MissingExtraError, match=r"gray-rollout\[kubernetes\]"):
+        Connection(server="https://kubernetes.default.svc").api()
