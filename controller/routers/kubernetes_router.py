@@ -211,10 +211,8 @@ def percent_problem(share: float, what: str, platform: str) -> str | None:
     if abs(share * 100 - round(share * 100)) <= 1e-6:
         return None
     below = int(share * 100)
-    return (
-        f"{platform} takes the {what} in whole percent; {share:.2%} is not one (use "
-        f"{below}% or {below + 1}%)"
-    )
+    nearest = f"{below}% or {below + 1}%" if below else "1%"
+    return f"{platform} takes the {what} in whole percent; {share:.2%} is not one (use {nearest})"
 
 
 def places_by_role(

@@ -105,7 +105,8 @@ def test_kserve_takes_each_versions_storage_uri_from_the_registry(
         (
             ISTIO,
             "{weight: 0.1%, mirror: 0.1%, dwell: 5m}",
-            "stages[0].weight: Istio takes the route weights in whole percent",
+            "stages[0].weight: Istio takes the route weights in whole percent; 0.10% is not "
+            "one (use 1%)",
         ),
         (
             SELDON,
