@@ -7,6 +7,7 @@ retries, a missing object)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -164,3 +165,15 @@ def test_a_missing_object_is_named(kubernetes_api: KubernetesApiStandIn) -> None
     obj = KubernetesObject(ref, Connection(server=kubernetes_api.url), first_pause=0.01)
     with pytest.raises(ObjectNotFoundError, match="InferenceService models/no-such-model"):
         KServeRouter(obj).read()
+
+
+def test_an_api_server_slower_than_the_timeout_is_unreachable_in_bounded_time(
+    kserve: KServeHarness,
+) -> None:
+    connection = Connection(server=kserve.standin.url, timeout=0.2)
+    router = KServeRouter(KubernetesObject(kserve.ref, connection, first_pause=0.01))
+    started = time.monotonic()
+    with kserve.standin.delayed(0.4), pytest.raises(EndpointUnreachableError, match="ReadTimeout"):
+        router.read()
+    assert time.monotonic() - started < 1.5  # three tries of 0.2 s and two short pauses
+    assert router.read().lease is None  # answers again once it is quick
