@@ -127,7 +127,8 @@ class Watcher:
         version = decision.version or ""
         try:
             started = self.start(decision)
-        except GrayError as exc:
+        except (GrayError, OSError) as exc:  # refused by its preflight, or not even started
+            reason = exc.message if isinstance(exc, GrayError) else f"cannot start it: {exc}"
             count = self._refused.get(version, (0, 0.0))[0] + 1
             delay = min(self.interval * 2 ** (count - 1), MAX_BACKOFF_SECONDS)
             self._refused[version] = (count, time.time() + delay)
@@ -136,7 +137,7 @@ class Watcher:
                     "event": "start_refused",
                     "version": version,
                     "retry_in_seconds": delay,
-                    "reason": exc.message,
+                    "reason": reason,
                 }
             )
             return
