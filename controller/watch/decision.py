@@ -56,7 +56,9 @@ def decide(
             Action.WAIT,
             version,
             f"rollout {running.rollout_id} (v{running.baseline} → v{running.candidate}) is "
-            f"{running.phase.value}; one rollout per model at a time",
+            f"{running.phase.value}; one rollout per model at a time (if no controller runs "
+            f"it any more: gray rollout resume {running.rollout_id}, or gray rollout abort "
+            f"{running.rollout_id})",
         )
     if version == baseline.version:
         return Decision(
