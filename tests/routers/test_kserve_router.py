@@ -77,6 +77,13 @@ def test_the_candidate_is_loaded_with_no_traffic_then_split_then_promoted(
     status = kserve.current()["status"]["components"]["predictor"]
     assert status["previousRolledoutRevision"] == "sklearn-iris-predictor-00001"
 
+    # `gray rollback --to previous`: the old version loaded again, then all its own.
+    router.ensure_loaded("1")
+    assert kserve.standin.kserve_split(kserve.path) == {URI_2: 100, URI_1: 0}
+    reverted = router.apply(RouteSpec(baseline="1"), Lease("operator", 2))
+    assert reverted.route == RouteSpec(baseline="1")
+    assert kserve.standin.kserve_split(kserve.path) == {URI_1: 100}
+
 
 def test_a_canary_is_not_replaced_while_it_takes_traffic(kserve: KServeHarness) -> None:
     kserve.standin.change(kserve.path, {"spec": {"predictor": {"canaryTrafficPercent": 30}}})
