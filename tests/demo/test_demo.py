@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gray.controller.journal import LocalJournal
+from gray.controller.journal.mlflow_run import REPORT_ARTIFACT, MlflowJournal
 from gray.controller.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -45,6 +46,13 @@ def test_demo_rolls_back_the_bad_candidate_and_promotes_the_good_one(tmp_path: P
     assert registry.resolve("fraud", "@previous-champion").version == good.baseline
     moves = [m.to_dict() for m in registry.history("fraud")]
     assert any(m["alias"] == "champion" and m["to_version"] == good.candidate for m in moves)
+    # Each finished rollout's report is in its MLflow run, beside its journal.
+    shared = MlflowJournal(registry.client)
+    for state, words in ((bad, "the gates: error_rate"), (good, "every stage passed")):
+        run_id = shared._run_id(state.rollout_id)
+        assert REPORT_ARTIFACT in {f.path for f in shared.client.list_artifacts(run_id)}
+        page = shared.client.download_artifacts(run_id, REPORT_ARTIFACT, str(tmp_path))
+        assert words in Path(page).read_text(encoding="utf-8")
     # The working folder is left for inspection, with the plans it ran.
     assert (workdir / "plan-bad.yaml").exists() and (workdir / "plan-good.yaml").exists()
     assert json.dumps(moves)
