@@ -37,6 +37,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -669,6 +670,7 @@ def benchmark(setup: Setup) -> dict[str, Any]:
         },
     }
     result["targets"] = targets(result, setup)
+    result["early_advance"] = early_advance(setup)
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -688,6 +690,70 @@ def targets(result: dict[str, Any], setup: Setup) -> dict[str, Any]:
         "errors_2x_1pct_50pct_median_requests_over_oracle": ratios,
         "errors_2x_1pct_50pct_single_gate_within_2x_of_oracle": single is not None
         and single <= 2.0,
+    }
+
+
+# --- early advance ------------------------------------------------------------------------
+
+EXAMPLE_PLANS = Path(__file__).resolve().parents[1] / "plans"
+EARLY_ADVANCE_RPS = (50.0, 500.0, 5000.0)
+
+
+def early_advance(setup: Setup) -> dict[str, Any]:
+    """How much of each example plan's dwell a good candidate (identical to the baseline)
+    saves with the plan's min_dwell: each stage ends at the first look after its min_dwell
+    and min_requests where every gate passes, else at the end of its dwell. The gates run
+    through `gates/detectability.py` (the gates' kernels, the clustered test where the
+    plan's source counts per routing-key group); extensions are left out (a stage that
+    would be extended is counted at its dwell)."""
+    from gray.controller.plan.loading import load_plan
+
+    runs = max(5, setup.ab_runs // 5)
+    found: dict[str, Any] = {"runs": runs, "label_share": setup.label_share, "by_rps": {}}
+    for rps in EARLY_ADVANCE_RPS:
+        plans = {}
+        for path in sorted(EXAMPLE_PLANS.glob("*.yaml")):
+            plan = load_plan(path, environ={})
+            plans[path.stem] = _plan_early_advance(plan, rps, runs, setup.label_share)
+        found["by_rps"][f"{rps:g}"] = plans
+    return found
+
+
+def _plan_early_advance(plan: Any, rps: float, runs: int, labelled: float) -> dict[str, Any]:
+    from gray.controller.gates.detectability import passing_seconds
+    from gray.controller.plan.detectability import DEFAULT_BASE_RATES, event_rate, stage_gates
+
+    stages, total, spent = [], 0.0, np.zeros(runs)
+    for index, judged in enumerate(stage_gates(plan, rps, labelled)):
+        stage = plan.stages[index]
+        every_gate = np.zeros(runs)  # seconds until every gate passes (inf: not in the dwell)
+        for config, traffic in judged:
+            base = event_rate(config.metric, DEFAULT_BASE_RATES)
+            looks = max(int(stage.dwell // plan.interval), 1)
+            seconds = passing_seconds(config, [(traffic, base)], runs, max_looks=min(looks, 60))
+            every_gate = np.maximum(every_gate, seconds[0])
+        share = stage.mirror if stage.is_shadow else stage.weight
+        enough = stage.min_requests / (rps * share) if stage.min_requests else 0.0
+        shortest = plan.stage_min_dwell(index)
+        earliest = np.maximum(every_gate, max(shortest or math.inf, enough))
+        at_look = np.ceil(earliest / plan.interval - 1e-9) * plan.interval
+        ended = np.where(at_look < stage.dwell, at_look, stage.dwell)
+        total += stage.dwell
+        spent += ended
+        stages.append(
+            {
+                "name": stage.name,
+                "dwell_seconds": stage.dwell,
+                "min_dwell_seconds": shortest,
+                "ended_early": round(float(np.mean(ended < stage.dwell)), 4),
+                "mean_seconds": round(float(np.mean(ended)), 1),
+            }
+        )
+    return {
+        "dwell_seconds": total,
+        "mean_seconds": round(float(np.mean(spent)), 1),
+        "saved_share": round(1.0 - float(np.mean(spent)) / total, 4),
+        "stages": stages,
     }
 
 
@@ -744,7 +810,31 @@ def print_tables(result: dict[str, Any]) -> None:
         for scenario, row in scenarios.items():
             table.add_row(f"{float(share):.0%}", scenario, *(_cell(row[name]) for name in judges))
     console.print(table)
+    print_early_advance(console, result["early_advance"])
     console.print(f"targets: {json.dumps(result['targets'])}  ({result['seconds']} s)")
+
+
+def print_early_advance(console: Any, found: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title="Early advance: a good candidate's time through each example plan "
+        f"(mean of {found['runs']} rollouts; extensions left out)"
+    )
+    for column in ("requests/s", "plan", "dwell", "with min_dwell", "saved", "stages ended early"):
+        table.add_column(column, justify="right")
+    for rps, plans in found["by_rps"].items():
+        for name, row in plans.items():
+            early = " ".join(f"{stage['ended_early']:.0%}" for stage in row["stages"])
+            table.add_row(
+                rps,
+                name,
+                f"{row['dwell_seconds'] / 60:g} min",
+                f"{row['mean_seconds'] / 60:.0f} min",
+                f"{row['saved_share']:.0%}",
+                early,
+            )
+    console.print(table)
 
 
 def _cell(row: dict[str, Any]) -> str:

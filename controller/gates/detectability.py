@@ -116,7 +116,8 @@ class Detectability:
 
 
 # A simulation: regressions, one per simulated stage, and which item's traffic each row has
-# -> (the first look that failed, or -1; whether the stage passed by its last look).
+# -> (the first look that failed, or -1; the first look from which it passed, or -1 when
+# it never did or failed).
 Simulation = Callable[[Array, Array], tuple[Array, Array]]
 
 
@@ -140,14 +141,8 @@ def detectabilities(
             found = detectabilities(config, [items[i] for i in chosen])
             results.update(zip(chosen, found, strict=True))
         return [results[i] for i in range(len(items))]
-    rng = np.random.default_rng(SEED)
     rows = _Rows.of(items, methods[0])
-    if family == "count":
-        simulate = _count_simulation(config, rows, rng)
-    elif family == "shift":
-        simulate = _shift_simulation(config, rows, rng)
-    else:
-        simulate = _share_simulation(config, rows, rng)
+    simulate = _simulation(config, rows, np.random.default_rng(SEED))
     ranges = [_range(config, base) for _, base in items]
     # Per item: DOUBLE_ROWS at 2x, ALIKE_ROWS with an identical candidate, then a scan.
     batches = []
@@ -177,7 +172,9 @@ def detectabilities(
                 double=float(batch[0]),
                 power_at_double=float(np.mean(caught >= 0)),
                 median_seconds_at_double=_median_seconds(caught, rows.look_seconds[index]),
-                passes_alike=float(np.mean(own_passed[DOUBLE_ROWS : DOUBLE_ROWS + ALIKE_ROWS])),
+                passes_alike=float(
+                    np.mean(own_passed[DOUBLE_ROWS : DOUBLE_ROWS + ALIKE_ROWS] >= 0)
+                ),
                 method=_method(family, rows.groups),
             )
         )
@@ -185,6 +182,33 @@ def detectabilities(
     for index, smallest in _smallest(simulate, scans, ranges).items():
         results[index] = replace(results[index], smallest=smallest)
     return results
+
+
+def passing_seconds(
+    config: GateConfig, items: list[tuple[GateTraffic, float]], runs: int, max_looks: int
+) -> list[Array]:
+    """For each item (traffic, base rate), `runs` simulated stages with a candidate identical
+    to the baseline: the seconds into the stage of the look from which the gate passes
+    (inf: not within the stage's looks). Looks are taken together up to `max_looks`."""
+    methods = [_groups(config, traffic) for traffic, _ in items]
+    if len(set(methods)) > 1:
+        return [passing_seconds(config, [item], runs, max_looks)[0] for item in items]
+    rows = _Rows.of(items, methods[0], max_looks)
+    family = metric(config.metric).family
+    owners = np.repeat(np.arange(len(items)), runs)
+    alike = np.array([{"count": 1.0, "shift": 0.0}.get(family, base) for _, base in items])
+    _, passed = _simulation(config, rows, np.random.default_rng(SEED))(alike[owners], owners)
+    seconds = np.where(passed >= 0, (passed + 1) * rows.look_seconds[owners], np.inf)
+    return list(seconds.reshape(len(items), runs))
+
+
+def _simulation(config: GateConfig, rows: _Rows, rng: np.random.Generator) -> Simulation:
+    family = metric(config.metric).family
+    if family == "count":
+        return _count_simulation(config, rows, rng)
+    if family == "shift":
+        return _shift_simulation(config, rows, rng)
+    return _share_simulation(config, rows, rng)
 
 
 def _method(family: str, groups: int) -> str:
@@ -329,8 +353,12 @@ class _Rows:
     groups: int  # 0: the per-request test; else the clustered test over this many groups
 
     @classmethod
-    def of(cls, items: list[tuple[GateTraffic, float]], groups: int) -> _Rows:
-        looks, merged = zip(*(_grouped(traffic.looks) for traffic, _ in items), strict=True)
+    def of(
+        cls, items: list[tuple[GateTraffic, float]], groups: int, max_looks: int = MAX_LOOKS
+    ) -> _Rows:
+        looks, merged = zip(
+            *(_grouped(traffic.looks, max_looks) for traffic, _ in items), strict=True
+        )
         group = np.array(merged, dtype=float)
         return cls(
             candidate=np.array([t.candidate for t, _ in items]) * group,
@@ -360,10 +388,10 @@ class _Rows:
         return drawn, np.where(paired, drawn, rng.poisson(baseline))
 
 
-def _grouped(looks: int) -> tuple[int, int]:
+def _grouped(looks: int, max_looks: int) -> tuple[int, int]:
     """(simulated looks, real looks per simulated look)."""
     looks = max(int(looks), 1)
-    group = math.ceil(looks / MAX_LOOKS)
+    group = math.ceil(looks / max_looks)
     return max(looks // group, 1), group
 
 
@@ -383,6 +411,7 @@ def _count_simulation(config: GateConfig, rows: _Rows, rng: np.random.Generator)
         )
         candidate_rate = np.minimum(ratios * base, 1.0)
         first = np.full(size, -1)
+        passed = np.full(size, -1)
         for look in range(int(rows.looks[owners].max())):
             n_candidate, n_baseline = rows.exposures(owners, look, rng)
             track.add(
@@ -392,8 +421,9 @@ def _count_simulation(config: GateConfig, rows: _Rows, rng: np.random.Generator)
                 n_baseline,
             )
             first = np.where((first < 0) & track.fails(), look, first)
-        enough = track.candidate_exposure >= config.min_samples
-        return first, track.passes() & enough & (first < 0)
+            enough = track.candidate_exposure >= config.min_samples
+            passed = np.where((passed < 0) & track.passes() & enough, look, passed)
+        return first, np.where(first < 0, passed, -1)
 
     return simulate
 
@@ -408,6 +438,7 @@ def _clustered_simulation(config: GateConfig, rows: _Rows, rng: np.random.Genera
         base = rows.base[owners][:, None]
         candidate_rate = np.minimum(ratios * rows.base[owners], 1.0)[:, None]
         first = np.full(size, -1)
+        passed = np.full(size, -1)
         for look in range(int(rows.looks[owners].max())):
             n_candidate, n_baseline = rows.exposures(owners, look, rng, rows.groups)
             track.add(
@@ -417,8 +448,9 @@ def _clustered_simulation(config: GateConfig, rows: _Rows, rng: np.random.Genera
                 n_baseline,
             )
             first = np.where((first < 0) & track.fails(), look, first)
-        enough = track.candidate_exposure.sum(axis=1) >= config.min_samples
-        return first, track.passes() & enough & (first < 0)
+            enough = track.candidate_exposure.sum(axis=1) >= config.min_samples
+            passed = np.where((passed < 0) & track.passes() & enough, look, passed)
+        return first, np.where(first < 0, passed, -1)
 
     return simulate
 
@@ -431,6 +463,7 @@ def _shift_simulation(config: GateConfig, rows: _Rows, rng: np.random.Generator)
         size = shifts.size
         track = ShiftTrack(config.alpha, float(config.tolerance or 0.0), 2, size)
         first = np.full(size, -1)
+        passed = np.full(size, -1)
         for look in range(int(rows.looks[owners].max())):
             n_candidate, n_baseline = rows.exposures(owners, look, rng)
             fast_candidate = rng.binomial(n_candidate, np.clip(0.5 - shifts, 0.0, 1.0))
@@ -440,8 +473,9 @@ def _shift_simulation(config: GateConfig, rows: _Rows, rng: np.random.Generator)
                 np.stack([fast_baseline, n_baseline], axis=1),
             )
             first = np.where((first < 0) & track.fails(), look, first)
-        enough = track.candidate[:, -1] >= config.min_samples
-        return first, track.passes() & enough & (first < 0)
+            enough = track.candidate[:, -1] >= config.min_samples
+            passed = np.where((passed < 0) & track.passes() & enough, look, passed)
+        return first, np.where(first < 0, passed, -1)
 
     return simulate
 
@@ -450,11 +484,13 @@ def _share_simulation(config: GateConfig, rows: _Rows, rng: np.random.Generator)
     def simulate(rates: Array, owners: Array) -> tuple[Array, Array]:
         judge = ShareJudge(config, rates.size)
         first = np.full(rates.size, -1)
+        passed = np.full(rates.size, -1)
         for look in range(int(rows.looks[owners].max())):
             pairs, _ = rows.exposures(owners, look, rng)
             judge.add(pairs, rng.binomial(pairs, np.clip(rates, 0.0, 1.0)))
             first = np.where((first < 0) & judge.fails(), look, first)
-        return first, judge.passes() & (first < 0)
+            passed = np.where((passed < 0) & judge.passes(), look, passed)
+        return first, np.where(first < 0, passed, -1)
 
     return simulate
 

@@ -91,14 +91,13 @@ def event_rate(metric_name: str, rates: Mapping[str, float]) -> float:
     return 1.0 - rate if metric(metric_name).higher_is_better else rate
 
 
-def plan_detectability(
-    plan: Plan, rps: float, rates: Mapping[str, float] | None = None, labelled: float = 1.0
-) -> list[StageDetection]:
-    """Every stage's gates at `rps` requests per second."""
-    rates = dict(rates or DEFAULT_BASE_RATES)
-    wanted: dict[str, tuple[GateConfig, list[tuple[int, GateTraffic, float]]]] = {}
+def stage_gates(
+    plan: Plan, rps: float, labelled: float = 1.0
+) -> list[list[tuple[GateConfig, GateTraffic]]]:
+    """Per stage, the gates that judge it (alpha split as the judge splits it) with the
+    traffic each gets at `rps` requests per second."""
+    stages = []
     baseline_before = 0.0
-    requests: list[float] = []
     for index, stage in enumerate(plan.stages):
         judge = gates.start_stage(
             plan.stage_gates(index),
@@ -107,17 +106,36 @@ def plan_detectability(
             exposure=stage.exposure,
             mirrored=stage.mirror > 0,
         )
-        share = stage.mirror if stage.is_shadow else stage.weight
-        requests.append(rps * share * stage.dwell)
-        for gate in judge.gates:
-            config = gate.config
-            traffic = _gate_traffic(plan, index, rps, labelled, baseline_before, config)
+        stages.append(
+            [
+                (
+                    gate.config,
+                    _gate_traffic(plan, index, rps, labelled, baseline_before, gate.config),
+                )
+                for gate in judge.gates
+            ]
+        )
+        if not stage.is_shadow:
+            baseline_before += rps * (1.0 - stage.weight) * stage.dwell
+    return stages
+
+
+def plan_detectability(
+    plan: Plan, rps: float, rates: Mapping[str, float] | None = None, labelled: float = 1.0
+) -> list[StageDetection]:
+    """Every stage's gates at `rps` requests per second."""
+    rates = dict(rates or DEFAULT_BASE_RATES)
+    wanted: dict[str, tuple[GateConfig, list[tuple[int, GateTraffic, float]]]] = {}
+    for index, judged in enumerate(stage_gates(plan, rps, labelled)):
+        for config, traffic in judged:
             key = json.dumps(config.to_dict(), sort_keys=True)
             wanted.setdefault(key, (config, []))[1].append(
                 (index, traffic, event_rate(config.metric, rates))
             )
-        if not stage.is_shadow:
-            baseline_before += rps * (1.0 - stage.weight) * stage.dwell
+    requests = [
+        rps * (stage.mirror if stage.is_shadow else stage.weight) * stage.dwell
+        for stage in plan.stages
+    ]
     found: dict[int, list[Detectability]] = {}
     for config, items in wanted.values():
         results = detectabilities(config, [(traffic, base) for _, traffic, base in items])

@@ -4,15 +4,23 @@ a mirror, the found route's own settings kept) and what it refuses."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from gray.cli.app import app
 from gray.controller.errors import RouteNotSupportedError
+from gray.controller.journal import EventKind, Journal, LocalJournal
+from gray.controller.state import Phase
 from gray.controller.types import Audience, Lease, RouteSpec
+from tests.fakes import rollout_state
 from tests.kubernetes_api_standin import KubernetesApiStandIn
-from tests.routers.contract import RouterContract, RouterHarness
+from tests.routers.contract import ROLLOUT_PLAN, RouterContract, RouterHarness
 from tests.routers.fault_proxy import FaultProxy
 from tests.routers.kubernetes_harness import IstioHarness
 
+NO_REGISTRY = ["--registry-uri", "sqlite:////nonexistent/gray-tests/mlflow.db"]
 TEAM = Audience.from_dict({"headers": {"X-Team": ["ml", "data"], "X-Region": "eu"}})
 
 
@@ -74,3 +82,24 @@ def test_a_client_address_audience_and_part_of_a_percent_are_refused(istio: Isti
         with pytest.raises(RouteNotSupportedError):
             router.apply(route, Lease("reviews", 1), ttl=60)
     assert istio.current()["metadata"]["generation"] == 1
+
+
+def test_gray_rollback_rolls_an_istio_rollout_back_from_its_journaled_plan(
+    istio: IstioHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The on-call button with no endpoint flag: the router comes from the plan the
+    rollout journaled, and its write is fenced above the controller's lease."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("GRAY_HOME", str(home))
+    rollout_id = "fraud-20260101-000000-isti"
+    plan = ROLLOUT_PLAN.format(router=istio.plan_block, first="10%")
+    state = rollout_state(rollout_id, plan_name="contract-rollout", phase=Phase.RUNNING)
+    journal = Journal(LocalJournal(home))
+    journal.create(state, plan)
+    journal.append(state, EventKind.STARTED, "started", {})
+    istio.router().apply(RouteSpec("1", "2", weight=0.1), Lease(rollout_id, 1), ttl=600)
+    result = CliRunner().invoke(app, ["rollback", rollout_id, "--reason", "pager", *NO_REGISTRY])
+    assert result.exit_code == 0, result.output
+    assert istio.carried().same_split(RouteSpec("1", "2", weight=0.0))
+    assert istio.router().read().lease == Lease(rollout_id, 2)
+    assert journal.load(rollout_id).state.phase is Phase.ROLLED_BACK
