@@ -132,9 +132,9 @@ class Setup:
     interval: float = 30.0
     dwell: float = 1800.0
     alpha: float = 0.05
-    aa_runs: int = 2000
-    ab_runs: int = 1000
-    clustered_runs: int = 1000
+    aa_runs: int = 1000
+    ab_runs: int = 500
+    clustered_runs: int = 500
     shares: tuple[float, ...] = (0.05, 0.2, 0.5)
     label_share: float = 0.5  # share of requests that get a label
     label_delay: int = 2  # looks until a request's label arrives
@@ -684,12 +684,32 @@ def targets(result: dict[str, Any], setup: Setup) -> dict[str, Any]:
         median = errors.get(name, {}).get("median_requests")
         ratios[name] = round(median / oracle_median, 3) if median and oracle_median else None
     single = ratios["gray_single_gate"]
+    top = result["ab_by_share"].get("0.5", {})
+    clustered = result.get("aa_clustered", {})
+    grouped_rates = [
+        row["by_share"][share]["grouped"]["rate"]
+        for row in clustered.values()
+        for share in row["by_share"]
+    ]
     return {
         "aa_gray_rate_at_most_alpha": gray_aa["rate"] <= setup.alpha,
         "aa_gray_wilson_upper_below_1.5_alpha": gray_aa["wilson"][1] < 1.5 * setup.alpha,
         "errors_2x_1pct_50pct_median_requests_over_oracle": ratios,
         "errors_2x_1pct_50pct_single_gate_within_2x_of_oracle": single is not None
         and single <= 2.0,
+        # Detect faster: at most 1.3x (one gate) and 1.5x (the plan) the oracle's requests;
+        # power of at least 0.8 within the dwell on the two slow regressions.
+        "errors_2x_1pct_50pct_single_gate_within_1.3x_of_oracle": single is not None
+        and single <= 1.3,
+        "errors_2x_1pct_50pct_plan_within_1.5x_of_oracle": ratios["gray"] is not None
+        and ratios["gray"] <= 1.5,
+        "plan_power_at_least_0.8": {
+            scenario: top.get(scenario, {}).get("gray", {}).get("power", 0.0) >= 0.8
+            for scenario in ("errors-2x-0.1pct", "accuracy-1pt")
+        },
+        "aa_clustered_by_group_every_stage_at_most_alpha": all(
+            rate <= setup.alpha for rate in grouped_rates
+        ),
     }
 
 
@@ -800,15 +820,25 @@ def print_tables(result: dict[str, Any]) -> None:
         f"{margin['false_rollbacks']} of {margin['runs']} rollouts rolled back "
         f"({margin['rate']:.2%}, Wilson {margin['wilson'][0]:.2%} to {margin['wilson'][1]:.2%})"
     )
+    print_clustered(console, result)
     table = Table(title="A/B: power within the dwell, median (p90) requests and seconds to FAIL")
     table.add_column("share", justify="right")
     table.add_column("regression")
-    judges = ("gray", "gray_single_gate", "oracle", "kayenta", "flagger")
+    judges = (
+        "gray",
+        "gray_single_gate",
+        "gray_grouped",
+        "gray_grouped_single_gate",
+        "oracle",
+        "kayenta",
+        "flagger",
+    )
     for name in judges:
         table.add_column(name, justify="right")
     for share, scenarios in result["ab_by_share"].items():
         for scenario, row in scenarios.items():
-            table.add_row(f"{float(share):.0%}", scenario, *(_cell(row[name]) for name in judges))
+            cells = (_cell(row[name]) if name in row else "" for name in judges)
+            table.add_row(f"{float(share):.0%}", scenario, *cells)
     console.print(table)
     print_early_advance(console, result["early_advance"])
     console.print(f"targets: {json.dumps(result['targets'])}  ({result['seconds']} s)")
@@ -837,6 +867,29 @@ def print_early_advance(console: Any, found: dict[str, Any]) -> None:
     console.print(table)
 
 
+def print_clustered(console: Any, result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title="A/A with errors clustered by routing key: good stages rolled back by the "
+        "error-rate gate alone (by routing-key group / per request)"
+    )
+    table.add_column("heavy keys")
+    shares = list(next(iter(result["aa_clustered"].values()))["by_share"])
+    for column in (*(f"stage {float(s):.0%}" for s in shares), "rollout"):
+        table.add_column(column, justify="right")
+    for name, row in result["aa_clustered"].items():
+        cells = [
+            f"{row['by_share'][s]['grouped']['rate']:.1%} / "
+            f"{row['by_share'][s]['per_request']['rate']:.1%}"
+            for s in shares
+        ]
+        rollout = row["rollout"]
+        cells.append(f"{rollout['grouped']['rate']:.1%} / {rollout['per_request']['rate']:.1%}")
+        table.add_row(name, *cells)
+    console.print(table)
+
+
 def _cell(row: dict[str, Any]) -> str:
     if not row.get("median_requests"):
         return f"{row['power']:.0%}  -"
@@ -855,6 +908,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=Setup.alpha)
     parser.add_argument("--aa-runs", type=int, default=Setup.aa_runs)
     parser.add_argument("--ab-runs", type=int, default=Setup.ab_runs)
+    parser.add_argument("--clustered-runs", type=int, default=Setup.clustered_runs)
     parser.add_argument("--seed", type=int, default=Setup.seed)
     args = parser.parse_args(argv)
     setup = Setup(
@@ -864,6 +918,7 @@ def main(argv: list[str] | None = None) -> int:
         alpha=args.alpha,
         aa_runs=args.aa_runs,
         ab_runs=args.ab_runs,
+        clustered_runs=args.clustered_runs,
         seed=args.seed,
     )
     result = benchmark(setup)

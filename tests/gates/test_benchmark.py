@@ -15,6 +15,7 @@ def test_benchmark_prints_one_json_object_of_the_documented_shape(
 ) -> None:
     benchmark = load_benchmark("gates")
     args = ["--json", "--aa-runs", "40", "--ab-runs", "30", "--dwell", "480", "--seed", "3"]
+    args += ["--clustered-runs", "30"]
     assert benchmark.main(args) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["alpha"] == 0.05
@@ -34,8 +35,23 @@ def test_benchmark_prints_one_json_object_of_the_documented_shape(
         for row in judges.values():
             assert 0 <= row["power"] <= 1
             assert {"median_requests", "p90_requests", "median_seconds"} <= set(row)
-    # A 2x error rate at 1 % and a 50 % share is found by gray within the short dwell.
+    # A 2x error rate at 1 % and a 50 % share is found by gray within the short dwell,
+    # by routing-key group too.
     assert result["ab"]["errors-2x-1pct"]["gray"]["power"] > 0.8
+    assert result["ab"]["errors-2x-1pct"]["gray_grouped_single_gate"]["power"] > 0.8
+    assert len(result["aa_clustered"]) == 4
+    for row in result["aa_clustered"].values():
+        assert set(row["rollout"]) == {"grouped", "per_request"}
+        assert set(row["by_share"]) == {"0.05", "0.2", "0.5"}
+    # What a good candidate saves on each example plan with its min_dwell.
+    early = result["early_advance"]
+    assert set(early["by_rps"]) == {"50", "500", "5000"}
+    for plans in early["by_rps"].values():
+        assert set(plans) == {"cold-start", "incremental", "model-replacement"}
+        for row in plans.values():
+            assert 0 <= row["saved_share"] < 1
+            assert row["mean_seconds"] <= row["dwell_seconds"]
+            assert all(0 <= stage["ended_early"] <= 1 for stage in row["stages"])
 
 
 def test_wilson_interval_matches_the_textbook_values() -> None:
