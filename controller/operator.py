@@ -239,7 +239,9 @@ def announce_end(journal: Journal, state: RolloutState, plan: Plan) -> list[str]
     from gray.controller.notify import Notifier
 
     event = "abort" if state.phase is Phase.ABORTED else "rollback"
-    failures = Notifier(plan.notify).send(event, state.reason, state.rollout_id)
+    notifier = Notifier(plan.notify)
+    notifier.send(event, state.reason, plan, state)
+    hook_failures: list[str] = []
     if plan.hooks.on_rollback is not None:
         call = loop.CallHook("on_rollback")
         body = hooks.payload(plan, state, call.hook, None)
@@ -248,8 +250,9 @@ def announce_end(journal: Journal, state: RolloutState, plan: Plan) -> list[str]
         entry = loop.hook_record(seen)
         journal.append(state, entry.event, entry.reason, entry.data)
         if not answer.ok:
-            failures.append(answer.reason)
-    return failures
+            hook_failures.append(answer.reason)
+    # Sent meanwhile, or given a bounded wait.
+    return notifier.close() + hook_failures
 
 
 def _journal_revert(

@@ -112,6 +112,7 @@ class Runner:
         last_look = self.clock.now()
         while result is None:
             assert self.state is not None
+            self._report_notify_failures()
             self.drift.report(self.state)
             result = self._commands()
             if result is not None:
@@ -135,7 +136,15 @@ class Runner:
         else:
             self._deferred.append((what, chore))
 
+    def _report_notify_failures(self) -> None:
+        if self.notifier is not None:
+            for failure in self.notifier.take_failures():
+                self.on_warning(failure)
+
     def _finish(self) -> None:
+        if self.notifier is not None:  # a bounded wait for what is still being sent
+            for failure in self.notifier.close():
+                self.on_warning(failure)
         for what, chore in self._deferred:
             try:
                 chore()
@@ -244,9 +253,8 @@ class Runner:
                 self.on_event(event)
                 return None
             case loop.Notify():
-                if self.notifier is not None:
-                    for failure in self.notifier.send(action.event, action.text, state.rollout_id):
-                        self.on_warning(failure)
+                if self.notifier is not None:  # queued: sent in the background
+                    self.notifier.send(action.event, action.text, self.plan, state)
                 return None
             case loop.Stop():
                 return RunResult(state, action.exit_code, action.reason)

@@ -82,7 +82,8 @@ def start_receiver() -> Receiver:
 
     receiver.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     receiver.server.daemon_threads = True
-    threading.Thread(target=receiver.server.serve_forever, daemon=True).start()
+    # A short poll: stopping the receiver at the end of a test waits for one.
+    threading.Thread(target=receiver.server.serve_forever, args=(0.05,), daemon=True).start()
     return receiver
 
 

@@ -10,9 +10,11 @@ from gray.controller.gates.config import MARGIN_FIELDS
 from gray.controller.gates.metrics import metric
 from gray.controller.plan.models import (
     HOOK_KINDS,
+    PAGERDUTY_EVENTS,
     FieldProblem,
     GateSpec,
     MetricsSpec,
+    NotifySpec,
     Plan,
     StageGate,
     resolve_stage_gates,
@@ -216,7 +218,7 @@ def _min_dwell_problems(plan: Plan, index: int) -> Iterator[Problem]:
 
 def _notify_problems(plan: Plan) -> Iterator[Problem]:
     for index, target in enumerate(plan.notify):
-        yield from _webhook_url_problems(("notify", index, "url"), target.url)
+        yield from _notify_target_problems(target, ("notify", index))
     for kind in HOOK_KINDS:
         hook = plan.hooks.get(kind)
         if hook is None:
@@ -230,6 +232,36 @@ def _notify_problems(plan: Plan) -> Iterator[Problem]:
                 f"{format_duration(ttl)}: the candidate's traffic would expire while the "
                 "controller waits for the hook",
             )
+
+
+def _notify_target_problems(target: NotifySpec, path: tuple[str | int, ...]) -> Iterator[Problem]:
+    """What one `notify` entry lacks, or gives that its kind does not take."""
+    if target.url is None and target.kind != "pagerduty":
+        yield path, f"a {target.kind} notification needs its webhook url"
+    if target.url is not None:
+        yield from _webhook_url_problems((*path, "url"), target.url)
+    if target.kind == "pagerduty":
+        if not target.routing_key:
+            yield (
+                path,
+                "a pagerduty notification needs routing_key, the integration key of the "
+                "service's Events API v2 integration "
+                '(routing_key: "${PAGERDUTY_ROUTING_KEY}")',
+            )
+        others = [e for e in target.events or () if e not in PAGERDUTY_EVENTS]
+        if others:
+            yield (
+                (*path, "events"),
+                f"pagerduty takes {', '.join(PAGERDUTY_EVENTS)} (a rollback or abort "
+                f"triggers an incident, a promotion resolves it), not {', '.join(others)}",
+            )
+    elif target.routing_key is not None:
+        yield (*path, "routing_key"), f"routing_key is for pagerduty, not {target.kind}"
+    if target.headers and target.kind != "webhook":
+        yield (
+            (*path, "headers"),
+            f"headers are for kind webhook; a {target.kind} webhook's URL is its credential",
+        )
 
 
 def _webhook_url_problems(path: tuple[str | int, ...], url: str) -> Iterator[Problem]:

@@ -48,6 +48,8 @@ def parse_plan(text: str, filename: str = "<plan>", environ: dict[str, str] | No
         *plan.router.secrets(),
         *plan.metrics.secrets(),
         *(n.url for n in plan.notify),
+        *(n.routing_key for n in plan.notify),
+        *(value for n in plan.notify for value in n.headers.values()),
         *(h.url for h in hooks if h),
         *(value for h in hooks if h for value in h.headers.values()),
     ):

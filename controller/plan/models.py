@@ -368,9 +368,35 @@ class PromoteSpec(_Strict):
     keep_previous_as: str | None = "previous-champion"
 
 
+NotifyKind = Literal["slack", "teams", "discord", "pagerduty", "webhook"]
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+# What a PagerDuty incident follows: a rollback or an abort opens it, a promotion closes it.
+PAGERDUTY_EVENTS: tuple[str, ...] = ("rollback", "abort", "promote")
+
+
 class NotifySpec(_Strict):
-    url: str
-    events: tuple[NotifyEvent, ...] = NOTIFY_EVENTS
+    """Where a rollout's events are told (`controller/notify/`): a Slack-compatible
+    webhook (the default kind), Microsoft Teams, Discord, PagerDuty's Events API v2
+    (`routing_key`; a rollback triggers an incident, a promotion resolves it) or any
+    JSON webhook (`webhook`: gray's own payload, with `headers`)."""
+
+    kind: NotifyKind = "slack"
+    url: str | None = None  # PagerDuty: its Events API unless given
+    events: tuple[NotifyEvent, ...] | None = None  # None: every event the kind takes
+    routing_key: str | None = None  # PagerDuty's integration key (keep it in ${VAR})
+    headers: dict[str, str] = Field(default_factory=dict)  # webhook: e.g. Authorization
+
+    @property
+    def address(self) -> str:
+        """Where the messages go."""
+        return self.url or (PAGERDUTY_EVENTS_URL if self.kind == "pagerduty" else "")
+
+    @property
+    def wanted(self) -> tuple[str, ...]:
+        """The events this target is told."""
+        if self.events is not None:
+            return self.events
+        return PAGERDUTY_EVENTS if self.kind == "pagerduty" else NOTIFY_EVENTS
 
 
 HOOK_KINDS: tuple[str, ...] = (
