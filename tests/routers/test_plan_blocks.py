@@ -7,6 +7,10 @@ import pytest
 
 from gray.controller.errors import PlanError
 from gray.controller.plan.loading import parse_plan
+from gray.controller.plugins import METRICS_TYPES, ROUTER_TYPES
+
+ROUTERS = ", ".join(ROUTER_TYPES.names())  # gray's own, in the order plugins.py lists them
+METRICS = ", ".join(METRICS_TYPES.names())
 
 VALID = """\
 name: fraud
@@ -33,15 +37,16 @@ BROKEN: list[tuple[str, list[str]]] = [
         ["p.yaml:12:19: router.timeout: expected a duration from 100ms to 5m, got '0s'"],
     ),
     (
-        "router: {type: kserv}\n",
-        ["p.yaml:12:16: router.type: expected one of gateway, haproxy, got 'kserv'"],
+        "router: {type: linkerd}\n",
+        [f"p.yaml:12:16: router.type: expected one of {ROUTERS}, got 'linkerd'"],
     ),
-    ("router: {type: 5}\n", ["p.yaml:12:16: router.type: expected one of gateway, haproxy, got 5"]),
-    ("router: {type: [1]}\n", ["p.yaml:12:16: router.type: expected one of gateway, haproxy"]),
+    ("router: {type: 5}\n", [f"p.yaml:12:16: router.type: expected one of {ROUTERS}, got 5"]),
+    ("router: {type: [1]}\n", [f"p.yaml:12:16: router.type: expected one of {ROUTERS}"]),
     (
         "router: {type: gatewey}\n",
         [
-            "p.yaml:12:16: router.type: expected one of gateway, haproxy, got 'gatewey'; did you mean 'gateway'?"
+            f"p.yaml:12:16: router.type: expected one of {ROUTERS}, got 'gatewey'; "
+            "did you mean 'gateway'?"
         ],
     ),
     ("router: 5\n", ["p.yaml:12:9: router: expected a mapping of fields, got 5"]),
@@ -65,14 +70,14 @@ BROKEN: list[tuple[str, list[str]]] = [
     ),
     (
         "metrics: {type: prom}\n",
-        ["p.yaml:12:17: metrics.type: expected one of gateway, haproxy, prometheus, got 'prom'"],
+        [f"p.yaml:12:17: metrics.type: expected one of {METRICS}, got 'prom'"],
     ),
     ("metrics: {token: 5}\n", ["p.yaml:12:18: metrics.token: expected text, got 5"]),
     (
         "router: {type: gateway, tokn: a}\nmetrics: {type: prom}\n",
         [
             "p.yaml:12:25: router.tokn: unknown field 'tokn'; did you mean 'token'?",
-            "p.yaml:13:17: metrics.type: expected one of gateway, haproxy, prometheus, got 'prom'",
+            f"p.yaml:13:17: metrics.type: expected one of {METRICS}, got 'prom'",
         ],
     ),
 ]

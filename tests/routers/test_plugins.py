@@ -41,7 +41,7 @@ def declare(folder: Path, routers: str) -> None:
 def test_only_gray_s_own_types_without_other_packages() -> None:
     assert ROUTER_TYPES.names()[0] == "gateway"
     assert ROUTER_TYPES.load("gateway") is GatewayRouterSpec
-    assert ROUTER_TYPES.load("kserve") is None
+    assert ROUTER_TYPES.load("linkerd") is None
 
 
 def test_gray_s_own_type_wins_over_a_package_s_of_the_same_name(installed: Path) -> None:
