@@ -38,6 +38,7 @@ from gray.controller.routers.kubernetes_router import ObjectRouter, percent_prob
 from gray.controller.types import RouteSpec
 
 ROLLED_OUT = "@rolled-out"  # the record's place for the rolled-out revision's storage URI
+VERSION_LABEL = "version"  # the predictor pods' label naming the model version they serve
 
 
 def inference_service(namespace: str, name: str) -> ObjectRef:
@@ -245,9 +246,18 @@ class KServeRouter(ObjectRouter):
         key = model_key(obj, self.where)
         loaded = RouteSpec(baseline=baseline or "", candidate=version, weight=0.0)
         metadata = marks_patch(None, RouteRecord(loaded, places))  # loading takes no lease
+        # The revision's pods carry the version they serve (`version`), which the scrape
+        # copies onto Knative's series for the kserve metrics preset.
+        labels = {VERSION_LABEL: version}
         return {
             **metadata,
-            "spec": {"predictor": {key: {"storageUri": uri}, "canaryTrafficPercent": 0}},
+            "spec": {
+                "predictor": {
+                    key: {"storageUri": uri},
+                    "canaryTrafficPercent": 0,
+                    "labels": labels,
+                }
+            },
         }
 
     @staticmethod

@@ -62,6 +62,8 @@ def test_the_candidate_is_loaded_with_no_traffic_then_split_then_promoted(
     assert router.ensure_loaded("2") is None
     predictor = kserve.current()["spec"]["predictor"]
     assert (predictor["model"]["storageUri"], predictor["canaryTrafficPercent"]) == (URI_2, 0)
+    # The candidate's pods say which version they serve, for the kserve metrics preset.
+    assert predictor["labels"] == {"version": "2"}
     assert kserve.standin.kserve_split(kserve.path) == {URI_1: 100, URI_2: 0}
     assert router.read().route.same_split(RouteSpec("1", "2", weight=0.0))
 
