@@ -750,7 +750,9 @@ def _plan_early_advance(plan: Any, rps: float, runs: int, labelled: float) -> di
         for config, traffic in judged:
             base = event_rate(config.metric, DEFAULT_BASE_RATES)
             looks = max(int(stage.dwell // plan.interval), 1)
-            seconds = passing_seconds(config, [(traffic, base)], runs, max_looks=min(looks, 60))
+            # Every look up to 60 a stage; a smoke run (few rollouts) takes looks together.
+            most = 60 if runs >= 50 else 10
+            seconds = passing_seconds(config, [(traffic, base)], runs, max_looks=min(looks, most))
             every_gate = np.maximum(every_gate, seconds[0])
         share = stage.mirror if stage.is_shadow else stage.weight
         enough = stage.min_requests / (rps * share) if stage.min_requests else 0.0
