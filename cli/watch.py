@@ -6,12 +6,15 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from gray.cli.output import OutputFormat, OutputOption, console, emit_json, reported_errors
 from gray.controller.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
+
+if TYPE_CHECKING:
+    from gray.controller.watch.watcher import Emit, Watcher
 
 DEFAULT_SECRET_ENV = "GRAY_WEBHOOK_SECRET"
 MIN_INTERVAL_SECONDS = 0.1
@@ -106,7 +109,9 @@ def watch(
 watch.__doc__ = WATCH_HELP
 
 
-def _serve(watcher: Any, address: tuple[str, int] | None, secret: str | None, emit: Any) -> None:
+def _serve(
+    watcher: Watcher, address: tuple[str, int] | None, secret: str | None, emit: Emit
+) -> None:
     """Run the watcher (and its webhook listener) until SIGTERM or Ctrl-C."""
     from gray.controller.watch.listener import ListenerSettings, WebhookListener
 
