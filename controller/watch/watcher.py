@@ -165,13 +165,19 @@ class Watcher:
 
     def run(self) -> None:
         """Look at every interval and at every nudge until `stop`; a registry or journal
-        that does not answer is reported and tried again at the next look."""
+        that does not answer is reported (once while it stays the same) and tried again at
+        the next look."""
         trigger = "start"
+        last_error: dict[str, Any] | None = None
         while not self._stopping.is_set():
             try:
                 self.check(trigger)
+                last_error = None
             except GrayError as exc:
-                self.emit({"event": "error", "error": type(exc).__name__, "reason": exc.message})
+                error = {"event": "error", "error": type(exc).__name__, "reason": exc.message}
+                if error != last_error or trigger != "poll":
+                    self.emit(error)
+                last_error = error
             self._wake.wait(self.interval)
             self._wake.clear()
             with self._lock:
