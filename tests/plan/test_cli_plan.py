@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from gray.cli.app import app
@@ -54,14 +55,24 @@ def test_validate_missing_file_exits_2(tmp_path: Path) -> None:
     assert "No such file" in result.output
 
 
-def test_show_renders_every_example_with_rps() -> None:
+def test_show_renders_every_example() -> None:
+    # With --rps every example is simulated in tests/plan/test_detectability.py.
     for path in EXAMPLES:
-        result = runner.invoke(app, ["plan", "show", str(path), "--rps", "200"])
+        result = runner.invoke(app, ["plan", "show", str(path)])
         assert result.exit_code == 0, result.output
         assert "Total:" in result.output
-        # Each stage's gates simulated at that traffic (numbers: tests/plan/test_detectability.py).
-        assert "what each stage detects at 200 requests/s" in result.output
-        assert "or more" in result.output and "median" in result.output
+
+
+@pytest.mark.slow
+def test_show_renders_what_each_stage_detects() -> None:
+    # The numbers are checked for every example in tests/plan/test_detectability.py.
+    path = REPO / "plans" / "cold-start.yaml"
+    result = runner.invoke(app, ["plan", "show", str(path), "--rps", "200"])
+    assert result.exit_code == 0, result.output
+    assert "what each stage detects at 200 requests/s" in result.output
+    assert "or more" in result.output and "median" in result.output
+    assert "Rate gates simulated with the clustered test" in result.output
+    assert "warning: stage 1/6 (internal-shadow) cannot reach its own margin" in result.output
 
 
 def test_show_json_counts_candidate_requests(tmp_path: Path) -> None:
