@@ -8,6 +8,8 @@ put (it keeps a copy of what `put_metric_data` sends), and passes every other qu
 moto. So that the stand-in cannot drift from the real API, every request is checked
 against botocore's service model for CloudWatch (the checks boto3 itself makes before
 sending) and every answer it assembles is checked against the model's output shape.
+moto stores a latency value sent with a count of n as n datapoints; the stand-in sends
+moto the values' statistic set instead (same SampleCount and Sum) and keeps the values.
 """
 
 from __future__ import annotations
@@ -42,7 +44,11 @@ class TrimmedCountCloudWatch:
     _kept: list[_Values] = field(default_factory=list)
 
     def put_metric_data(self, **params: Any) -> dict[str, Any]:
-        answer = self.client.put_metric_data(**params)  # moto validates and stores it
+        self._check("PutMetricData", params, output=False)
+        # moto stores a value with a count of n as n datapoints (60,000 for a busy minute);
+        # it gets their statistic set instead, which answers SampleCount and Sum the same.
+        data = [_as_statistic_set(datum) for datum in params["MetricData"]]
+        answer = self.client.put_metric_data(**{**params, "MetricData": data})
         for datum in params["MetricData"]:
             values = datum.get("Values") or ([datum["Value"]] if "Value" in datum else [])
             counts = datum.get("Counts") or [1.0] * len(values)
@@ -112,6 +118,21 @@ class TrimmedCountCloudWatch:
             )
 
 
+def _as_statistic_set(datum: dict[str, Any]) -> dict[str, Any]:
+    if not datum.get("Values"):
+        return datum
+    values = [float(v) for v in datum["Values"]]
+    counts = [float(c) for c in datum.get("Counts") or [1.0] * len(values)]
+    plain = {k: v for k, v in datum.items() if k not in ("Values", "Counts")}
+    plain["StatisticValues"] = {
+        "SampleCount": sum(counts),
+        "Sum": sum(v * c for v, c in zip(values, counts, strict=True)),
+        "Minimum": min(values),
+        "Maximum": max(values),
+    }
+    return plain
+
+
 def _seconds(moment: Any) -> float:
     return moment.timestamp() if isinstance(moment, datetime) else float(moment)
 
@@ -121,7 +142,15 @@ def variant_dimensions(endpoint: str, variant: str) -> Sequence[dict[str, str]]:
 
 
 def publish_minute(
-    cloudwatch: Any,
+    cloudwatch: Any, endpoint: str, variant: str, at: datetime, **traffic: Any
+) -> None:
+    """One minute of a variant's traffic, published as SageMaker publishes it."""
+    cloudwatch.put_metric_data(
+        Namespace="AWS/SageMaker", MetricData=minute_data(endpoint, variant, at, **traffic)
+    )
+
+
+def minute_data(
     endpoint: str,
     variant: str,
     at: datetime,
@@ -130,9 +159,9 @@ def publish_minute(
     errors_5xx: int = 0,
     errors_4xx: int = 0,
     latencies_us: dict[float, int] | None = None,
-) -> None:
-    """One minute of a variant's traffic, published as SageMaker publishes it: the three
-    invocation counts, and the requests' latencies (µs) as values with counts."""
+) -> list[dict[str, Any]]:
+    """A variant's minute as SageMaker's datapoints: the three invocation counts, and the
+    requests' latencies (µs) as values with counts."""
     dimensions = variant_dimensions(endpoint, variant)
     data: list[dict[str, Any]] = [
         {"MetricName": name, "Dimensions": dimensions, "Timestamp": at, "Value": value}
@@ -153,4 +182,4 @@ def publish_minute(
                 "Unit": "Microseconds",
             }
         )
-    cloudwatch.put_metric_data(Namespace="AWS/SageMaker", MetricData=data)
+    return data

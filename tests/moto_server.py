@@ -9,7 +9,8 @@ to it with real boto3 clients over HTTP, as gray would to AWS:
 
 Each test makes endpoints under names of its own (moto keeps state for the session),
 so tests do not see each other's writes. Credentials are dummies set for the clients
-only; nothing here can reach AWS.
+only; nothing here can reach AWS. One deviation of moto's from the documented API is
+put right while the server runs: SageMaker's AddTags overwrites a tag of the same key.
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ class MotoServer:
 
     url: str
     _names: Iterator[int] = field(default_factory=itertools.count)
+    _session: Any = None  # one boto3 session: a new one loads every service model again
 
     def client(self, service: str, url: str | None = None, **config: Any) -> Any:
-        """A boto3 client for `service` through `url` (default: the server itself)."""
+        """A new boto3 client for `service` through `url` (default: the server itself)."""
         import boto3
         from botocore.config import Config
 
-        return boto3.session.Session(region_name=REGION, **CREDENTIALS).client(
+        if self._session is None:
+            self._session = boto3.session.Session(region_name=REGION, **CREDENTIALS)
+        return self._session.client(
             service, endpoint_url=url or self.url, config=Config(**config) if config else None
         )
 
@@ -76,14 +80,27 @@ class MotoServer:
         return name
 
 
+def _add_or_overwrite_tags(backend: Any, arn: str, tags: list[dict[str, str]]) -> Any:
+    """SageMaker's AddTags as AWS documents it ("adds or overwrites"); moto's appends a
+    second tag under a key it has, and its ListTags paging then loops on the repeated key."""
+    resource = backend._get_resource_from_arn(arn)
+    keys = {tag["Key"] for tag in tags}
+    resource.tags = [tag for tag in resource.tags if tag["Key"] not in keys] + list(tags)
+    return resource.tags
+
+
 @contextmanager
 def running_moto_server() -> Iterator[MotoServer]:
+    from moto.sagemaker.models import SageMakerModelBackend
     from moto.server import ThreadedMotoServer
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    appending = SageMakerModelBackend.add_tags
+    SageMakerModelBackend.add_tags = _add_or_overwrite_tags  # type: ignore[method-assign]
     server.start()
     try:
         yield MotoServer(f"http://127.0.0.1:{port}")
     finally:
         server.stop()
+        SageMakerModelBackend.add_tags = appending  # type: ignore[method-assign]

@@ -111,7 +111,9 @@ class SageMakerRouter:
             )
         if current.expires_at is not None:
             self._write_tags(LeaseTags(current.lease, current.route, self._clock() + ttl))
-        return self.read()
+        # The weights are untouched: the route in force is the one the lease wrote (the look
+        # that follows reads the weights back).
+        return Applied(current.route, current.lease)
 
     def read(self) -> Applied:
         """The lease in force and its route; when the variants' weights are not the ones
@@ -294,12 +296,17 @@ class SageMakerRouter:
     def _record(self) -> LeaseTags | None:
         tags: dict[str, str] = {}
         params: dict[str, Any] = {"ResourceArn": self._arn_of_endpoint(), "MaxResults": 100}
+        seen: set[str] = set()
         while True:
             page = self._call("list_tags", **params)
             tags.update({str(t["Key"]): str(t.get("Value", "")) for t in page.get("Tags") or ()})
-            if not page.get("NextToken"):
+            token = page.get("NextToken")
+            if not token:
                 return LeaseTags.from_tags(tags, f"the tags of {self.where}")
-            params["NextToken"] = page["NextToken"]
+            if token in seen:  # a listing that pages in a circle would never end
+                raise RouterError(f"{self.where}: ListTags answered a page token twice")
+            seen.add(token)
+            params["NextToken"] = token
 
     def _write_tags(self, record: LeaseTags) -> None:
         self._call("add_tags", ResourceArn=self._arn_of_endpoint(), Tags=record.to_tags())
