@@ -116,9 +116,11 @@ def add_admin_routes(
             applied = await asyncio.to_thread(gateway.rollback, lease)
         return json_response(applied.to_dict())
 
+    # The counters (per hash group too) are copied and written out on a worker thread,
+    # not on the event loop that answers predictions.
     @app.get("/admin/stats", **reader)
     async def stats() -> Response:
-        return json_response(gateway.stats_payload())
+        return json_response(await asyncio.to_thread(gateway.stats_payload))
 
     @app.get("/admin/versions", **reader)
     async def versions() -> Response:
@@ -164,10 +166,9 @@ def add_admin_routes(
         records = gateway.prediction_log.recent(limit, kind, version)
         return json_response({"samples": records})
 
-    @app.get("/metrics", **reader)
-    async def metrics() -> Response:
+    def metrics_page() -> str:
         gateway.stats.set_log_dropped(gateway.prediction_log.dropped)
-        text = prometheus.render(
+        return prometheus.render(
             gateway.stats.view(),
             gateway.routes.applied,
             gateway.models.states(),
@@ -178,4 +179,8 @@ def add_admin_routes(
                 header_timeouts=connection_counters.header_timeouts,
             ),
         )
+
+    @app.get("/metrics", **reader)
+    async def metrics() -> Response:
+        text = await asyncio.to_thread(metrics_page)
         return Response(text, media_type=prometheus.CONTENT_TYPE)

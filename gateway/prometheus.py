@@ -5,9 +5,12 @@ Every series carries `version` (the model version that did the work) and
 the version, "shadow" for the candidate's side of mirrored requests.
 
 The `gray_group_*` series split live and shadow traffic by hash group of the
-routing key (`group`, 0 to ROUTING_GROUPS - 1): ROUTING_GROUPS series per
-version and counter, for the rate gates that compare groups rather than
-requests. Forced traffic, which no gate reads, is not split.
+routing key (`group`, 0 to ROUTING_GROUPS - 1), for the rate gates that compare
+groups rather than requests. A group's series appears once it counted something,
+as a labelled counter does at its first increment: errors, slow requests and
+labels are rare, so most of the ROUTING_GROUPS series per version and counter
+are never written and a scrape stays small. Forced traffic, which no gate
+reads, is not split.
 
 The counters live in `GatewayStats`, not in prometheus-client's own metric
 objects: the controller reads the same numbers through /admin/stats, and a
@@ -145,7 +148,8 @@ def _group_counters(rows: list[tuple[str, str, VersionCounters]]) -> Iterator[Me
         )
         for traffic, version, groups in grouped:
             for group, count in zip(_GROUP_NAMES, getattr(groups, attribute), strict=True):
-                family.add_metric([version, traffic, group], count)
+                if count:
+                    family.add_metric([version, traffic, group], count)
         yield family
     slow = CounterMetricFamily(
         "gray_group_slow_requests_total",
@@ -156,7 +160,8 @@ def _group_counters(rows: list[tuple[str, str, VersionCounters]]) -> Iterator[Me
         for edge, counts in groups.slow:
             edge_text = floatToGoString(edge)
             for group, count in zip(_GROUP_NAMES, counts, strict=True):
-                slow.add_metric([version, traffic, group, edge_text], count)
+                if count:
+                    slow.add_metric([version, traffic, group, edge_text], count)
     yield slow
 
 

@@ -191,10 +191,12 @@ def test_prometheus_page_splits_live_and_shadow_traffic_by_group() -> None:
     live = {"version": "2", "traffic": "live"}
     assert sample(page, "gray_group_requests_total", **live, group="0") == 1
     assert sample(page, "gray_group_errors_total", **live, group="0") == 1
-    assert sample(page, "gray_group_requests_total", **live, group="63") == 0
+    # A group that counted nothing has no series yet, as a labelled counter before its first
+    # increment: most groups of rare counters are never written.
+    assert sample(page, "gray_group_requests_total", **live, group="63") is None
     slow = {**live, "group": "0", "slo_seconds": "0.25"}
     assert sample(page, "gray_group_slow_requests_total", **slow) == 1
     shadow = {"version": '2"x', "traffic": "shadow", "group": "0"}
     assert sample(page, "gray_group_requests_total", **shadow) == 1
     assert sample(page, "gray_group_requests_total", traffic="forced") is None
-    assert page.count("gray_group_labelled_total{") == 3 * 64  # two live versions, one shadow
+    assert page.count("gray_group_requests_total{") == 3  # two live versions, one shadow

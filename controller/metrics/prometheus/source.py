@@ -162,19 +162,21 @@ class PrometheusMetrics:
         return VersionCounters(
             latency_buckets=buckets,
             slow=tuple(sorted(slow.items())),
-            groups=self._groups(side, version),
+            groups=self._groups(side, version, scalars["requests"]),
             **scalars,
         )
 
     def _group_selectors(self, side: str) -> dict[str, Selector]:
         return dict(self.layout.groups if side == "live" else self.layout.shadow_groups)
 
-    def _groups(self, side: str, version: str) -> GroupCounts | None:
+    def _groups(self, side: str, version: str, requests: int) -> GroupCounts | None:
         """A counted version's per-group counts, summed over targets; None when the layout
-        has no group series, or none of its targets counts this version by group (a
-        gateway too old to split by group)."""
+        has no group series, or a version with requests has none in any group (a gateway
+        too old to split by group). A group's series appears at its first count."""
         selectors = self._group_selectors(side)
-        if "requests" not in selectors or not self._select(f"{side}-groups:requests", version):
+        if "requests" not in selectors:
+            return None
+        if requests and not self._select(f"{side}-groups:requests", version):
             return None
         label = self.layout.group_label
         series = {
