@@ -89,6 +89,7 @@ class Revisions:
     rolled_out: str | None = None
     previous_rolled_out: str | None = None
     ready: bool = True  # a new revision becomes ready (False: it fails to start)
+    raw_deployment: bool = False  # KServe's RawDeployment mode: no revisions, no traffic
 
 
 class KubernetesApiStandIn:
@@ -256,6 +257,8 @@ class KubernetesApiStandIn:
         }
         if revisions.previous_rolled_out:
             component["previousRolledoutRevision"] = revisions.previous_rolled_out
+        if revisions.raw_deployment:
+            component = {"url": f"http://{name}-predictor.{obj['metadata']['namespace']}"}
         obj["status"] = {
             "observedGeneration": obj["metadata"]["generation"],
             "components": {"predictor": component},

@@ -177,7 +177,11 @@ class KServePlatform:
         if generation is not None and (observed is None or observed < generation):
             return False
         status = _status(obj)
-        return status.get("latestReadyRevision") == status.get("latestCreatedRevision")
+        # No traffic in the status: KServe is not splitting (RawDeployment mode ignores
+        # canaryTrafficPercent), so a write is never taken as carried.
+        return bool(status.get("traffic")) and status.get("latestReadyRevision") == status.get(
+            "latestCreatedRevision"
+        )
 
 
 class KServeRouter(ObjectRouter):

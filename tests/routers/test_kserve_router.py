@@ -17,6 +17,7 @@ from gray.controller.errors import (
     LeaseExpiredError,
     ObjectNotFoundError,
     RouteNotSupportedError,
+    RouteVerificationError,
     VersionNotLoadedError,
 )
 from gray.controller.routers.kserve import KServeRouter, inference_service
@@ -186,3 +187,14 @@ def test_an_api_server_slower_than_the_timeout_is_unreachable_in_bounded_time(
         router.read()
     assert time.monotonic() - started < 1.5  # three tries of 0.2 s and two short pauses
     assert router.read().lease is None  # answers again once it is quick
+
+
+def test_a_canary_kserve_does_not_report_is_never_taken_as_carried(kserve: KServeHarness) -> None:
+    """In RawDeployment mode KServe ignores canaryTrafficPercent and reports no traffic:
+    the write stands but is unverified, so the controller does not judge a split that
+    does not exist."""
+    kserve.standin.revisions[kserve.path].raw_deployment = True
+    kserve.standin.change(kserve.path, {"metadata": {"labels": {"mode": "raw"}}})
+    router = KServeRouter(kserve.obj(), STORAGE_URIS.__getitem__, settle_timeout=0.2)
+    with pytest.raises(RouteVerificationError, match="status still does not show"):
+        router.apply(RouteSpec("1", "2", weight=0.1), Lease("r", 1), ttl=60)
