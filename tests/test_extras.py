@@ -36,7 +36,7 @@ def declared(extra: str) -> set[str]:
     return modules
 
 
-@pytest.mark.parametrize("extra", ["store", "gateway", "aws", "kubernetes", "all"])
+@pytest.mark.parametrize("extra", ["store", "gateway", "aws", "kubernetes", "report", "all"])
 def test_the_checked_modules_are_the_declared_ones(extra: str) -> None:
     assert set(extras.EXTRA_MODULES[extra]) <= declared(extra)
     assert declared(extra) - {"mlflow"} <= set(extras.EXTRA_MODULES[extra])
