@@ -29,8 +29,8 @@ absolute allowance d (the candidate's rate may exceed the baseline's by d)
 the statistic is S(d) = E_c - k E_b - d N_c with X_g(d) likewise.
 
 Time-uniformity: the one-sided normal mixture of Robbins (1970), as the
-asymptotic confidence sequences of Waudby-Smith, Arnold, Wu & Ramdas (Annals
-of Statistics, 2024) use it with a variance estimated from the data:
+asymptotic confidence sequences of Waudby-Smith, Arbour, Sinha, Kennedy &
+Ramdas (Annals of Statistics 52(6), 2024) use it with a variance estimated from the data:
 
     M(S, V) = 2 sqrt(rho / (V + rho)) exp(x^2 / 2) Phi(x),  x = S / sqrt(V + rho),
 
