@@ -3,6 +3,7 @@ its MLflow run (a real sqlite store), with and without the `report` extra."""
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -96,3 +97,21 @@ def test_without_the_extra_a_finished_rollout_says_how_to_get_its_report(
     assert len(notes) == 1
     assert "pip install 'gray-rollout[report]'" in notes[0]
     assert f"gray rollout report {ROLLOUT}" in notes[0]
+
+
+def test_plotly_is_imported_only_where_the_page_is_drawn() -> None:
+    # Commands that do not draw (and the controller's own loop) must not pay for it.
+    root = Path(__file__).resolve().parents[2]
+    importers = []
+    for path in sorted([*(root / "controller").rglob("*.py"), *(root / "cli").rglob("*.py")]):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(name.split(".")[0] == "plotly" for name in names):
+                top_level = node in tree.body
+                importers.append((str(path.relative_to(root)), top_level))
+    assert importers == [("controller/report/page.py", False)]
