@@ -191,6 +191,7 @@ class SageMakerRouter:
             BotoCoreError,
             ClientError,
             ConnectionError,
+            HTTPClientError,
             NoCredentialsError,
         )
 
@@ -205,7 +206,7 @@ class SageMakerRouter:
                 f"{self.where}: no AWS credentials found (set AWS_PROFILE, the AWS_ACCESS_KEY_ID "
                 "pair, or run where a role is attached)"
             ) from None
-        except ConnectionError as error:
+        except (ConnectionError, HTTPClientError) as error:  # refused, reset, timed out
             raise EndpointUnreachableError(
                 f"{self.where}: the SageMaker API did not answer {operation}: {error}"
             ) from None

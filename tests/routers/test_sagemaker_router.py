@@ -28,9 +28,9 @@ from gray.controller.errors import (
     VersionNotLoadedError,
 )
 from gray.controller.plan.loading import parse_plan
-from gray.controller.routers import build_router
 from gray.controller.routers.sagemaker import SageMakerRouter
 from gray.controller.routers.sagemaker_record import VariantNames
+from gray.controller.routers.sagemaker_spec import SageMakerRouterSpec
 from gray.controller.types import Applied, Audience, Lease, RouteSpec
 from tests.moto_server import MotoServer
 
@@ -339,13 +339,13 @@ def plan_problems(stage: str, router_block: str = ROUTER) -> list[str]:
     return []
 
 
-def test_a_sagemaker_plan_builds_the_router(moto_server: MotoServer) -> None:
-    block = ROUTER.replace("region:", f"endpoint_url: {moto_server.url}, region:")
-    plan = parse_plan(PLAN.format(stage="{weight: 0.1%, dwell: 10m}", router=block), "p.yaml")
-    adapter = build_router(plan.router)
-    assert isinstance(adapter, SageMakerRouter)
-    assert (adapter.endpoint, adapter.variants.name_of("7")) == ("fraud-prod", "fraud-v7")
-    assert plan.router.describe() == "SageMaker endpoint fraud-prod in eu-west-1"
+def test_a_sagemaker_plan_block_is_read_with_its_variant_names() -> None:
+    plan = parse_plan(PLAN.format(stage="{weight: 0.1%, dwell: 10m}", router=ROUTER), "p.yaml")
+    spec = plan.router
+    assert isinstance(spec, SageMakerRouterSpec)  # built from it: test_sagemaker_traffic.py
+    assert (spec.endpoint, spec.variant_names.name_of("7")) == ("fraud-prod", "fraud-v7")
+    assert spec.describe() == "SageMaker endpoint fraud-prod in eu-west-1"
+    assert (spec.shows_served_version, spec.shows_preprocessor) == (True, False)
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ gates:
   - {{metric: error_rate, max_increase: 10%, max_increase_abs: 0.5%, min_samples: 200}}
   - {{metric: latency, slo: 250ms, max_increase: 20%, max_increase_abs: 1%, min_samples: 200}}
 stages:
-  - {{weight: 10%, dwell: 3m}}
+  - {{weight: 10%, dwell: 2m}}
   - {{weight: 100%, dwell: 2m}}
 promote: {{alias: champion, keep_previous_as: previous-champion}}
 """
