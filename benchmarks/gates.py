@@ -300,6 +300,7 @@ class Gray:
         self.counts: dict[str, CountTrack | ClusteredTrack] = {}
         self.shift: ShiftTrack | None = None
         self.min_samples = {gate.config.metric: gate.config.min_samples for gate in judge.gates}
+        self.alphas = {gate.config.metric: gate.config.alpha for gate in judge.gates}
         for gate in judge.gates:
             config = gate.config
             if gate.family == ShiftGate.family:
@@ -402,13 +403,26 @@ class Flagger:
 
 
 class Oracle:
-    """Wald's SPRT of no regression against the true one, on the regressed metric."""
+    """Wald's SPRT of no regression against the true one, on the regressed metric.
+
+    With `allowed` (a ratio of event rates) and `alpha`, the SPRT of "within the gate's
+    allowance" instead: the fastest any test that respects the plan's margin can be, even
+    knowing the regression in advance."""
 
     def __init__(
-        self, setup: Setup, baseline: Version, candidate: Version, kind: str, runs: int
+        self,
+        setup: Setup,
+        baseline: Version,
+        candidate: Version,
+        kind: str,
+        runs: int,
+        *,
+        allowed: float = 1.0,
+        alpha: float | None = None,
     ) -> None:
         self.kind = kind
-        self.threshold = math.log(1.0 / setup.alpha)
+        self.allowed = allowed
+        self.threshold = math.log(1.0 / (alpha or setup.alpha))
         self.llr = np.zeros(runs)
         if kind == "errors":
             self.ratio = candidate.error_rate / baseline.error_rate
@@ -435,10 +449,19 @@ class Oracle:
             ce, be, ne_c, ne_b = (np.asarray(x, dtype=float) for x in events)
             share = _ratio(ne_c, ne_c + ne_b)
             alt = share * self.ratio / (share * self.ratio + 1 - share)
+            null = share * self.allowed / (share * self.allowed + 1 - share)
             with np.errstate(divide="ignore", invalid="ignore"):
-                step = ce * np.log(alt / share) + be * np.log((1 - alt) / (1 - share))
+                step = ce * np.log(alt / null) + be * np.log((1 - alt) / (1 - null))
             self.llr += np.where((share > 0) & (share < 1), step, 0.0)
         return self.llr >= self.threshold
+
+
+def allowed_ratio(gate: GateSpec, baseline: Version) -> float:
+    """The event-rate ratio a count gate allows the candidate against this baseline."""
+    if gate.metric == "accuracy":
+        wrong = 1.0 - baseline.accuracy
+        return (wrong + float(gate.max_decrease or 0.0)) / wrong
+    return 1.0 + float(gate.max_increase or 0.0)
 
 
 def split_evenly(rng: np.random.Generator, counts: np.ndarray, parts: int) -> np.ndarray:
@@ -489,6 +512,16 @@ def run_stage(
         judges["oracle"] = Oracle(setup, baseline, candidate, oracle_kind, runs)
         alone = tuple(g for g in PLAN_GATES if g.metric == SINGLE_GATE[oracle_kind])
         judges["gray_single_gate"] = Gray(setup, runs, traffic.edges.size, alone)
+        if oracle_kind in ("errors", "accuracy"):
+            # The oracle held to the gate's margin: alone at the full alpha, and at the share
+            # of alpha the plan gives the gate.
+            allowed = allowed_ratio(alone[0], baseline)
+            in_plan = judges["gray"].alphas[SINGLE_GATE[oracle_kind]]
+            margins = {"oracle_at_margin": setup.alpha, "oracle_at_margin_plan": in_plan}
+            for name, alpha in margins.items():
+                judges[name] = Oracle(
+                    setup, baseline, candidate, oracle_kind, runs, allowed=allowed, alpha=alpha
+                )
         if oracle_kind == "errors":
             # The same gates when the source counts per routing-key group (the gateway does).
             judges["gray_grouped"] = Gray(setup, runs, traffic.edges.size, grouped=True)
@@ -680,7 +713,15 @@ def targets(result: dict[str, Any], setup: Setup) -> dict[str, Any]:
     errors = result["ab_by_share"].get("0.5", {}).get("errors-2x-1pct", {})
     oracle_median = errors.get("oracle", {}).get("median_requests")
     ratios = {}
-    for name in ("gray_single_gate", "gray"):
+    # The oracle held to the gate's margin shows the least any valid gate could need.
+    for name in (
+        "gray_single_gate",
+        "gray",
+        "gray_grouped_single_gate",
+        "gray_grouped",
+        "oracle_at_margin",
+        "oracle_at_margin_plan",
+    ):
         median = errors.get(name, {}).get("median_requests")
         ratios[name] = round(median / oracle_median, 3) if median and oracle_median else None
     single = ratios["gray_single_gate"]
@@ -832,6 +873,8 @@ def print_tables(result: dict[str, Any]) -> None:
         "gray_grouped",
         "gray_grouped_single_gate",
         "oracle",
+        "oracle_at_margin",
+        "oracle_at_margin_plan",
         "kayenta",
         "flagger",
     )
