@@ -76,8 +76,10 @@ class Watcher:
         start: Starter,
         emit: Emit,
         interval: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.plan = plan
+        self.clock = clock  # for the backoff and the health endpoint
         self.candidate_ref = candidate_alias(plan)
         self.registry = registry
         self.journal = journal
@@ -103,8 +105,8 @@ class Watcher:
         decision = decide(
             self.candidate_ref, baseline, candidate, self.journal.list_states(model.name)
         )
-        decision = self._after_refusals(decision, time.time())
-        self.last_check_at = time.time()
+        decision = self._after_refusals(decision, self.clock())
+        self.last_check_at = self.clock()
         if trigger != "poll" or decision != self.last:
             self.emit({"event": "decision", "trigger": trigger, **decision.to_dict()})
         self.last = decision
@@ -131,7 +133,7 @@ class Watcher:
             reason = exc.message if isinstance(exc, GrayError) else f"cannot start it: {exc}"
             count = self._refused.get(version, (0, 0.0))[0] + 1
             delay = min(self.interval * 2 ** (count - 1), MAX_BACKOFF_SECONDS)
-            self._refused[version] = (count, time.time() + delay)
+            self._refused[version] = (count, self.clock() + delay)
             self.emit(
                 {
                     "event": "start_refused",

@@ -71,3 +71,43 @@ def test_once_reports_its_decision_as_json(
     decision = json.loads(result.output.strip().splitlines()[-1])
     assert decision["event"] == "decision" and decision["trigger"] == "once"
     assert (decision["action"], decision["version"]) == ("idle", baseline)
+
+
+def test_a_refused_start_waits_a_doubling_backoff(
+    fresh_registry: DemoRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gray.controller.errors import PreflightError
+    from gray.controller.journal import Journal, LocalJournal
+    from gray.controller.plan.loading import load_plan
+    from gray.controller.watch.decision import Action, Decision
+    from gray.controller.watch.watcher import Started, Watcher
+
+    monkeypatch.setenv("GRAY_HOME", str(tmp_path / "home"))
+    tried: list[str | None] = []
+
+    def refused_by_preflight(decision: Decision) -> Started:
+        tried.append(decision.version)
+        raise PreflightError("preflight refused the rollout, nothing was changed", [])
+
+    events: list[dict[str, object]] = []
+    now = [1000.0]
+    plan = load_plan(plan_file(tmp_path, fresh_registry.uri))
+    watcher = Watcher(
+        plan,
+        fresh_registry.registry(),
+        Journal(LocalJournal()),
+        refused_by_preflight,
+        events.append,
+        60.0,
+        clock=lambda: now[0],
+    )
+    good = fresh_registry.versions["good"]
+    assert watcher.check("poll").action is Action.START
+    again = watcher.check("poll")
+    assert again.action is Action.WAIT and "refused by its preflight" in again.reason
+    assert tried == [good]
+    refusal = next(e for e in events if e["event"] == "start_refused")
+    assert refusal["retry_in_seconds"] == 60.0 and refusal["version"] == good
+    now[0] += 61  # the backoff ran out: tried again, then twice as long
+    assert watcher.check("poll").action is Action.START and tried == [good, good]
+    assert [e["retry_in_seconds"] for e in events if e["event"] == "start_refused"] == [60.0, 120.0]
