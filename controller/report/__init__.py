@@ -1,10 +1,11 @@
 """A rollout at a glance: one self-contained HTML page drawn from its journal.
 
 `facts.py` reads what the page shows out of the journal (no drawing), `figures.py`
-draws it with plotly (the `report` extra), `page.py` lays out the page with
-plotly.js inline, `samples.py` asks the gateway for disagreeing mirrored pairs,
-and `artifact.py` logs the page to the rollout's MLflow run when it ends.
-Nothing here is imported by commands that do not draw.
+writes the charts as plotly.js figures, `page.py` lays out the page with plotly.js
+inline (from the `report` extra's plotly package), `samples.py` asks the gateway
+for disagreeing mirrored pairs, `artifact.py` logs the page to the rollout's MLflow
+run when it ends, and `command.py` is `gray rollout report`. Only `page.py` imports
+plotly, inside the function that draws.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ the traffic, the split in force, and who decided."""
 from __future__ import annotations
 
 from gray.controller.journal import Event, EventKind, RolloutRecord
+from gray.controller.report import build_report
 from gray.controller.report.facts import decided_by, report_facts
-from gray.controller.state import Phase
+from gray.controller.state import Phase, RolloutState
 
 from .conftest import RolloutJournal
 
@@ -98,3 +99,21 @@ def test_a_journal_read_from_its_newest_events_says_so(rollout_journal: RolloutJ
     facts = report_facts(newest, rollout_journal.plan)
     assert facts.notes and "holds events" in facts.notes[0]
     assert not report_facts(record, rollout_journal.plan).notes
+
+
+def test_a_running_rollout_gives_a_snapshot_up_to_its_last_event(
+    rollout_journal: RolloutJournal,
+) -> None:
+    events = rollout_journal.record.events
+    cut = next(i for i, e in enumerate(events) if e.event is EventKind.WAITING_APPROVAL)
+    so_far = events[: cut + 1]
+    state = RolloutState.from_dict(so_far[-1].state)
+    record = RolloutRecord(state, so_far, rollout_journal.record.plan_text)
+    facts = report_facts(record, rollout_journal.plan, now=so_far[-1].at + 60)
+    assert facts.header.phase is Phase.WAITING_APPROVAL
+    assert facts.header.decided_by == "nobody yet: the rollout is waiting approval"
+    assert facts.header.as_of == so_far[-1].at + 60
+    assert [s.outcome for s in facts.stages] == ["passed", "passed", "passed"]
+    assert not [m for m in facts.markers if m.kind == "decision"]
+    page = build_report(record, rollout_journal.plan, now=so_far[-1].at + 60)
+    assert "still running" in page and "waiting approval" in page
