@@ -59,6 +59,10 @@ def check_lease(current: Lease | None, offered: Lease, where: str) -> None:
         )
 
 
+def describe_lease(lease: Lease | None) -> str:
+    return "no lease" if lease is None else f"rollout {lease.rollout_id!r} epoch {lease.epoch}"
+
+
 @runtime_checkable
 class FleetRouter(Protocol):
     """An endpoint of several replicas, each of which may lose the route on its own (a

@@ -32,7 +32,7 @@ from gray.controller.errors import (
     RouteVerificationError,
     VersionNotLoadedError,
 )
-from gray.controller.routers.base import check_lease
+from gray.controller.routers.base import check_lease, describe_lease
 from gray.controller.routers.haproxy_record import MAX_WEIGHT, LeaseRecord, Weights, weights_for
 from gray.controller.routers.haproxy_runtime import RuntimeAddress, RuntimeApi
 from gray.controller.types import Applied, Lease, RouteSpec
@@ -93,7 +93,7 @@ class HaproxyRouter:
         current = self._record_in_force()
         self._refuse_expired(current, lease)
         if current is None or current.lease != lease:
-            held = _describe(current.lease if current else None)
+            held = describe_lease(current.lease if current else None)
             raise LeaseConflictError(
                 f"{self.where}: lease {lease.rollout_id!r} epoch {lease.epoch} is not the one "
                 f"in force ({held}); nothing to renew"
@@ -262,13 +262,9 @@ class HaproxyRouter:
             return
         self._set_weights(newer, weights_for(newer.route), previous=None)
         raise LeaseConflictError(
-            f"{self.where}: {_describe(newer.lease)} took over while gray wrote under "
-            f"{_describe(lease)}; its weights are back in force"
+            f"{self.where}: {describe_lease(newer.lease)} took over while gray wrote under "
+            f"{describe_lease(lease)}; its weights are back in force"
         )
 
     def _write_record(self, record: LeaseRecord) -> None:
         self.api.map_put(self.lease_map, self.backend, record.encode())
-
-
-def _describe(lease: Lease | None) -> str:
-    return "no lease" if lease is None else f"rollout {lease.rollout_id!r} epoch {lease.epoch}"

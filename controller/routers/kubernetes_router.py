@@ -21,7 +21,7 @@ from gray.controller.errors import (
     RouteNotSupportedError,
     RouteVerificationError,
 )
-from gray.controller.routers.base import check_lease
+from gray.controller.routers.base import check_lease, describe_lease
 from gray.controller.routers.kubernetes_object import (
     KubeObject,
     KubernetesObject,
@@ -114,7 +114,7 @@ class ObjectRouter:
         def decide(obj: KubeObject) -> Patch | None:
             mark = LeaseMark.of(obj, self.where)
             if mark is None or mark.lease != lease:
-                held = _describe(mark.lease if mark else None)
+                held = describe_lease(mark.lease if mark else None)
                 raise LeaseConflictError(
                     f"{self.where}: lease {lease.rollout_id!r} epoch {lease.epoch} is not the "
                     f"one in force ({held}); nothing to renew"
@@ -238,7 +238,3 @@ def places_by_role(
 
 def _merged(spec: Patch, marks: Patch) -> Patch:
     return {**spec, **marks}
-
-
-def _describe(lease: Lease | None) -> str:
-    return "no lease" if lease is None else f"rollout {lease.rollout_id!r} epoch {lease.epoch}"
