@@ -193,7 +193,10 @@ def _summary(
         Panel(
             "\n".join(
                 [f"gray rollout status {i}" for i in ids]
-                + [f"gray rollout report {i} --open   # the charts, one HTML page" for i in ids]
+                + [
+                    f"gray rollout report {i} --prediction-log {workdir / 'gateway'} --open"
+                    for i in ids
+                ]
                 + [
                     f"gray registry history {model} --registry-uri {registry_uri}",
                     f"gray registry show {model} --registry-uri {registry_uri}",

@@ -42,9 +42,12 @@ from gray.controller.redact import redact
 from gray.controller.state import Phase, RolloutState
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gray.controller import loop
     from gray.controller.metrics.base import MetricsSource
     from gray.controller.registry import Registry
+    from gray.controller.report.samples import DisagreeingPairs
     from gray.controller.rollouts import Check
     from gray.controller.routers.base import Router
     from gray.controller.runner import RunResult
@@ -577,6 +580,12 @@ def report(
         None, "--html", help="Where to write the page (default: ID-report.html here)."
     ),
     open_it: bool = typer.Option(False, "--open", help="Open the page in a browser."),
+    prediction_log: Path | None = typer.Option(
+        None,
+        "--prediction-log",
+        help="A gateway's --state-dir, to read disagreeing mirrored pairs from its prediction "
+        "log on disk (default: ask the plan's gateway).",
+    ),
     shared: bool = SharedOption,
     registry_uri: str | None = RegistryOption,
     output: OutputFormat = OutputOption,
@@ -593,11 +602,15 @@ def report(
     \b
       gray rollout report fraud-20261125-101500-3fa2 --open
       gray rollout report fraud-20261125-101500-3fa2 --html /tmp/report.html --output json
+      gray rollout report fraud-20261125-101500-3fa2 --prediction-log gray-demo/gateway
     """
     from gray.controller.report.command import write_rollout_report
 
     with reported_errors(output):
-        written = write_rollout_report(rollout_id, html, registry_uri, _warn, shared=shared)
+        read_pairs = _logged_pairs(prediction_log) if prediction_log else None
+        written = write_rollout_report(
+            rollout_id, html, registry_uri, _warn, shared=shared, read_pairs=read_pairs
+        )
         if output == OutputFormat.json:
             emit_json(
                 {
@@ -622,6 +635,25 @@ def report(
 
 
 # --- helpers ------------------------------------------------------------------
+
+
+# Mirrored pairs read from a prediction log on disk: enough for a sample, bounded in memory.
+LOGGED_PAIRS_READ = 100_000
+
+
+def _logged_pairs(state_dir: Path) -> Callable[[str], DisagreeingPairs]:
+    """A reader of a gateway's prediction log on disk (the gateway's own reader)."""
+    from gray.controller.extras import require_extra
+    from gray.controller.report.samples import pick
+
+    require_extra("gateway", "reading a gateway's prediction log (--prediction-log)")
+    from gray.gateway.samples import read_samples
+
+    def read(candidate: str) -> DisagreeingPairs:
+        records = read_samples(state_dir, count=LOGGED_PAIRS_READ, kind="shadow", version=candidate)
+        return pick(records, source=f"in the prediction log under {state_dir}")
+
+    return read
 
 
 def _run(

@@ -11,6 +11,7 @@ from gray.controller import lookup
 from gray.controller.errors import ReportWriteError
 from gray.controller.extras import require_extra
 from gray.controller.report.artifact import mirrored_pairs
+from gray.controller.report.samples import DisagreeingPairs
 from gray.controller.state import RolloutState
 
 Warn = Callable[[str], None]
@@ -35,13 +36,17 @@ def write_rollout_report(
     on_warning: Warn,
     *,
     shared: bool = False,
+    read_pairs: Callable[[str], DisagreeingPairs] | None = None,
 ) -> WrittenReport:
-    """Draw the rollout's report from its journal (a snapshot while it runs) into `path`."""
+    """Draw the rollout's report from its journal (a snapshot while it runs) into `path`;
+    disagreeing pairs from `read_pairs(candidate)` (a prediction log on disk), else from
+    the plan's gateway when the plan mirrors traffic."""
     require_extra("report", "gray rollout report")
     from gray.controller.report import build_report
 
     _, record, plan = lookup.rollout_to_read(rollout_id, registry_uri, shared, on_warning)
-    pairs = mirrored_pairs(plan, record.state.candidate)
+    candidate = record.state.candidate
+    pairs = read_pairs(candidate) if read_pairs else mirrored_pairs(plan, candidate)
     html = build_report(record, plan, pairs)
     target = path or default_path(rollout_id)
     data = html.encode("utf-8")

@@ -49,21 +49,24 @@ def from_gateway(plan: Plan, candidate: str) -> DisagreeingPairs:
     return pick(found, failures)
 
 
-def pick(records: list[dict[str, Any]], failures: list[str] | None = None) -> DisagreeingPairs:
-    """The newest `SHOWN` disagreeing pairs among `records`, with a note on what was read."""
+IN_MEMORY = "the gateway still keeps in memory"
+
+
+def pick(
+    records: list[dict[str, Any]], failures: list[str] | None = None, source: str = IN_MEMORY
+) -> DisagreeingPairs:
+    """The newest `SHOWN` disagreeing pairs among `records` (read from `source`), with a
+    note on what was read."""
     disagreeing = [r for r in records if r.get("kind") == "shadow" and r.get("agree") is False]
     disagreeing.sort(key=lambda r: r.get("time") if isinstance(r.get("time"), int | float) else 0)
     shown = disagreeing[-SHOWN:]
     notes = [f"prediction log not reachable: {f}" for f in failures or ()]
     if not shown and not failures:
-        notes.append(
-            f"no disagreeing pair among the {len(records)} mirrored pairs the gateway still "
-            "keeps in memory"
-        )
+        notes.append(f"no disagreeing pair among the {len(records)} mirrored pairs {source}")
     elif shown:
         notes.insert(
             0,
             f"the newest {len(shown)} of {len(disagreeing)} disagreeing pairs among the "
-            f"{len(records)} mirrored pairs the gateway still keeps in memory",
+            f"{len(records)} mirrored pairs {source}",
         )
     return DisagreeingPairs(shown, "; ".join(notes))
