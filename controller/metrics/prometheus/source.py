@@ -156,23 +156,24 @@ class PrometheusMetrics:
             float(named[self.layout.slow_label]): round(value)
             for named, value in self._grouped(f"{side}:{SLOW}", version, self.layout.slow_label)
         }
+        groups = self._groups(side, version, scalars["requests"], counted_edges=tuple(slow))
         for edge in self.slo_edges:
             if edge not in slow:
                 slow[edge] = slow_from_histogram(buckets, scalars["requests"], edge)
         return VersionCounters(
-            latency_buckets=buckets,
-            slow=tuple(sorted(slow.items())),
-            groups=self._groups(side, version, scalars["requests"]),
-            **scalars,
+            latency_buckets=buckets, slow=tuple(sorted(slow.items())), groups=groups, **scalars
         )
 
     def _group_selectors(self, side: str) -> dict[str, Selector]:
         return dict(self.layout.groups if side == "live" else self.layout.shadow_groups)
 
-    def _groups(self, side: str, version: str, requests: int) -> GroupCounts | None:
+    def _groups(
+        self, side: str, version: str, requests: int, counted_edges: tuple[float, ...]
+    ) -> GroupCounts | None:
         """A counted version's per-group counts, summed over targets; None when the layout
         has no group series, or a version with requests has none in any group (a gateway
-        too old to split by group). A group's series appears at its first count."""
+        too old to split by group). A group's series appears at its first count, so a
+        latency edge the targets count (`counted_edges`) with no slow group is all zeros."""
         selectors = self._group_selectors(side)
         if "requests" not in selectors:
             return None
@@ -183,11 +184,12 @@ class PrometheusMetrics:
             counter: self._per_group(self._select(f"{side}-groups:{counter}", version), label)
             for counter in SCALARS
         }
-        by_edge: dict[str, list[tuple[dict[str, str], float]]] = {}
+        by_edge: dict[float, list[tuple[dict[str, str], float]]] = {e: [] for e in counted_edges}
         for named, value in self._select(f"{side}-groups:{SLOW}", version):
             if self.layout.slow_label in named:
-                by_edge.setdefault(named[self.layout.slow_label], []).append((named, value))
-        slow = sorted((float(edge), self._per_group(rows, label)) for edge, rows in by_edge.items())
+                edge = float(named[self.layout.slow_label])
+                by_edge.setdefault(edge, []).append((named, value))
+        slow = sorted((edge, self._per_group(rows, label)) for edge, rows in by_edge.items())
         return GroupCounts(slow=tuple(slow), **series)
 
     @staticmethod
