@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from gray.controller.errors import LeaseConflictError
@@ -57,6 +58,25 @@ def check_lease(current: Lease | None, offered: Lease, where: str) -> None:
             f"{where}: epoch {offered.epoch} is held by rollout {current.rollout_id!r}, not "
             f"{offered.rollout_id!r}; take over with a higher epoch"
         )
+
+
+def bind_versions(
+    route: RouteSpec, bound: Mapping[str, str], roles: Mapping[str, str]
+) -> dict[str, str]:
+    """Which of two places (an HAProxy server, an Istio subset, a Seldon model) serves
+    each version of `route`, for endpoints whose places are fixed and versions move
+    between them. `bound` maps a version to the place it was bound to, `roles` the
+    `baseline` and `candidate` roles to their places. A version of the route keeps its
+    place (a promoted candidate stays where it is); a new one takes its role's place, or
+    the other one when a version of the route already holds it."""
+    versions = {route.baseline, route.candidate} - {None}
+    places = {version: place for version, place in bound.items() if version in versions}
+    for role, version in (("baseline", route.baseline), ("candidate", route.candidate)):
+        if version is None or version in places:
+            continue
+        taken = set(places.values())
+        places[version] = next(p for p in (roles[role], *roles.values()) if p not in taken)
+    return places
 
 
 def describe_lease(lease: Lease | None) -> str:

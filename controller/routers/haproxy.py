@@ -32,7 +32,7 @@ from gray.controller.errors import (
     RouteVerificationError,
     VersionNotLoadedError,
 )
-from gray.controller.routers.base import check_lease, describe_lease
+from gray.controller.routers.base import bind_versions, check_lease, describe_lease
 from gray.controller.routers.haproxy_record import MAX_WEIGHT, LeaseRecord, Weights, weights_for
 from gray.controller.routers.haproxy_runtime import RuntimeAddress, RuntimeApi
 from gray.controller.types import Applied, Lease, RouteSpec
@@ -204,18 +204,8 @@ class HaproxyRouter:
         """Which server serves which version: a version of the route keeps the server it
         was bound to (a promoted candidate stays on its server); a new one takes its role's
         server, or the other one when a version of the route already holds it."""
-        versions = {route.baseline, route.candidate} - {None}
-        servers = {
-            name: served
-            for name, served in (current.servers if current else {}).items()
-            if served in versions
-        }
-        for role, version in (("baseline", route.baseline), ("candidate", route.candidate)):
-            if version is None or version in servers.values():
-                continue
-            free = [n for n in (self.roles[role], *self.roles.values()) if n not in servers]
-            servers[free[0]] = version
-        return servers
+        bound = {served: name for name, served in (current.servers if current else {}).items()}
+        return {name: version for version, name in bind_versions(route, bound, self.roles).items()}
 
     def _servers_for(self, record: LeaseRecord | None) -> tuple[str, str]:
         """The (baseline, candidate) servers of a record's route (no record: the roles')."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from gray.controller.routers.base import bind_versions
 from gray.controller.routers.kubernetes_object import (
     KubeObject,
     KubernetesObject,
@@ -30,7 +31,6 @@ from gray.controller.routers.kubernetes_object import (
 from gray.controller.routers.kubernetes_router import (
     ObjectRouter,
     percent_problem,
-    places_by_role,
 )
 from gray.controller.types import Audience, RouteSpec
 
@@ -108,7 +108,7 @@ class IstioPlatform:
         return found
 
     def places(self, route: RouteSpec, record: RouteRecord | None) -> dict[str, str]:
-        return places_by_role(route, record, self.roles)
+        return bind_versions(route, record.places if record else {}, self.roles)
 
     def destination(self, subset: str, weight: int | None = None) -> dict[str, Any]:
         target: dict[str, Any] = {"host": self.host, "subset": subset}

@@ -215,26 +215,5 @@ def percent_problem(share: float, what: str, platform: str) -> str | None:
     return f"{platform} takes the {what} in whole percent; {share:.2%} is not one (use {nearest})"
 
 
-def places_by_role(
-    route: RouteSpec, record: RouteRecord | None, roles: dict[str, str]
-) -> dict[str, str]:
-    """Which of the two `roles` places (a subset, a model) serves each version of `route`:
-    a version keeps the place it had (a promoted candidate stays where it is); a new one
-    takes its role's place, or the other one when a version of the route holds it."""
-    versions = {route.baseline, route.candidate} - {None}
-    places = {
-        version: place
-        for version, place in (record.places if record else {}).items()
-        if version in versions
-    }
-    for role, version in (("baseline", route.baseline), ("candidate", route.candidate)):
-        if version is None or version in places:
-            continue
-        taken = set(places.values())
-        free = [p for p in (roles[role], *roles.values()) if p not in taken]
-        places[version] = free[0]
-    return places
-
-
 def _merged(spec: Patch, marks: Patch) -> Patch:
     return {**spec, **marks}

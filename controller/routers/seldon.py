@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gray.controller.routers.base import bind_versions
 from gray.controller.routers.kubernetes_object import (
     KubeObject,
     KubernetesObject,
@@ -27,7 +28,6 @@ from gray.controller.routers.kubernetes_object import (
 from gray.controller.routers.kubernetes_router import (
     ObjectRouter,
     percent_problem,
-    places_by_role,
 )
 from gray.controller.types import RouteSpec
 
@@ -71,7 +71,7 @@ class SeldonPlatform:
         return found
 
     def places(self, route: RouteSpec, record: RouteRecord | None) -> dict[str, str]:
-        return places_by_role(route, record, self.roles)
+        return bind_versions(route, record.places if record else {}, self.roles)
 
     def spec_patch(self, obj: KubeObject, route: RouteSpec, places: dict[str, str]) -> Patch:
         baseline = places.get(route.baseline, self.roles["baseline"])
