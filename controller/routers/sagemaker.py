@@ -34,7 +34,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gray.controller.errors import (
-    EndpointUnreachableError,
     LeaseConflictError,
     LeaseExpiredError,
     RouterError,
@@ -42,17 +41,14 @@ from gray.controller.errors import (
     VersionNotLoadedError,
 )
 from gray.controller.routers.base import check_lease
+from gray.controller.routers.sagemaker_api import EndpointApi, current_weights, variant_names
 from gray.controller.routers.sagemaker_record import LeaseTags, VariantNames, weights_for
 from gray.controller.types import Applied, Lease, RouteSpec
 
 DEFAULT_UPDATE_TIMEOUT_SECONDS = 600.0
-POLL_FIRST_SECONDS = 0.05
-POLL_MAX_SECONDS = 5.0
 ROLLBACK_ATTEMPTS = 5
 ROLLBACK_ROLLOUT_ID = "rollback"  # the lease's rollout id when a rollback knows none
 WEIGHT_TOLERANCE = 1e-6
-IN_SERVICE = "InService"
-UPDATING = ("Updating", "SystemUpdating", "Creating")
 
 
 class SageMakerRouter:
@@ -71,18 +67,14 @@ class SageMakerRouter:
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client = client
+        self.api = EndpointApi(client, endpoint, update_timeout, sleep=sleep, monotonic=monotonic)
         self.endpoint = endpoint
         self.variants = variants
-        self.update_timeout = update_timeout
-        self._sleep = sleep
-        self._monotonic = monotonic
         self._clock = clock
-        self._arn: str | None = None
 
     @property
     def where(self) -> str:
-        return f"SageMaker endpoint {self.endpoint!r}"
+        return self.api.where
 
     def close(self) -> None:
         """Nothing to release: boto3 clients pool their own connections."""
@@ -120,7 +112,7 @@ class SageMakerRouter:
         the route maps to (someone else changed them), the split the weights make. With
         no lease record, the versions are read off the variants' names."""
         record = self._record_in_force()
-        weights = self._current_weights(self._describe())
+        weights = current_weights(self.api.describe())
         if record is not None and _same(weights, weights_for(record.route, self.variants)):
             return Applied(record.route, record.lease)
         return Applied(self._route_of(weights, record), record.lease if record else None)
@@ -138,13 +130,13 @@ class SageMakerRouter:
             route = (
                 current.route.rolled_back()
                 if current
-                else self._route_of(self._current_weights(self._describe()), None).rolled_back()
+                else self._route_of(current_weights(self.api.describe()), None).rolled_back()
             )
             mine = Lease(rollout_id, epoch)
             self._write_tags(LeaseTags(mine, route, None))
             self._set_weights(weights_for(route, self.variants), verify=False)
             after = self._record()
-            settled = self._current_weights(self._wait_in_service())
+            settled = current_weights(self.api.wait_in_service())
             if after is not None and after.lease == mine:
                 if _same(settled, weights_for(route, self.variants)):
                     return self.read()
@@ -162,13 +154,13 @@ class SageMakerRouter:
         update) before the rollout. SageMaker cannot tell which preprocessor a variant's
         container applies, so this returns None."""
         name = self.variants.name_of(version)
-        endpoint = self._wait_in_service()
+        endpoint = self.api.wait_in_service()
         variant = next(
             (v for v in endpoint.get("ProductionVariants") or () if v.get("VariantName") == name),
             None,
         )
         if variant is None:
-            names = ", ".join(str(v.get("VariantName")) for v in endpoint["ProductionVariants"])
+            names = ", ".join(variant_names(endpoint))
             raise VersionNotLoadedError(
                 f"{self.where} has no production variant {name!r} for v{version} (it has "
                 f"{names}); gray does not create variants: deploy v{version} as variant {name} "
@@ -184,89 +176,23 @@ class SageMakerRouter:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        """One SageMaker API call (boto3 retries throttling and transport errors itself,
-        as its client was configured); failures become gray's router errors."""
-        from botocore.exceptions import (
-            BotoCoreError,
-            ClientError,
-            ConnectionError,
-            HTTPClientError,
-            NoCredentialsError,
-        )
-
-        try:
-            return dict(getattr(self.client, operation)(**params))
-        except ClientError as error:
-            details = error.response.get("Error", {})
-            code, message = details.get("Code", "?"), details.get("Message", "")
-            raise RouterError(f"{self.where}: {operation} refused ({code}): {message}") from None
-        except NoCredentialsError:
-            raise RouterError(
-                f"{self.where}: no AWS credentials found (set AWS_PROFILE, the AWS_ACCESS_KEY_ID "
-                "pair, or run where a role is attached)"
-            ) from None
-        except (ConnectionError, HTTPClientError) as error:  # refused, reset, timed out
-            raise EndpointUnreachableError(
-                f"{self.where}: the SageMaker API did not answer {operation}: {error}"
-            ) from None
-        except BotoCoreError as error:
-            raise RouterError(f"{self.where}: {operation} failed: {error}") from None
-
-    def _describe(self) -> dict[str, Any]:
-        endpoint = self._call("describe_endpoint", EndpointName=self.endpoint)
-        self._arn = str(endpoint["EndpointArn"])
-        return endpoint
-
-    def _wait_in_service(self) -> dict[str, Any]:
-        """DescribeEndpoint once the endpoint is no longer updating (bounded)."""
-        deadline = self._monotonic() + self.update_timeout
-        pause = POLL_FIRST_SECONDS
-        while True:
-            endpoint = self._describe()
-            status = endpoint.get("EndpointStatus")
-            if status == IN_SERVICE:
-                return endpoint
-            if status not in UPDATING:
-                reason = endpoint.get("FailureReason") or "no reason given"
-                raise RouterError(f"{self.where} is {status}: {reason}")
-            if self._monotonic() >= deadline:
-                raise RouterError(
-                    f"{self.where} is still {status} after {self.update_timeout:g}s; gray waits "
-                    "for it to be InService before and after writing weights"
-                )
-            self._sleep(pause)
-            pause = min(pause * 2, POLL_MAX_SECONDS)
-
     def _set_weights(self, weights: Mapping[str, float], *, verify: bool = True) -> None:
         """Every production variant's weight in one update (those `weights` leaves out at
         0), then wait for it and, with `verify`, check `CurrentWeight`."""
-        endpoint = self._wait_in_service()
-        names = [str(v["VariantName"]) for v in endpoint.get("ProductionVariants") or ()]
+        names = variant_names(self.api.wait_in_service())
         missing = sorted(set(weights) - set(names))
         if missing:
             raise VersionNotLoadedError(
                 f"{self.where} has no production variant {', '.join(map(repr, missing))} "
                 f"(it has {', '.join(names)}); gray does not create variants"
             )
-        desired = [{"VariantName": n, "DesiredWeight": weights.get(n, 0.0)} for n in names]
-        self._call(
-            "update_endpoint_weights_and_capacities",
-            EndpointName=self.endpoint,
-            DesiredWeightsAndCapacities=desired,
-        )
-        actual = self._current_weights(self._wait_in_service())
+        self.api.update_weights({name: weights.get(name, 0.0) for name in names})
+        actual = current_weights(self.api.wait_in_service())
         if verify and not _same(actual, weights):
             raise RouteVerificationError(
                 f"{self.where} reports weights {_format(actual)} after gray wrote "
                 f"{_format(weights)}"
             )
-
-    def _current_weights(self, endpoint: Mapping[str, Any]) -> dict[str, float]:
-        return {
-            str(v["VariantName"]): float(v.get("CurrentWeight") or 0.0)
-            for v in endpoint.get("ProductionVariants") or ()
-        }
 
     def _route_of(self, weights: Mapping[str, float], record: LeaseTags | None) -> RouteSpec:
         """The split `weights` make, named in versions: the record's versions where it
@@ -288,29 +214,11 @@ class SageMakerRouter:
             share = weights.get(self.variants.name_of(candidate), 0.0) / total
         return RouteSpec(baseline, candidate, weight=share)
 
-    def _arn_of_endpoint(self) -> str:
-        if self._arn is None:
-            self._describe()
-        assert self._arn is not None
-        return self._arn
-
     def _record(self) -> LeaseTags | None:
-        tags: dict[str, str] = {}
-        params: dict[str, Any] = {"ResourceArn": self._arn_of_endpoint(), "MaxResults": 100}
-        seen: set[str] = set()
-        while True:
-            page = self._call("list_tags", **params)
-            tags.update({str(t["Key"]): str(t.get("Value", "")) for t in page.get("Tags") or ()})
-            token = page.get("NextToken")
-            if not token:
-                return LeaseTags.from_tags(tags, f"the tags of {self.where}")
-            if token in seen:  # a listing that pages in a circle would never end
-                raise RouterError(f"{self.where}: ListTags answered a page token twice")
-            seen.add(token)
-            params["NextToken"] = token
+        return LeaseTags.from_tags(self.api.tags(), f"the tags of {self.where}")
 
     def _write_tags(self, record: LeaseTags) -> None:
-        self._call("add_tags", ResourceArn=self._arn_of_endpoint(), Tags=record.to_tags())
+        self.api.add_tags(record.to_tags())
 
     def _record_in_force(self) -> LeaseTags | None:
         """The record, after ending a lease whose expiry has passed: the baseline answers
