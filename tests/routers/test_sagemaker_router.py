@@ -22,6 +22,7 @@ from gray.controller.errors import (
     EndpointUnreachableError,
     LeaseConflictError,
     LeaseExpiredError,
+    MissingExtraError,
     PlanError,
     RouteNotSupportedError,
     RouterError,
@@ -386,3 +387,14 @@ def test_what_an_endpoint_cannot_do_is_refused_at_validation(
 ) -> None:
     found = plan_problems(stage, router_block)
     assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_building_without_the_aws_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.test_extras import hide
+
+    hide(monkeypatch, "boto3")
+    plan = parse_plan(PLAN.format(stage="{weight: 5%, dwell: 10m}", router=ROUTER), "p.yaml")
+    with pytest.raises(MissingExtraError, match=r"pip install 'gray-rollout\[aws\]'"):
+        plan.router.build()
