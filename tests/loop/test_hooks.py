@@ -247,3 +247,10 @@ def test_an_operator_rollback_tells_the_webhooks_and_the_on_rollback_hook(
     assert receiver.bodies("/on_rollback")[0]["phase"] == "rolled_back"
     events = LocalJournal().load(ROLLOUT).events  # type: ignore[union-attr]
     assert [e.event for e in events][-2:] == ["rolled_back", "hook_passed"]
+    # The same sync logs the report the ended rollout's controller never wrote.
+    from gray.controller.journal.mlflow_run import REPORT_ARTIFACT, MlflowJournal
+
+    shared = MlflowJournal(fresh_registry.registry().client)  # type: ignore[attr-defined]
+    run_id = shared._run_id(ROLLOUT)
+    page = shared.client.download_artifacts(run_id, REPORT_ARTIFACT, str(tmp_path))
+    assert "(gray rollback)" in Path(page).read_text(encoding="utf-8")
