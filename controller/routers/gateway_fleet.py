@@ -188,9 +188,12 @@ class GatewayFleet:
                 raise outcome.error
         renewed = [outcome for outcome in outcomes if outcome.ok]
         if not renewed:
-            raise RouterError(
-                "no gateway replica renewed the lease: " + "; ".join(o.describe() for o in outcomes)
+            text = "no gateway replica renewed the lease: " + "; ".join(
+                o.describe() for o in outcomes
             )
+            if all(isinstance(o.error, LeaseConflictError) for o in outcomes):
+                raise LeaseConflictError(text)  # a newer lease holds every replica
+            raise RouterError(text)
         if self._written is not None and self._written.lease == lease:
             self._written = _Written(self._written.route, lease, ttl)
         return _newest(renewed, self._written)
@@ -331,17 +334,23 @@ class GatewayFleet:
 
         A replica that took a promotion's route (the candidate as its baseline) is first
         put back on the baseline the fleet served before: a rollback alone keeps a
-        route's baseline, and would leave that replica serving the candidate to all."""
+        route's baseline, and would leave that replica serving the candidate to all. A
+        replica that refused the write for a newer lease is left to that lease: it took
+        nothing, and a rollback under the refused lease would take the lease from its
+        holder (an operator's rollback) with a still newer epoch."""
         before = self._written.route.rolled_back() if self._written is not None else None
+        fenced = {o.url for o in failed if isinstance(o.error, LeaseConflictError)}
 
-        def undo(replica: GatewayRouter) -> Applied:
+        def undo(replica: GatewayRouter) -> Applied | None:
+            if replica.url in fenced:
+                return None
             if before is not None:
                 seen = replica.read()
                 if seen.lease == lease and seen.route.baseline != before.baseline:
                     replica.apply(before, lease)
             return replica.rollback(lease)
 
-        rolled = self._each(undo)
+        rolled = [o for o in self._each(undo) if o.url not in fenced]
         self.outcomes = tuple(rolled)
         back = [o.url for o in rolled if o.ok]
         not_back = [o.describe() for o in rolled if not o.ok]

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 
 import pytest
 
 from gray.controller.routers.gateway import GatewayRouter
+from gray.controller.routers.gateway_fleet import GatewayFleet
 from gray.controller.routers.haproxy import HaproxyRouter
 from gray.controller.routers.haproxy_runtime import RuntimeAddress, RuntimeApi
 from gray.controller.types import Audience, Lease, Pair, RouteSpec
@@ -85,6 +87,89 @@ class TestGatewayRouter(RouterContract):
     @pytest.fixture
     def harness(self, gateway_harness: GatewayHarness) -> RouterHarness:
         return gateway_harness
+
+
+# --- a gateway fleet ----------------------------------------------------------------------------
+
+FLEET_TIMEOUT_SECONDS = 0.5  # how long the fleet waits for an unreachable replica
+
+
+class FleetHarness:
+    """The session's three gateway replicas as one fleet, each behind its own FaultProxy:
+    unreachable breaks them all; a write fails midway when the last replica cannot be
+    reached (the others took it). `carried` is the split every replica serves; replicas
+    that disagree carry no one split, and fail the check."""
+
+    unreachable_within_seconds = 3.0
+
+    def __init__(self, proxies: list[FaultProxy], replicas: GatewayReplicas, pair: Pair) -> None:
+        self.proxies = proxies
+        self.replicas = replicas
+        self.pair = pair
+        self.direct = [GatewayRouter(url, None, retries=0) for url in replicas.urls]
+
+    @property
+    def plan_block(self) -> str:
+        urls = ", ".join(f'"{proxy.url}"' for proxy in self.proxies)
+        return f"{{type: gateway, urls: [{urls}]}}"
+
+    def routes(self) -> Sequence[RouteSpec]:
+        baseline, candidate = self.pair.baseline, self.pair.candidate
+        return (
+            RouteSpec(baseline, candidate, weight=0.1, mirror=0.3),
+            RouteSpec(baseline, candidate, weight=0.5),
+        )
+
+    def reset(self) -> int:
+        self.replicas.reset(self.pair.baseline)
+        epochs = [a.lease.epoch for a in (r.read() for r in self.direct) if a.lease]
+        return max(epochs, default=0)
+
+    def router(self) -> GatewayFleet:
+        replicas = [
+            GatewayRouter(proxy.url, None, timeout=2.0, retries=0, sleep=fast_sleep)
+            for proxy in self.proxies
+        ]
+        return GatewayFleet(replicas, FLEET_TIMEOUT_SECONDS)
+
+    def carried(self) -> RouteSpec:
+        routes = [replica.read().route for replica in self.direct]
+        assert all(route.same_split(routes[0]) for route in routes), routes
+        return routes[0]
+
+    @contextmanager
+    def unreachable(self) -> Iterator[None]:
+        with ExitStack() as stack:
+            for proxy in self.proxies:
+                stack.enter_context(proxy.refusing())
+            yield
+
+    def failing_midway(self) -> AbstractContextManager[None]:
+        return self.proxies[-1].refusing()
+
+
+class TestGatewayFleetRouter(RouterContract):
+    @pytest.fixture(scope="class")
+    def fleet_harness(
+        self, gateway_fleet: GatewayReplicas, demo_registry: DemoRegistry
+    ) -> Iterator[FleetHarness]:
+        versions = demo_registry.versions
+        gateway_fleet.alive()
+        with ExitStack() as stack:
+            proxies = [
+                stack.enter_context(FaultProxy(("127.0.0.1", replica.port)))
+                for replica in gateway_fleet.replicas
+            ]
+            harness = FleetHarness(
+                proxies, gateway_fleet, Pair(versions["baseline"], versions["good"])
+            )
+            yield harness
+            for direct in harness.direct:
+                direct.close()
+
+    @pytest.fixture
+    def harness(self, fleet_harness: FleetHarness) -> RouterHarness:
+        return fleet_harness
 
 
 # --- HAProxy ----------------------------------------------------------------------------------
