@@ -40,7 +40,7 @@ from gray.controller.errors import (
     RouteVerificationError,
     VersionNotLoadedError,
 )
-from gray.controller.routers.base import check_lease
+from gray.controller.routers.base import check_lease, describe_lease
 from gray.controller.routers.sagemaker_api import EndpointApi, current_weights, variant_names
 from gray.controller.routers.sagemaker_record import LeaseTags, VariantNames, weights_for
 from gray.controller.types import Applied, Lease, RouteSpec
@@ -96,7 +96,7 @@ class SageMakerRouter:
         current = self._record_in_force()
         self._refuse_expired(current, lease)
         if current is None or current.lease != lease:
-            held = _describe(current.lease if current else None)
+            held = describe_lease(current.lease if current else None)
             raise LeaseConflictError(
                 f"{self.where}: lease {lease.rollout_id!r} epoch {lease.epoch} is not the one "
                 f"in force ({held}); nothing to renew"
@@ -254,8 +254,8 @@ class SageMakerRouter:
             return
         self._set_weights(weights_for(newer.route, self.variants))
         raise LeaseConflictError(
-            f"{self.where}: {_describe(newer.lease)} took over while gray wrote under "
-            f"{_describe(lease)}; its weights are back in force"
+            f"{self.where}: {describe_lease(newer.lease)} took over while gray wrote under "
+            f"{describe_lease(lease)}; its weights are back in force"
         )
 
 
@@ -274,7 +274,3 @@ def _same(actual: Mapping[str, float], wanted: Mapping[str, float]) -> bool:
 
 def _format(weights: Mapping[str, float]) -> str:
     return ", ".join(f"{name}={weight:g}" for name, weight in sorted(weights.items()))
-
-
-def _describe(lease: Lease | None) -> str:
-    return "no lease" if lease is None else f"rollout {lease.rollout_id!r} epoch {lease.epoch}"
