@@ -29,7 +29,7 @@ text-align:left;vertical-align:top}th{background:#f4f4f4}.facts th{width:150px}
 .decision{font-size:15px;margin:10px 0;padding:8px;background:#f8f8f8;border-left:4px solid #888}
 .note{color:#8a5a00}pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}
 tr.look{display:none}#show-looks:checked~table tr.look{display:table-row}
-td.num{text-align:right}code{font-size:12px}
+td.num{text-align:right}td.when{white-space:nowrap}code{font-size:12px}
 """
 
 
@@ -121,7 +121,8 @@ def _stages_html(facts: ReportFacts) -> str:
         lines.append(
             f"<tr><td class='num'>{s.number}</td><td>{escape(s.name)}</td>"
             f"<td class='num'>{format_share(s.weight)}</td>"
-            f"<td class='num'>{format_share(s.mirror)}</td><td>{stamp(s.started_at)}</td>"
+            f"<td class='num'>{format_share(s.mirror)}</td>"
+            f"<td class='when'>{stamp(s.started_at)}</td>"
             f"<td>{format_duration(max(end - s.started_at, 0.001))}</td>"
             f"<td class='num'>{s.extensions}</td><td>{escape(s.outcome)}</td></tr>"
         )
@@ -143,7 +144,7 @@ def _pairs_html(pairs: DisagreeingPairs | None) -> str:
     ]
     for pair in pairs.pairs:
         lines.append(
-            f"<tr><td>{stamp(_number(pair.get('time')))}</td>"
+            f"<tr><td class='when'>{stamp(_number(pair.get('time')))}</td>"
             f"<td><code>{escape(str(pair.get('request_id', '')))}</code></td>"
             f"<td><code>{escape(_answer(pair.get('baseline')))}</code></td>"
             f"<td><code>{escape(_answer(pair.get('candidate')))}</code></td></tr>"
@@ -177,10 +178,11 @@ def _events_html(facts: ReportFacts) -> str:
     ]
     for event in facts.events:
         css = " class='look'" if event.event is EventKind.LOOK else ""
-        stage = event.state.get("stage")
+        # A stage's own events name it; the state after them may already be on the next.
+        stage = event.data.get("stage", event.state.get("stage"))
         shown_stage = str(int(stage) + 1) if isinstance(stage, int) else ""
         lines.append(
-            f"<tr{css}><td class='num'>{event.seq}</td><td>{stamp(event.at)}</td>"
+            f"<tr{css}><td class='num'>{event.seq}</td><td class='when'>{stamp(event.at)}</td>"
             f"<td>{escape(event.event.value)}</td><td class='num'>{shown_stage}</td>"
             f"<td>{escape(str(event.state.get('phase', '')))}</td>"
             f"<td>{escape(event.reason)}</td></tr>"
