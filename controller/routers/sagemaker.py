@@ -83,6 +83,7 @@ class SageMakerRouter:
 
     def apply(self, route: RouteSpec, lease: Lease, ttl: float | None = None) -> Applied:
         weights = weights_for(route, self.variants)  # refused before any write
+        self._deployed(weights, self.api.describe())  # so is a version with no variant
         current = self._record_in_force()
         self._refuse_expired(current, lease)
         check_lease(current.lease if current else None, lease, self.where)
@@ -179,13 +180,7 @@ class SageMakerRouter:
     def _set_weights(self, weights: Mapping[str, float], *, verify: bool = True) -> None:
         """Every production variant's weight in one update (those `weights` leaves out at
         0), then wait for it and, with `verify`, check `CurrentWeight`."""
-        names = variant_names(self.api.wait_in_service())
-        missing = sorted(set(weights) - set(names))
-        if missing:
-            raise VersionNotLoadedError(
-                f"{self.where} has no production variant {', '.join(map(repr, missing))} "
-                f"(it has {', '.join(names)}); gray does not create variants"
-            )
+        names = self._deployed(weights, self.api.wait_in_service())
         self.api.update_weights({name: weights.get(name, 0.0) for name in names})
         actual = current_weights(self.api.wait_in_service())
         if verify and not _same(actual, weights):
@@ -193,6 +188,18 @@ class SageMakerRouter:
                 f"{self.where} reports weights {_format(actual)} after gray wrote "
                 f"{_format(weights)}"
             )
+
+    def _deployed(self, weights: Mapping[str, float], endpoint: Mapping[str, Any]) -> list[str]:
+        """The endpoint's production variants; VersionNotLoadedError when one `weights`
+        names is not among them (gray does not create variants)."""
+        names = variant_names(endpoint)
+        missing = sorted(set(weights) - set(names))
+        if missing:
+            raise VersionNotLoadedError(
+                f"{self.where} has no production variant {', '.join(map(repr, missing))} "
+                f"(it has {', '.join(names)}); gray does not create variants"
+            )
+        return names
 
     def _route_of(self, weights: Mapping[str, float], record: LeaseTags | None) -> RouteSpec:
         """The split `weights` make, named in versions: the record's versions where it

@@ -196,6 +196,7 @@ def test_ensure_loaded_needs_the_version_s_variant_in_service(
         controller.ensure_loaded("9")
     with pytest.raises(VersionNotLoadedError, match="no production variant 'fraud-v9'"):
         controller.apply(RouteSpec("1", "9", 0.1), Lease("r-missing", 1), ttl=60)
+    assert controller.read() == Applied(RouteSpec("1"), None)  # the refused write took no lease
 
 
 def test_what_sagemaker_cannot_carry_is_refused_before_any_write(
