@@ -134,6 +134,7 @@ class SageMakerRouter:
                 else self._route_of(current_weights(self.api.describe()), None).rolled_back()
             )
             mine = Lease(rollout_id, epoch)
+            self._deployed(weights_for(route, self.variants), self.api.describe())
             self._write_tags(LeaseTags(mine, route, None))
             self._set_weights(weights_for(route, self.variants), verify=False)
             after = self._record()

@@ -399,3 +399,13 @@ def test_building_without_the_aws_extra_says_what_to_install(
     plan = parse_plan(PLAN.format(stage="{weight: 5%, dwell: 10m}", router=ROUTER), "p.yaml")
     with pytest.raises(MissingExtraError, match=r"pip install 'gray-rollout\[aws\]'"):
         plan.router.build()
+
+
+def test_a_rollback_on_variants_the_template_does_not_name_writes_nothing(
+    moto_server: MotoServer, sagemaker: Any
+) -> None:
+    endpoint = moto_server.sagemaker_endpoint("other", ("1", "2"), "blue{version}")
+    with pytest.raises(VersionNotLoadedError, match="gray does not create variants"):
+        router(sagemaker, endpoint).rollback(None)
+    arn = sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointArn"]
+    assert sagemaker.list_tags(ResourceArn=arn)["Tags"] == []
