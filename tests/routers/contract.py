@@ -11,7 +11,9 @@ A router passes when, against its real endpoint (or the endpoint's API stand-in)
 - endpoint unreachable: every call raises RouterError after bounded retries, in bounded
   time, and works again once the endpoint is back;
 - partial failure: a write that fails midway raises RouterError and leaves no split
-  but the old one, the new one or the rolled-back one, and read-back tells the truth;
+  but the old one, the new one or the rolled-back one, and read-back tells the truth
+  (a fleet of replicas, written one by one, is first given the repair the
+  controller's next look makes: `FleetRouter.repair`);
 - a whole rollout with fake traffic that follows the split the platform carries:
   a good candidate is promoted, a bad one rolled back (`run_rollout`).
 
