@@ -10,12 +10,13 @@ class DemoTimings:
     interval: str
     dwell: str
     last_dwell: str
+    min_dwell: str  # a stage whose gates all pass ends here instead of at `dwell`
 
 
 # `quick` is what the test suite runs; `normal` gives a person time to watch.
 TIMINGS = {
-    "normal": DemoTimings(interval="1s", dwell="15s", last_dwell="8s"),
-    "quick": DemoTimings(interval="1s", dwell="8s", last_dwell="4s"),
+    "normal": DemoTimings(interval="1s", dwell="15s", last_dwell="8s", min_dwell="5s"),
+    "quick": DemoTimings(interval="1s", dwell="8s", last_dwell="4s", min_dwell="3s"),
 }
 
 PLAN_TEMPLATE = """\
@@ -32,6 +33,8 @@ registry: {{uri: "{registry_uri}"}}
 router: {{type: gateway, url: "{gateway_url}", token: "${{GRAY_GATEWAY_TOKEN}}"}}
 metrics: {{type: gateway}}
 interval: {interval}
+# A stage ends as soon as every gate passes and min_dwell is over; dwell is the longest.
+min_dwell: {min_dwell}
 gates:
   # Model failures (5xx): at most +50 % relative, or +2 points absolute.
   - {{metric: error_rate, max_increase: 50%, max_increase_abs: 2%, min_samples: 100}}
@@ -73,4 +76,5 @@ def demo_plan_text(
         interval=chosen.interval,
         dwell=chosen.dwell,
         last_dwell=chosen.last_dwell,
+        min_dwell=chosen.min_dwell,
     )
