@@ -233,7 +233,7 @@ interval: 2s
 gates:
   - {{metric: error_rate, max_increase: 10%, max_increase_abs: 0.5%, min_samples: 200}}
 stages:
-  - {{weight: {first}, dwell: 10s}}
+  - {{weight: {first}, dwell: 4s}}
   - {{weight: 100%, dwell: 4s}}
 promote: {{alias: champion, keep_previous_as: previous-champion}}
 """
