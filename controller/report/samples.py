@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from gray.controller.errors import GrayError
 from gray.controller.plan.models import Plan
 from gray.controller.redact import redact
@@ -26,8 +28,11 @@ class DisagreeingPairs:
     note: str = ""  # why there are none, or where they came from
 
 
-def from_gateway(plan: Plan, candidate: str) -> DisagreeingPairs:
-    """The newest disagreeing pairs of `candidate` the plan's gateway still holds."""
+def from_gateway(
+    plan: Plan, candidate: str, transport: httpx.BaseTransport | None = None
+) -> DisagreeingPairs:
+    """The newest disagreeing pairs of `candidate` the plan's gateway still holds
+    (`transport`, as for `GatewayRouter`, lets tests swap the network)."""
     from gray.controller.routers.gateway import GatewayRouter
     from gray.controller.routers.gateway_spec import GatewayRouterSpec
 
@@ -39,7 +44,9 @@ def from_gateway(plan: Plan, candidate: str) -> DisagreeingPairs:
     found: list[dict[str, Any]] = []
     failures: list[str] = []
     for address in spec.addresses:
-        router = GatewayRouter(address, spec.token or None, TIMEOUT_SECONDS, retries=0)
+        router = GatewayRouter(
+            address, spec.token or None, TIMEOUT_SECONDS, retries=0, transport=transport
+        )
         try:
             found += router.samples("shadow", candidate, ASKED)
         except GrayError as exc:
