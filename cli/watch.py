@@ -127,16 +127,24 @@ def _serve(
         emit({"event": "listening", "url": f"{listener.address}/webhook"})
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        watcher.stop()
+        # Raised where the main thread is (a look, the wait between looks): taking the
+        # watcher's locks here could deadlock on one the interrupted code holds.
+        raise _Terminated
 
     signal.signal(signal.SIGTERM, stop)
     try:
         watcher.run()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated):
+        # A rollout being started goes on by itself: its controller is its own process.
         watcher.stop()
     finally:
         if listener is not None:
             listener.stop()
+
+
+class _Terminated(BaseException):
+    """SIGTERM: a service manager stops the watcher. A BaseException, like Ctrl-C's
+    KeyboardInterrupt, so that no `except Exception` on the way (a retry loop) takes it."""
 
 
 def _address(listen: str) -> tuple[str, int]:

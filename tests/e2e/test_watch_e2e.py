@@ -64,7 +64,7 @@ def test_watch_starts_on_alias_move_skips_rolled_back_and_retry_links(stack: Sta
     client.set_registered_model_alias("fraud", "challenger", baseline)
     plan = stack.plan("watch", "challenger", LONG_STAGES)
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "gray.cli", "watch", str(plan), "--interval", "0.2s", "-o", "json"],
+        [sys.executable, "-m", "gray.cli", "watch", str(plan), "--interval", "0.5s", "-o", "json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -84,7 +84,7 @@ def test_watch_starts_on_alias_move_skips_rolled_back_and_retry_links(stack: Sta
         skipped = next_event(watcher, {"event": "decision", "action": "skip"})
         assert f"gray rollout retry {rollout_id}" in skipped["reason"]
         watcher.send_signal(signal.SIGTERM)
-        assert watcher.wait(timeout=10) == 0
+        assert watcher.wait(timeout=60) == 0
     finally:
         if watcher.poll() is None:
             watcher.kill()
