@@ -24,7 +24,10 @@ its variance is estimated across the G groups:
 
     V(r) = G / (G - 1) sum_g (X_g(r) - mean X(r))^2,
 
-never less than the independent-events value E_c + r^2 k^2 E_b. For an
+never less than the independent-events value E_c + r^2 k^2 E_b, nor than the
+variance the null implies given all the events, r k (E_c + E_b) (the per-request
+test's conditional binomial: without it, a stage with no baseline event yet
+would look as if every large ratio were ruled out). For an
 absolute allowance d (the candidate's rate may exceed the baseline's by d)
 the statistic is S(d) = E_c - k E_b - d N_c with X_g(d) likewise.
 
@@ -184,8 +187,14 @@ class ClusteredTrack:
         grid = self.rule.grid.ratio
         # Ratio: X_g(r) = a_g - r b_g; S(r) = E_c - r k E_b.
         s, v = _linear_family(a, ratio_b, grid)
-        floor = e_c[:, None] + np.square(grid * k[:, None]) * e_b[:, None]
-        v = np.maximum(v, floor)
+        # Never below the independent-events variance, and never below the variance the
+        # null itself implies: given all E_c + E_b events, the candidate's count under
+        # ratio r is binomial, so S(r) has variance r k (E_c + E_b). (With no baseline
+        # event yet, the plug-in value alone would make every large r look rejected.)
+        rk = grid * k[:, None]
+        independent = e_c[:, None] + np.square(rk) * e_b[:, None]
+        implied = rk * (e_c + e_b)[:, None]
+        v = np.maximum(v, np.maximum(independent, implied))
         up, down = _rejected(s, v, alpha, concurrent)
         self.lower_index = np.maximum(self.lower_index, _last_of_prefix(up))
         self.upper_index = np.minimum(self.upper_index, _first_of_suffix(down))
@@ -206,7 +215,11 @@ class ClusteredTrack:
         base = a - k[:, None] * self.baseline_events - p_b[:, None] * spread
         s, v = _linear_family(base, self.candidate_exposure, diffs)
         e_c, e_b = a.sum(axis=1), self.baseline_events.sum(axis=1)
-        v = np.maximum(v, (e_c + np.square(k) * e_b)[:, None])
+        # As for the ratio: the candidate's count under the null has at least the variance
+        # of its expected count k E_b + d N_c, whatever was observed.
+        implied = (k * e_b)[:, None] + diffs[None, :] * self.candidate_exposure.sum(axis=1)[:, None]
+        candidate = np.maximum(e_c[:, None], implied)
+        v = np.maximum(v, candidate + (np.square(k) * e_b)[:, None])
         up, down = _rejected(s, v, self.rule.alpha, concurrent)
         self.difference_lower_index = np.maximum(self.difference_lower_index, _last_of_prefix(up))
         self.difference_upper_index = np.minimum(

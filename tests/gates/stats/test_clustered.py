@@ -90,3 +90,16 @@ def test_clustered_test_catches_twice_the_errors_and_brackets_the_ratio() -> Non
     assert track.fails().mean() > 0.95
     low, high = track.ratio_bounds()
     assert np.mean((low <= 2.0) & (high >= 2.0)) > 1 - 2 * ALPHA
+
+
+def test_with_no_baseline_event_yet_large_ratios_are_not_ruled_out() -> None:
+    """13 candidate errors and none on the baseline at an even split: a ratio of 8 would
+    give that 22 % of the time, so the lower bound must stay below it (the plug-in variance
+    alone, zero for the baseline, ruled out every ratio up to 64)."""
+    track = ClusteredTrack(CountRule(alpha=ALPHA, max_increase=0.1), 1, ROUTING_GROUPS)
+    requests = np.full((1, ROUTING_GROUPS), 6.0)
+    errors = np.zeros((1, ROUTING_GROUPS))
+    errors[0, :13] = 1.0
+    track.add(errors, requests, np.zeros_like(errors), requests)
+    low, _ = track.ratio_bounds()
+    assert 1.0 < low[0] < 8.0
