@@ -133,9 +133,12 @@ def read_events(process: subprocess.Popen[str], until: str, timeout: float = 120
 
 
 @contextlib.contextmanager
-def live_stack(registry_uri: str, versions: dict[str, str], root: Path) -> Iterator[Stack]:
-    """A real gateway on `registry_uri` with steady traffic, GRAY_HOME under `root` and the
-    gateway token in the environment, for as long as the block runs."""
+def live_stack(
+    registry_uri: str, versions: dict[str, str], root: Path, *, traffic: bool = True
+) -> Iterator[Stack]:
+    """A real gateway on `registry_uri` with steady traffic (unless a test needs no verdict),
+    GRAY_HOME under `root` and the gateway token in the environment, for as long as the
+    block runs."""
     from gray.demo.models import demo_dataset
     from gray.demo.traffic import TrafficGenerator
     from gray.gateway.testing import start_gateway
@@ -148,12 +151,17 @@ def live_stack(registry_uri: str, versions: dict[str, str], root: Path) -> Itera
             registry_uri, "fraud", root / "gateway", token=TOKEN, slo_edges=(0.05,)
         )
         features, labels = demo_dataset()
-        traffic = TrafficGenerator(gateway.url, TOKEN, features, labels, rps=60, workers=3).start()
+        load = (
+            TrafficGenerator(gateway.url, TOKEN, features, labels, rps=60, workers=3).start()
+            if traffic
+            else None
+        )
         stack = Stack(registry_uri, versions, gateway.url, home, root, gateway)
         try:
             yield stack
         finally:
-            traffic.stop()
+            if load is not None:
+                load.stop()
             assert stack.gateway is not None
             stack.gateway.stop()
 

@@ -11,12 +11,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gray.controller.journal import LocalJournal
-from tests.e2e.conftest import LONG_STAGES, Stack
+from tests.conftest import DemoRegistry
+from tests.e2e.conftest import LONG_STAGES, Stack, live_stack
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +57,14 @@ def wait_for_exit(pid: int, timeout: float = 30) -> None:
         time.sleep(0.2)
     os.kill(pid, signal.SIGTERM)
     raise AssertionError(f"controller {pid} kept running after its rollout was rolled back")
+
+
+@pytest.fixture
+def stack(fresh_registry: DemoRegistry, tmp_path: Path) -> Iterator[Stack]:
+    """A real gateway on a private copy of the demo registry, without traffic: every rollout
+    here ends by an operator's rollback, none waits for a verdict."""
+    with live_stack(fresh_registry.uri, fresh_registry.versions, tmp_path, traffic=False) as live:
+        yield live
 
 
 def test_watch_starts_on_alias_move_skips_rolled_back_and_retry_links(stack: Stack) -> None:
