@@ -118,11 +118,13 @@ class Watcher:
         refused = self._refused.get(decision.version or "")
         if decision.action is not Action.START or refused is None or now >= refused[1]:
             return decision
+        # The time, not a countdown: the same decision reads the same until it changes.
+        again = time.strftime("%H:%M:%S", time.localtime(refused[1]))
         return Decision(
             Action.WAIT,
             decision.version,
             f"the last start of v{decision.version} was refused by its preflight; tried again "
-            f"in {refused[1] - now:.0f}s",
+            f"from {again}",
         )
 
     def _start(self, decision: Decision) -> None:
