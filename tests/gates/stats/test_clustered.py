@@ -66,7 +66,7 @@ def test_clustered_false_rollbacks_stay_under_alpha_at_the_margin(
     """Independent requests, the candidate exactly at its allowance for 40 looks: the
     time-uniform part of the guarantee, where the per-look evidence is freshest."""
     rng = np.random.default_rng(29)
-    runs, looks, base = 400, 40, 0.01
+    runs, looks, base = 300, 40, 0.01
     rule = CountRule(alpha=ALPHA, max_increase=0.1, max_increase_abs=max_increase_abs)
     worst = max(base * 1.1, base + (max_increase_abs or 0.0))
     track = ClusteredTrack(rule, runs, ROUTING_GROUPS)
