@@ -49,6 +49,8 @@ def pinned_plan_text(text: str, baseline: str, candidate: str, filename: str) ->
     except yaml.YAMLError as exc:
         raise ConfigError(f"{filename}: cannot read the journaled plan: {exc}") from None
     model = _child(root, "model")
+    if not isinstance(model, yaml.MappingNode):
+        raise ConfigError(f"{filename}: the journaled plan has no model block to pin")
     spans = []
     for key, version in (("baseline", baseline), ("candidate", candidate)):
         node = _child(model, key)

@@ -103,6 +103,8 @@ def test_a_retry_pins_both_versions_and_keeps_the_rest() -> None:
     assert 'baseline: "1"   # kept comment' in pinned
     assert 'candidate: "2"' in pinned
     assert "${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}" in pinned
+    with pytest.raises(ConfigError, match="no model block"):
+        pinned_plan_text("", "1", "2", "p")
     with pytest.raises(ConfigError, match=r"model\.baseline is not a plain value"):
         pinned_plan_text("model: {name: fraud, baseline: [1], candidate: '2'}\n", "1", "2", "p")
 
