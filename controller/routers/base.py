@@ -83,6 +83,16 @@ def describe_lease(lease: Lease | None) -> str:
     return "no lease" if lease is None else f"rollout {lease.rollout_id!r} epoch {lease.epoch}"
 
 
+def check_renewable(current: Lease | None, offered: Lease, where: str) -> None:
+    """A renewal extends only the lease in force (LeaseConflictError otherwise: a newer
+    lease, for example a rollback, or none because it expired)."""
+    if current != offered:
+        raise LeaseConflictError(
+            f"{where}: lease {offered.rollout_id!r} epoch {offered.epoch} is not the one "
+            f"in force ({describe_lease(current)}); nothing to renew"
+        )
+
+
 @runtime_checkable
 class FleetRouter(Protocol):
     """An endpoint of several replicas, each of which may lose the route on its own (a

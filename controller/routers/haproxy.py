@@ -32,7 +32,7 @@ from gray.controller.errors import (
     RouteVerificationError,
     VersionNotLoadedError,
 )
-from gray.controller.routers.base import bind_versions, check_lease, describe_lease
+from gray.controller.routers.base import bind_versions, check_lease, check_renewable, describe_lease
 from gray.controller.routers.haproxy_record import MAX_WEIGHT, LeaseRecord, Weights, weights_for
 from gray.controller.routers.haproxy_runtime import RuntimeAddress, RuntimeApi
 from gray.controller.types import Applied, Lease, RouteSpec
@@ -92,12 +92,8 @@ class HaproxyRouter:
     def renew(self, lease: Lease, ttl: float) -> Applied:
         current = self._record_in_force()
         self._refuse_expired(current, lease)
-        if current is None or current.lease != lease:
-            held = describe_lease(current.lease if current else None)
-            raise LeaseConflictError(
-                f"{self.where}: lease {lease.rollout_id!r} epoch {lease.epoch} is not the one "
-                f"in force ({held}); nothing to renew"
-            )
+        check_renewable(current.lease if current else None, lease, self.where)
+        assert current is not None  # check_renewable refuses a missing lease
         if current.expires_at is not None:
             self._write_record(
                 LeaseRecord(current.lease, current.route, self._clock() + ttl, current.servers)

@@ -16,12 +16,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 from gray.controller.errors import (
-    LeaseConflictError,
     LeaseExpiredError,
     RouteNotSupportedError,
     RouteVerificationError,
 )
-from gray.controller.routers.base import check_lease, describe_lease
+from gray.controller.routers.base import check_lease, check_renewable
 from gray.controller.routers.kubernetes_object import (
     KubeObject,
     KubernetesObject,
@@ -113,12 +112,8 @@ class ObjectRouter:
 
         def decide(obj: KubeObject) -> Patch | None:
             mark = LeaseMark.of(obj, self.where)
-            if mark is None or mark.lease != lease:
-                held = describe_lease(mark.lease if mark else None)
-                raise LeaseConflictError(
-                    f"{self.where}: lease {lease.rollout_id!r} epoch {lease.epoch} is not the "
-                    f"one in force ({held}); nothing to renew"
-                )
+            check_renewable(mark.lease if mark else None, lease, self.where)
+            assert mark is not None  # check_renewable refuses a missing lease
             if mark.expires_at is None:
                 return None  # held with no expiry: nothing to extend
             return marks_patch(LeaseMark(lease, self._clock() + ttl), None)

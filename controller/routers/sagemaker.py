@@ -40,7 +40,7 @@ from gray.controller.errors import (
     RouteVerificationError,
     VersionNotLoadedError,
 )
-from gray.controller.routers.base import check_lease, describe_lease
+from gray.controller.routers.base import check_lease, check_renewable, describe_lease
 from gray.controller.routers.sagemaker_api import EndpointApi, current_weights, variant_names
 from gray.controller.routers.sagemaker_record import LeaseTags, VariantNames, weights_for
 from gray.controller.types import Applied, Lease, RouteSpec
@@ -96,12 +96,8 @@ class SageMakerRouter:
     def renew(self, lease: Lease, ttl: float) -> Applied:
         current = self._record_in_force()
         self._refuse_expired(current, lease)
-        if current is None or current.lease != lease:
-            held = describe_lease(current.lease if current else None)
-            raise LeaseConflictError(
-                f"{self.where}: lease {lease.rollout_id!r} epoch {lease.epoch} is not the one "
-                f"in force ({held}); nothing to renew"
-            )
+        check_renewable(current.lease if current else None, lease, self.where)
+        assert current is not None  # check_renewable refuses a missing lease
         if current.expires_at is not None:
             self._write_tags(LeaseTags(current.lease, current.route, self._clock() + ttl))
         # The weights are untouched: the route in force is the one the lease wrote (the look
