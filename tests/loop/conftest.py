@@ -68,7 +68,8 @@ class Harness:
             self.metrics,
             self.registry,
             self.journal,
-            Notifier(self.plan.notify),
+            # Retries are exercised, with pauses short enough for a test.
+            Notifier(self.plan.notify, first_pause=0.01),
             self.clock,
             on_event=lambda e: self.events.append(e.event),
             **options,  # type: ignore[arg-type]

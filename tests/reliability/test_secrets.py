@@ -82,7 +82,7 @@ def test_a_webhook_from_an_environment_variable_never_reaches_a_warning(tmp_path
     warnings: list[str] = []
     controller = harness.runner(on_warning=warnings.append)
     controller.run(harness.start())
-    failures = [w for w in warnings if "webhook" in w]
+    failures = [w for w in warnings if "notification" in w]
     assert failures, warnings
     assert all("SECRET" not in w and "t0ps3cret" not in w for w in warnings)
     assert "127.0.0.1:9" in failures[0]
