@@ -30,6 +30,13 @@ import pytest
 
 from tests.receiver import Receiver, running_receiver
 
+# pytest-xdist's workers export the controlling terminal's COLUMNS and LINES. The CLI
+# takes an explicit COLUMNS as the width the user asked for, so a worker drops them and
+# renders as a serial run does (no terminal: rows kept whole).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
 DEMO_MODEL_NAME = "fraud"
 SERVER_START_TIMEOUT_SECONDS = 120.0
 

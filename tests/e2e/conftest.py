@@ -34,7 +34,10 @@ policies:
   inconclusive: {{extend: 4s, max_extensions: 2, then: pass}}
 promote: {{alias: champion, keep_previous_as: previous-champion}}
 """
-SHORT_STAGES = "  - {weight: 30%, dwell: 8s}\n  - {weight: 100%, dwell: 4s}"
+# A stage whose gates all pass ends early (min_dwell); one that stays undecided runs on.
+SHORT_STAGES = (
+    "  - {weight: 30%, dwell: 8s, min_dwell: 2s}\n  - {weight: 100%, dwell: 4s, min_dwell: 1s}"
+)
 LONG_STAGES = (
     "  - {weight: 30%, dwell: 8s}\n  - {weight: 60%, dwell: 60s}\n  - {weight: 100%, dwell: 4s}"
 )
