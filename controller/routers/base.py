@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from gray.controller.errors import LeaseConflictError
+from gray.controller.errors import LeaseConflictError, LeaseExpiredError
 from gray.controller.types import Applied, Lease, RouteSpec
 
 if TYPE_CHECKING:
@@ -81,6 +81,19 @@ def bind_versions(
 
 def describe_lease(lease: Lease | None) -> str:
     return "no lease" if lease is None else f"rollout {lease.rollout_id!r} epoch {lease.epoch}"
+
+
+def refuse_if_expired(
+    in_force: Lease | None, after_expiry: bool, offered: Lease, where: str
+) -> None:
+    """LeaseExpiredError when `offered` is the lease whose expiry ended it: for endpoints
+    where gray acts on the expiry itself, the next gray call writes the baseline under
+    the next epoch and marks it `after_expiry`."""
+    if after_expiry and in_force == Lease(offered.rollout_id, offered.epoch + 1):
+        raise LeaseExpiredError(
+            f"{where}: the lease of rollout {offered.rollout_id!r} epoch {offered.epoch} "
+            "expired unrenewed; the baseline answers everything since"
+        )
 
 
 def check_renewable(current: Lease | None, offered: Lease, where: str) -> None:

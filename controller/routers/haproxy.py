@@ -27,12 +27,17 @@ from collections.abc import Callable, Mapping
 
 from gray.controller.errors import (
     LeaseConflictError,
-    LeaseExpiredError,
     RouterError,
     RouteVerificationError,
     VersionNotLoadedError,
 )
-from gray.controller.routers.base import bind_versions, check_lease, check_renewable, describe_lease
+from gray.controller.routers.base import (
+    bind_versions,
+    check_lease,
+    check_renewable,
+    describe_lease,
+    refuse_if_expired,
+)
 from gray.controller.routers.haproxy_record import MAX_WEIGHT, LeaseRecord, Weights, weights_for
 from gray.controller.routers.haproxy_runtime import RuntimeAddress, RuntimeApi
 from gray.controller.types import Applied, Lease, RouteSpec
@@ -186,15 +191,8 @@ class HaproxyRouter:
 
     def _refuse_expired(self, current: LeaseRecord | None, lease: Lease) -> None:
         """LeaseExpiredError when `lease` is the one whose expiry ended it."""
-        if (
-            current is not None
-            and current.after_expiry
-            and current.lease == Lease(lease.rollout_id, lease.epoch + 1)
-        ):
-            raise LeaseExpiredError(
-                f"{self.where}: the lease of rollout {lease.rollout_id!r} epoch {lease.epoch} "
-                "expired unrenewed; the baseline answers everything since"
-            )
+        if current is not None:
+            refuse_if_expired(current.lease, current.after_expiry, lease, self.where)
 
     def _bind(self, route: RouteSpec, current: LeaseRecord | None) -> dict[str, str]:
         """Which server serves which version: a version of the route keeps the server it

@@ -16,11 +16,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 from gray.controller.errors import (
-    LeaseExpiredError,
     RouteNotSupportedError,
     RouteVerificationError,
 )
-from gray.controller.routers.base import check_lease, check_renewable
+from gray.controller.routers.base import check_lease, check_renewable, refuse_if_expired
 from gray.controller.routers.kubernetes_object import (
     KubeObject,
     KubernetesObject,
@@ -172,11 +171,8 @@ class ObjectRouter:
     def _refuse_expired(self, obj: KubeObject, lease: Lease) -> None:
         """LeaseExpiredError when `lease` is the one whose expiry ended it."""
         mark = LeaseMark.of(obj, self.where)
-        if mark and mark.after_expiry and mark.lease == Lease(lease.rollout_id, lease.epoch + 1):
-            raise LeaseExpiredError(
-                f"{self.where}: the lease of rollout {lease.rollout_id!r} epoch {lease.epoch} "
-                "expired unrenewed; the baseline answers everything since"
-            )
+        if mark is not None:
+            refuse_if_expired(mark.lease, mark.after_expiry, lease, self.where)
 
     def _settle(self, obj: KubeObject) -> KubeObject:
         """The object once its status shows the write in force (read again until then)."""

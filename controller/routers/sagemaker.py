@@ -35,12 +35,16 @@ from typing import Any
 
 from gray.controller.errors import (
     LeaseConflictError,
-    LeaseExpiredError,
     RouterError,
     RouteVerificationError,
     VersionNotLoadedError,
 )
-from gray.controller.routers.base import check_lease, check_renewable, describe_lease
+from gray.controller.routers.base import (
+    check_lease,
+    check_renewable,
+    describe_lease,
+    refuse_if_expired,
+)
 from gray.controller.routers.sagemaker_api import EndpointApi, current_weights, variant_names
 from gray.controller.routers.sagemaker_record import LeaseTags, VariantNames, weights_for
 from gray.controller.types import Applied, Lease, RouteSpec
@@ -241,15 +245,8 @@ class SageMakerRouter:
         return expired
 
     def _refuse_expired(self, current: LeaseTags | None, lease: Lease) -> None:
-        if (
-            current is not None
-            and current.after_expiry
-            and current.lease == Lease(lease.rollout_id, lease.epoch + 1)
-        ):
-            raise LeaseExpiredError(
-                f"{self.where}: the lease of rollout {lease.rollout_id!r} epoch {lease.epoch} "
-                "expired unrenewed; the baseline answers everything since"
-            )
+        if current is not None:
+            refuse_if_expired(current.lease, current.after_expiry, lease, self.where)
 
     def _fence_after_write(self, lease: Lease) -> None:
         """A newer lease that arrived while this writer wrote keeps its weights."""
