@@ -94,7 +94,7 @@ def test_hostile_plan_is_refused_with_a_position_quickly(text: str, words: str) 
     with pytest.raises(PlanError) as caught:
         parse_plan(text, "plan.yaml", environ={})
     elapsed = time.perf_counter() - started
-    assert elapsed < 1.0, f"took {elapsed:.2f}s"
+    assert elapsed < 2.0, f"took {elapsed:.2f}s"  # a blow-up takes minutes; 2 s spares load
     problems = caught.value.problems
     assert problems and all(p.line is not None and p.column is not None for p in problems)
     assert any(words in p.render() for p in problems), [p.render() for p in problems]
